@@ -1,0 +1,38 @@
+"""Instants as integer microseconds since the Unix epoch (UTC), and durations such as `14d`."""
+
+from __future__ import annotations
+
+import re
+from datetime import UTC, datetime, timedelta
+
+EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+MICROS_PER_SECOND = 1_000_000
+MICROS_PER_DAY = 86_400 * MICROS_PER_SECOND
+_UNITS = {"s": MICROS_PER_SECOND, "m": 60 * MICROS_PER_SECOND, "h": 3_600 * MICROS_PER_SECOND,
+          "d": MICROS_PER_DAY, "w": 7 * MICROS_PER_DAY}
+DURATION_PATTERN = r"^\d+[smhdw]$"
+_DURATION = re.compile(DURATION_PATTERN)
+
+
+def to_micros(moment: datetime) -> int:
+    """Exact microseconds since the epoch of an offset-aware datetime."""
+    return (moment - EPOCH) // timedelta(microseconds=1)
+
+
+def from_micros(micros: int) -> datetime:
+    return EPOCH + timedelta(microseconds=micros)
+
+
+def format_instant(micros: int) -> str:
+    """RFC 3339 in UTC with a `Z`, microseconds only when present."""
+    moment = from_micros(micros)
+    spec = "seconds" if moment.microsecond == 0 else "microseconds"
+    return moment.isoformat(timespec=spec).replace("+00:00", "Z")
+
+
+def parse_duration(text: str) -> int:
+    """`30d` -> microseconds; units s, m, h, d, w."""
+    if not _DURATION.match(text):
+        raise ValueError(f"duration {text!r} must be a whole number with a unit s, m, h, d or w "
+                         "(like 14d)")
+    return int(text[:-1]) * _UNITS[text[-1]]

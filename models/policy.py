@@ -1,0 +1,76 @@
+"""The policy schema (design section 4): tiers best first, downgrade hysteresis and churn rules."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validator
+
+from models.instants import parse_duration
+
+RuleId = Annotated[str, Field(pattern=r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,63}$")]
+
+
+def _duration(text: str) -> str:
+    parse_duration(text)
+    return text
+
+
+Duration = Annotated[str, AfterValidator(_duration)]
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+class TierRule(_Strict):
+    id: RuleId
+    label: str | None = None
+    when: str | None = Field(default=None, min_length=1)
+
+
+class Downgrade(_Strict):
+    grace: Duration = "0d"
+    max_steps: int = Field(default=1, ge=1)
+    warn_before: Duration = "0d"
+
+
+class ChurnRule(_Strict):
+    id: RuleId
+    label: str | None = None
+    when: str = Field(min_length=1)
+
+
+class Policy(_Strict):
+    name: RuleId
+    version: str = Field(min_length=1, max_length=64)
+    description: str | None = None
+    currency: str = Field(default="CNY", pattern=r"^[A-Z]{3}$")
+    rates: dict[Annotated[str, Field(pattern=r"^[A-Z]{3}$")],
+                Annotated[float, Field(gt=0, allow_inf_nan=False)]] = {}
+    windows: list[Duration] = []
+    tiers: list[TierRule] = Field(min_length=1)
+    downgrade: Downgrade = Downgrade()
+    churn: list[ChurnRule] = []
+
+    @model_validator(mode="after")
+    def _consistent(self) -> Policy:
+        *ranked, default = self.tiers
+        if default.when is not None:
+            raise ValueError(f"the last tier ({default.id}) is the default tier and must have no "
+                             "`when`; add a catch-all tier at the end")
+        for tier in ranked:
+            if tier.when is None:
+                raise ValueError(f"tier {tier.id} needs a `when` condition; only the last tier "
+                                 "may have none")
+        for what, ids in (("tier", [t.id for t in self.tiers]),
+                          ("churn rule", [c.id for c in self.churn]),
+                          ("window", self.windows)):
+            repeated = sorted({i for i in ids if ids.count(i) > 1})
+            if repeated:
+                raise ValueError(f"{what} {', '.join(repeated)} is listed more than once")
+        return self
+
+    @property
+    def tier_ids(self) -> tuple[str, ...]:
+        return tuple(t.id for t in self.tiers)

@@ -1,0 +1,54 @@
+"""Per-customer state: the facts the metrics are folded from, plus the tier machine's memory."""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+from pydantic import BaseModel, ConfigDict
+
+
+class Order(NamedTuple):
+    """An order as seen so far; `amount` is None while only a refund or cancellation arrived."""
+
+    order_id: str
+    at: int                     # placed, microseconds since the epoch
+    amount: float | None        # in the policy currency
+    refunded: float
+    cancelled: bool
+    refund_ids: tuple[str, ...]  # event ids of refunds applied, so a redelivery counts once
+
+    @property
+    def counts(self) -> bool:
+        return self.amount is not None and not self.cancelled
+
+    @property
+    def net(self) -> float:
+        return max((self.amount or 0.0) - self.refunded, 0.0)
+
+
+class Touch(NamedTuple):
+    """One interaction inside the largest window."""
+
+    event_id: str
+    at: int
+    kind: str
+
+
+class CustomerState(BaseModel):
+    """Everything the engine knows about one customer. Instants are epoch microseconds."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    customer_id: str
+    created_at: int
+    clock: int
+    orders: tuple[Order, ...] = ()
+    touches: tuple[Touch, ...] = ()
+    tier: str | None = None
+    tier_since: int | None = None
+    downgrade_due: int | None = None
+    downgrade_warned: bool = False
+    churn_rule: str | None = None
+    churn_since: int | None = None
+    sequence: int = 0
+    next_change_at: int | None = None

@@ -1,0 +1,97 @@
+"""A validated policy with its CEL conditions compiled once and its metric needs worked out."""
+
+from __future__ import annotations
+
+import difflib
+from collections.abc import Callable
+from typing import Any
+
+from models.errors import PolicyError
+from models.instants import parse_duration
+from models.policy import Policy
+from rules import metrics
+from rules.conditions import Condition
+
+LineOf = Callable[[tuple[str | int, ...]], int | None]
+
+
+class CompiledPolicy:
+    """Everything the engine needs from a policy, computed once at load."""
+
+    def __init__(self, policy: Policy, line_of: LineOf = lambda _: None,
+                 file: str = "<policy>") -> None:
+        self.policy, self.file = policy, file
+        self.name, self.version = policy.name, policy.version
+        self.tier_ids = policy.tier_ids
+        self.windows = tuple(policy.windows)
+        self.grace = parse_duration(policy.downgrade.grace)
+        self.warn_before = parse_duration(policy.downgrade.warn_before)
+        self.max_steps = policy.downgrade.max_steps
+        self.rates = {policy.currency: 1.0, **policy.rates}
+        where = [(("tiers", i, "when"), t.when) for i, t in enumerate(policy.tiers) if t.when]
+        where += [(("churn", i, "when"), c.when) for i, c in enumerate(policy.churn)]
+        compiled = {loc: self._compile(source, loc, line_of) for loc, source in where}
+        self.tier_conditions: tuple[Condition, ...] = tuple(
+            compiled[("tiers", i, "when")] for i, t in enumerate(policy.tiers) if t.when)
+        self.churn_conditions: tuple[tuple[str, Condition], ...] = tuple(
+            (c.id, compiled[("churn", i, "when")]) for i, c in enumerate(policy.churn))
+        names = sorted({v for c in compiled.values() for v in c.variables})
+        self.fixed, self.windowed = self._classify(names, compiled, line_of)
+        self.metric_names = tuple(names)
+        self.time_metrics = tuple(n for n in names if n in metrics.TIME_METRICS)
+        self.largest_window = max((parse_duration(w) for w in self.windows), default=0)
+        self.order_windows = tuple(sorted({m.micros for m in self.windowed
+                                           if m.kind != "interactions"}))
+        self.touch_windows = tuple(sorted({m.micros for m in self.windowed
+                                           if m.kind == "interactions"}))
+        self._type_check(compiled, line_of)
+
+    def _compile(self, source: str, location: tuple, line_of: LineOf) -> Condition:
+        field = ".".join(str(p) for p in location)
+        try:
+            return Condition(source, field)
+        except (ValueError, SyntaxError) as error:
+            message = str(error).replace("Failed to parse expression", "CEL syntax error in")
+            raise PolicyError(message, file=self.file, line=line_of(location),
+                              field=field) from None
+
+    def _classify(self, names: list[str], compiled: dict, line_of: LineOf) -> tuple:
+        fixed, windowed = [], []
+        for name in names:
+            try:
+                kind = metrics.classify(name, self.windows)
+            except ValueError as error:
+                location = next(loc for loc, c in compiled.items() if name in c.variables)
+                hint = difflib.get_close_matches(name, self.known_metrics(), n=1)
+                message = f"{error}{f'; did you mean {hint[0]!r}?' if hint else ''}"
+                raise PolicyError(message, file=self.file, line=line_of(location),
+                                  field=".".join(map(str, location))) from None
+            (fixed if kind is None else windowed).append(name if kind is None else kind)
+        return tuple(fixed), tuple(windowed)
+
+    def _type_check(self, compiled: dict, line_of: LineOf) -> None:
+        sample = metrics.sample_values(self.fixed, self.windowed)
+        growing = {name: True for name in self.time_metrics}
+        for location, condition in compiled.items():
+            try:
+                condition.holds(sample)
+                condition.next_flip(sample, growing, 0)
+            except Exception as error:
+                raise PolicyError(f"`{condition.source}` does not evaluate: "
+                                  f"{getattr(error, 'message', error)}", file=self.file,
+                                  line=line_of(location),
+                                  field=".".join(map(str, location))) from None
+
+    def known_metrics(self) -> list[str]:
+        windowed = [f"{kind}_{w}" for kind in metrics.WINDOWED for w in self.windows]
+        return [*metrics.FIXED, *windowed]
+
+    def values(self, state: Any, t: int) -> dict[str, Any]:
+        return metrics.compute(state, t, self.fixed, self.windowed)
+
+    def eligible(self, values: dict[str, Any]) -> int:
+        """Index of the first tier whose condition holds (the last tier is the default)."""
+        for index, condition in enumerate(self.tier_conditions):
+            if condition.holds(values):
+                return index
+        return len(self.tier_conditions)

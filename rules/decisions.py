@@ -1,0 +1,153 @@
+"""Tier and churn decisions at one instant, and the next instant they could change by time alone.
+
+Upgrades apply at once. A customer eligible only for a lower tier gets a downgrade scheduled after
+the grace period; it is cancelled if the customer qualifies again before then, and when due the
+tier drops by at most max_steps (never below the eligible tier). Churn rules open an episode with
+one warning and close it with one recovery event.
+"""
+
+from __future__ import annotations
+
+import uuid
+from typing import Any
+
+from models.instants import format_instant
+from models.outputs import DecisionData, OutputEvent, PolicyRef
+from models.state import CustomerState
+from rules import metrics
+from rules.compiled import CompiledPolicy
+
+_NAMESPACE = uuid.UUID("6f1f6bb0-4a7e-5a7e-9c55-7469657273f1")
+Values = dict[str, Any]
+
+
+class _Decision:
+    """The state being decided on at instant t, and the events it emits, in order."""
+
+    def __init__(self, state: CustomerState, policy: CompiledPolicy, t: int) -> None:
+        self.state, self.policy, self.t = state, policy, t
+        self.values = policy.values(state, t)
+        self.outputs: list[OutputEvent] = []
+
+    def update(self, **changes: Any) -> None:
+        self.state = self.state.model_copy(update=changes)
+
+    def move(self, kind: str, to_tier: str, rule: str, reason: str) -> None:
+        self.emit(kind, self.state.tier, to_tier, rule, reason, self._tier_inputs())
+        self.update(tier=to_tier, tier_since=self.t, downgrade_due=None, downgrade_warned=False)
+        if "tier" in self.values:
+            self.values["tier"] = to_tier
+        if "days_in_tier" in self.values:
+            self.values["days_in_tier"] = 0.0
+
+    def emit(self, kind: str, from_tier: str | None, to_tier: str | None, rule: str,
+             reason: str, inputs: Values, **extra: Any) -> None:
+        sequence = self.state.sequence + 1
+        self.update(sequence=sequence)
+        policy, customer = self.policy, self.state.customer_id
+        key = f"{policy.name}\n{policy.version}\n{customer}\n{self.state.created_at}\n{sequence}"
+        data = DecisionData(customer_id=customer, from_tier=from_tier, to_tier=to_tier,
+                            policy=PolicyRef(name=policy.name, version=policy.version),
+                            rule=rule, reason=reason, metrics=inputs, **extra)
+        self.outputs.append(OutputEvent(
+            id=str(uuid.uuid5(_NAMESPACE, key)), source=f"/tierstream/policies/{policy.name}",
+            type=f"tierstream.{kind}", subject=customer, time=format_instant(self.t),
+            sequence=str(sequence), data=data))
+
+    def _tier_inputs(self) -> Values:
+        names = {v for c in self.policy.tier_conditions for v in c.variables}
+        return {name: self.values[name] for name in sorted(names)}
+
+
+def evaluate(state: CustomerState, policy: CompiledPolicy, t: int) -> tuple[
+        CustomerState, list[OutputEvent]]:
+    """Decide tier and churn at instant t; returns the new state and what it emitted."""
+    decision = _Decision(state, policy, t)
+    _decide_tier(decision)
+    _decide_churn(decision)
+    decision.update(clock=t, next_change_at=_next_change(decision))
+    return decision.state, decision.outputs
+
+
+def _decide_tier(d: _Decision) -> None:
+    ids, policy = d.policy.tier_ids, d.policy
+    target = policy.eligible(d.values)
+    why = _why(policy, target)
+    if d.state.tier not in ids:
+        return d.move("tier.assigned", ids[target], ids[target], why)
+    current = ids.index(d.state.tier)
+    if target < current:
+        return d.move("tier.upgraded", ids[target], ids[target], why)
+    if target == current:
+        if d.state.downgrade_due is not None:
+            d.update(downgrade_due=None, downgrade_warned=False)
+        return None
+    due = d.state.downgrade_due
+    if due is None:
+        due = d.t + policy.grace
+        d.update(downgrade_due=due, downgrade_warned=False)
+    if d.t >= due:
+        return _downgrade(d, current, target, why)
+    if not d.state.downgrade_warned and d.t >= due - policy.warn_before and policy.warn_before:
+        lower = ids[min(current + policy.max_steps, target)]
+        d.emit("tier.downgrade_warning", ids[current], lower, ids[target],
+               f"{why}; moves down to {lower} at {format_instant(due)} unless it qualifies "
+               f"for {ids[current]} again", d._tier_inputs(), due_at=format_instant(due))
+        d.update(downgrade_warned=True)
+    return None
+
+
+def _downgrade(d: _Decision, current: int, target: int, why: str) -> None:
+    ids, policy = d.policy.tier_ids, d.policy
+    while current < target:
+        lower = min(current + policy.max_steps, target)
+        grace = f"after the {policy.policy.downgrade.grace} grace period" if policy.grace else \
+            "at once (no grace period)"
+        d.move("tier.downgraded", ids[lower], ids[target],
+               f"{why}; no longer qualifies for {ids[current]}, moved down {grace}")
+        current = lower
+        if current < target and policy.grace:
+            d.update(downgrade_due=d.t + policy.grace)
+            return
+
+
+def _why(policy: CompiledPolicy, index: int) -> str:
+    tier = policy.policy.tiers[index]
+    if tier.when is None:
+        return f"{tier.id} is the default tier: no condition above it holds"
+    return f"qualifies for {tier.id}: {tier.when}"
+
+
+def _decide_churn(d: _Decision) -> None:
+    rule = next((rid for rid, c in d.policy.churn_conditions if c.holds(d.values)), None)
+    open_rule = d.state.churn_rule
+    if rule is not None and open_rule is None:
+        condition = dict(d.policy.churn_conditions)[rule]
+        d.emit("churn.warning", d.state.tier, d.state.tier, rule,
+               f"churn rule {rule} holds: {condition.source}", condition.inputs(d.values),
+               churn_rule=rule)
+        d.update(churn_rule=rule, churn_since=d.t)
+    elif rule is None and open_rule is not None:
+        since = format_instant(d.state.churn_since or d.t)
+        inputs = {v: d.values[v] for _, c in d.policy.churn_conditions for v in c.variables}
+        d.emit("churn.recovered", d.state.tier, d.state.tier, open_rule,
+               f"no churn rule holds any more (episode opened by {open_rule} at {since})",
+               dict(sorted(inputs.items())), churn_rule=open_rule)
+        d.update(churn_rule=None, churn_since=None)
+
+
+def _next_change(d: _Decision) -> int | None:
+    """The earliest instant after t at which time alone could change a decision."""
+    state, policy, t = d.state, d.policy, d.t
+    candidates = []
+    if state.downgrade_due is not None:
+        candidates.append(state.downgrade_due)
+        if policy.warn_before and not state.downgrade_warned:
+            candidates.append(state.downgrade_due - policy.warn_before)
+    candidates += [o.at + w for o in state.orders if o.counts for w in policy.order_windows]
+    candidates += [x.at + w for x in state.touches for w in policy.touch_windows]
+    if policy.time_metrics:
+        growing = metrics.time_anchors(state, policy.time_metrics)
+        conditions = (*policy.tier_conditions, *(c for _, c in policy.churn_conditions))
+        candidates += [c.next_flip(d.values, growing, t) for c in conditions if c.timed]
+    return min((c for c in candidates if c is not None and c > t), default=None)

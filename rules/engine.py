@@ -1,0 +1,102 @@
+"""The pure tier engine: `apply(state, event, policy)` and `advance(state, policy, now)`.
+
+Both return the new state and the output events. Time is always an argument (event time), so live
+processing, replay, backfill and what-if all give the same decisions for the same events.
+"""
+
+from __future__ import annotations
+
+from models.errors import InvalidEventError
+from models.events import (CustomerErased, Event, Interaction, OrderCancelled, OrderCompleted,
+                           OrderRefunded)
+from models.instants import to_micros
+from models.outputs import OutputEvent
+from models.state import CustomerState, Order, Touch
+from rules import decisions
+from rules.compiled import CompiledPolicy
+
+Result = tuple[CustomerState | None, list[OutputEvent]]
+
+
+def apply(state: CustomerState | None, event: Event, policy: CompiledPolicy) -> Result:
+    """Fold one event into the customer's state; a redelivered event changes nothing."""
+    if isinstance(event, CustomerErased):
+        return None, []
+    t = to_micros(event.occurred_at)
+    amount = _in_policy_currency(event, policy)
+    outputs: list[OutputEvent] = []
+    if state is None:
+        state = CustomerState(customer_id=event.customer_id, created_at=t, clock=t)
+        fresh = True
+    else:
+        state, outputs = advance(state, policy, t)
+        fresh = False
+    ingested = _ingest(state, event, amount, t, policy)
+    if ingested is None and not fresh:
+        return state, outputs
+    state, more = decisions.evaluate(ingested or state, policy, max(state.clock, t))
+    return state, outputs + more
+
+
+def advance(state: CustomerState, policy: CompiledPolicy, now: int) -> tuple[
+        CustomerState, list[OutputEvent]]:
+    """Let time pass up to `now` (inclusive): every time-driven change happens at its instant."""
+    outputs: list[OutputEvent] = []
+    while state.next_change_at is not None and state.next_change_at <= now:
+        state, more = decisions.evaluate(state, policy, state.next_change_at)
+        outputs += more
+    return state, outputs
+
+
+def _in_policy_currency(event: Event, policy: CompiledPolicy) -> float:
+    if not isinstance(event, OrderCompleted | OrderRefunded):
+        return 0.0
+    rate = policy.rates.get(event.currency)
+    if rate is None:
+        raise InvalidEventError(f"currency {event.currency} has no rate in policy "
+                                f"{policy.name}; known: {', '.join(sorted(policy.rates))}",
+                                reason="unknown_currency")
+    return event.amount * rate
+
+
+def _ingest(state: CustomerState, event: Event, amount: float, t: int,
+            policy: CompiledPolicy) -> CustomerState | None:
+    """The state with the event's facts added, or None when the event adds nothing new."""
+    if isinstance(event, Interaction):
+        return _add_touch(state, event, t, policy)
+    index, order = _find(state.orders, event.order_id)
+    if isinstance(event, OrderCompleted):
+        if order is not None and order.amount is not None:
+            return None
+        new = Order(event.order_id, t, amount, 0.0, False, ()) if order is None else \
+            order._replace(at=t, amount=amount)
+    elif isinstance(event, OrderRefunded):
+        order = order or Order(event.order_id, t, None, 0.0, False, ())
+        if event.event_id in order.refund_ids:
+            return None
+        new = order._replace(refunded=order.refunded + amount,
+                             refund_ids=(*order.refund_ids, event.event_id))
+    else:
+        assert isinstance(event, OrderCancelled)
+        if order is not None and order.cancelled:
+            return None
+        new = (order or Order(event.order_id, t, None, 0.0, False, ()))._replace(cancelled=True)
+    orders = (*state.orders, new) if index is None else \
+        (*state.orders[:index], new, *state.orders[index + 1:])
+    return state.model_copy(update={"orders": orders})
+
+
+def _find(orders: tuple[Order, ...], order_id: str) -> tuple[int | None, Order | None]:
+    for index, order in enumerate(orders):
+        if order.order_id == order_id:
+            return index, order
+    return None, None
+
+
+def _add_touch(state: CustomerState, event: Interaction, t: int,
+               policy: CompiledPolicy) -> CustomerState | None:
+    horizon = max(state.clock, t) - policy.largest_window
+    if t <= horizon or any(x.event_id == event.event_id for x in state.touches):
+        return None  # too old to count in any window, or already seen
+    kept = tuple(x for x in state.touches if x.at > horizon)
+    return state.model_copy(update={"touches": (*kept, Touch(event.event_id, t, event.kind))})

@@ -1,0 +1,127 @@
+"""The metric catalogue and the fold that computes metric values from a customer's state at time t.
+
+A window w covers events with occurred_at in (t - w, t]. Cancelled orders do not count; refunds
+lower the net revenue of the order they refund, in whichever window holds that order.
+"""
+
+from __future__ import annotations
+
+import re
+from math import fsum
+from typing import NamedTuple
+
+from models.instants import MICROS_PER_DAY, parse_duration
+from models.state import CustomerState
+
+FIXED = {
+    "orders_total": "completed orders ever (cancelled ones excluded)",
+    "revenue_total": "net revenue ever, after refunds, in the policy currency",
+    "days_since_last_order": "days since the latest order (0.0 with no order)",
+    "days_since_first_order": "days since the first order (0.0 with no order)",
+    "avg_days_between_orders": "mean days between consecutive orders (0.0 below two orders)",
+    "tier": "the current tier id (\"\" before the first assignment)",
+    "days_in_tier": "days since the current tier was entered",
+}
+WINDOWED = {
+    "orders": "completed orders placed in the window",
+    "revenue": "net revenue of orders placed in the window",
+    "refunds": "amount refunded on orders placed in the window",
+    "avg_order_value": "revenue / orders in the window (0.0 with none)",
+    "interactions": "interactions of any kind in the window",
+}
+NEEDS_MODEL = ("p_alive", "expected_orders_", "clv_")
+# Metrics that grow by one per day between events; the engine solves conditions on them for time.
+TIME_METRICS = ("days_since_last_order", "days_since_first_order", "days_in_tier")
+STRING_METRICS = ("tier",)
+INT_METRICS = ("orders_total",)
+_WINDOWED = re.compile(r"^(?P<kind>orders|revenue|refunds|avg_order_value|interactions)"
+                       r"(?:_(?P<touch>[a-z][a-z0-9_]*?))?_(?P<window>\d+[smhdw])$")
+
+
+class Windowed(NamedTuple):
+    name: str
+    kind: str
+    touch: str | None   # interaction kind for interactions_<kind>_<w>
+    window: str
+    micros: int
+
+
+def classify(name: str, windows: tuple[str, ...]) -> Windowed | None:
+    """None for a fixed metric; a Windowed for a windowed one; ValueError for an unknown name."""
+    if name in FIXED:
+        return None
+    if name.startswith(NEEDS_MODEL) or name.endswith("_pct"):
+        raise ValueError(f"metric {name!r} needs a fitted model or the population's distribution, "
+                         "which this version of tierstream does not compute yet")
+    match = _WINDOWED.match(name)
+    if match is None or (match["touch"] and match["kind"] != "interactions"):
+        raise ValueError(f"unknown metric {name!r}")
+    if match["window"] not in windows:
+        raise ValueError(f"metric {name!r} uses window {match['window']}, which is not in the "
+                         f"policy's windows [{', '.join(windows)}]; add it there")
+    return Windowed(name, match["kind"], match["touch"], match["window"],
+                    parse_duration(match["window"]))
+
+
+def compute(state: CustomerState, t: int, fixed: tuple[str, ...],
+            windowed: tuple[Windowed, ...]) -> dict[str, float | int | str]:
+    """Values of the named metrics for `state` evaluated at instant `t`."""
+    orders = [o for o in state.orders if o.counts and o.at <= t]
+    values: dict[str, float | int | str] = {}
+    for name in fixed:
+        values[name] = _fixed(name, state, orders, t)
+    for metric in windowed:
+        values[metric.name] = _windowed(metric, state, orders, t)
+    return values
+
+
+def _fixed(name: str, state: CustomerState, orders: list, t: int) -> float | int | str:
+    if name == "orders_total":
+        return len(orders)
+    if name == "revenue_total":
+        return fsum(o.net for o in orders)
+    if name == "tier":
+        return state.tier or ""
+    if name == "days_in_tier":
+        return (t - state.tier_since) / MICROS_PER_DAY if state.tier_since is not None else 0.0
+    if not orders:
+        return 0.0
+    first, last = min(o.at for o in orders), max(o.at for o in orders)
+    if name == "days_since_last_order":
+        return (t - last) / MICROS_PER_DAY
+    if name == "days_since_first_order":
+        return (t - first) / MICROS_PER_DAY
+    return (last - first) / MICROS_PER_DAY / (len(orders) - 1) if len(orders) > 1 else 0.0
+
+
+def _windowed(metric: Windowed, state: CustomerState, orders: list, t: int) -> float | int:
+    start = t - metric.micros
+    if metric.kind == "interactions":
+        return sum(1 for x in state.touches if start < x.at <= t
+                   and (metric.touch is None or x.kind == metric.touch))
+    inside = [o for o in orders if o.at > start]
+    if metric.kind == "orders":
+        return len(inside)
+    if metric.kind == "refunds":
+        return fsum(min(o.refunded, o.amount or 0.0) for o in inside)
+    revenue = fsum(o.net for o in inside)
+    if metric.kind == "revenue":
+        return revenue
+    return revenue / len(inside) if inside else 0.0
+
+
+def time_anchors(state: CustomerState, names: tuple[str, ...]) -> dict[str, bool]:
+    """For each time metric in `names`: does it grow with time (True) or stay at 0.0 (False)?"""
+    has_orders = any(o.counts for o in state.orders)
+    return {name: (state.tier_since is not None if name == "days_in_tier" else has_orders)
+            for name in names if name in TIME_METRICS}
+
+
+def sample_values(fixed: tuple[str, ...], windowed: tuple[Windowed, ...]) -> dict:
+    """Typed non-zero sample values, used to type-check conditions when a policy loads."""
+    values: dict[str, float | int | str] = {}
+    for name in fixed:
+        values[name] = "A" if name in STRING_METRICS else 1 if name in INT_METRICS else 1.5
+    for metric in windowed:
+        values[metric.name] = 1 if metric.kind in ("orders", "interactions") else 1.5
+    return values

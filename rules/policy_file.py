@@ -1,0 +1,91 @@
+"""Reads a policy YAML file into a CompiledPolicy, with errors that name file, line and field."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import yaml
+from pydantic import ValidationError
+
+from models.errors import PolicyError
+from models.policy import Policy
+from rules.compiled import CompiledPolicy
+
+BUILTIN_DIR = Path(__file__).parent / "policies"
+Location = tuple[str | int, ...]
+
+
+def load_policy(path: str | Path) -> CompiledPolicy:
+    """Load a policy file, or a shipped policy by name (`default`)."""
+    path = Path(path)
+    if not path.exists() and (BUILTIN_DIR / f"{path}.yaml").exists():
+        path = BUILTIN_DIR / f"{path}.yaml"
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as error:
+        raise PolicyError(f"cannot read the policy: {error.strerror}", file=str(path)) from None
+    return parse_policy(text, str(path))
+
+
+def builtin_policies() -> list[Path]:
+    return sorted(BUILTIN_DIR.glob("*.yaml"))
+
+
+def parse_policy(text: str, file: str = "<policy>") -> CompiledPolicy:
+    data, lines = _read_yaml(text, file)
+    try:
+        policy = Policy.model_validate(data)
+    except ValidationError as error:
+        first = error.errors(include_url=False)[0]
+        location = tuple(first["loc"])
+        raise PolicyError(first["msg"].removeprefix("Value error, "), file=file,
+                          line=_line_of(location, lines), field=_dotted(location)) from None
+    return CompiledPolicy(policy, lambda location: _line_of(location, lines), file)
+
+
+def _read_yaml(text: str, file: str) -> tuple[Any, dict[Location, int]]:
+    loader = yaml.SafeLoader(text)
+    try:
+        node = loader.get_single_node()
+        if node is None:
+            raise PolicyError("the policy file is empty", file=file)
+        lines: dict[Location, int] = {}
+        _index(node, (), lines, file)
+        return loader.construct_document(node), lines
+    except yaml.MarkedYAMLError as error:
+        mark = error.problem_mark or error.context_mark
+        raise PolicyError(f"not valid YAML: {error.problem or error.context}", file=file,
+                          line=mark.line + 1 if mark else None) from None
+    finally:
+        loader.dispose()
+
+
+def _index(node: yaml.Node, location: Location, lines: dict[Location, int], file: str) -> None:
+    lines[location] = node.start_mark.line + 1
+    if isinstance(node, yaml.MappingNode):
+        seen: set[str] = set()
+        for key, value in node.value:
+            if key.value in seen:
+                raise PolicyError(f"key {key.value!r} appears twice", file=file,
+                                  line=key.start_mark.line + 1, field=_dotted(location))
+            seen.add(key.value)
+            _index(value, (*location, key.value), lines, file)
+            lines[(*location, key.value)] = key.start_mark.line + 1
+    elif isinstance(node, yaml.SequenceNode):
+        for i, item in enumerate(node.value):
+            _index(item, (*location, i), lines, file)
+
+
+def _line_of(location: Location, lines: dict[Location, int]) -> int | None:
+    for end in range(len(location), -1, -1):
+        if location[:end] in lines:
+            return lines[location[:end]]
+    return None
+
+
+def _dotted(location: Location) -> str:
+    text = ""
+    for part in location:
+        text += f"[{part}]" if isinstance(part, int) else f".{part}" if text else str(part)
+    return text
