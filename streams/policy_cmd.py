@@ -1,0 +1,72 @@
+"""`tierstream policy validate|explain`: check a policy file and say what it does in plain words."""
+
+from __future__ import annotations
+
+from rich.console import Console
+from rich.table import Table
+
+from rules import metrics
+from rules.compiled import CompiledPolicy
+
+
+def describe_validated(policy: CompiledPolicy) -> str:
+    return (f"ok  {policy.file}: policy {policy.name} {policy.version}, "
+            f"{len(policy.tier_ids)} tiers ({' > '.join(policy.tier_ids)}), "
+            f"{len(policy.churn_conditions)} churn rules, {len(policy.metric_names)} metrics")
+
+
+def explain(policy: CompiledPolicy, console: Console) -> None:
+    spec = policy.policy
+    console.print(f"[bold]Policy {spec.name}[/] version {spec.version}  ({policy.file})")
+    if spec.description:
+        console.print(spec.description)
+    console.print(f"Amounts in {spec.currency}"
+                  + (f"; rates: {', '.join(f'1 {c} = {r} {spec.currency}' for c, r in spec.rates.items())}"
+                     if spec.rates else "; other currencies are rejected")
+                  + f". Windows: {', '.join(spec.windows) or 'none'}.\n")
+    tiers = Table(title="Tiers, best first: the first whose condition holds is eligible")
+    for column in ("tier", "label", "condition"):
+        tiers.add_column(column)
+    for tier in spec.tiers:
+        tiers.add_row(tier.id, tier.label or "", tier.when or "(default: everyone else)")
+    console.print(tiers)
+    console.print(_hysteresis(policy) + "\n")
+    if spec.churn:
+        churn = Table(title="Churn warnings: one per episode, a recovery event when none holds")
+        for column in ("rule", "label", "condition"):
+            churn.add_column(column)
+        for rule in spec.churn:
+            churn.add_row(rule.id, rule.label or "", rule.when)
+        console.print(churn)
+    used = Table(title="Metrics used")
+    used.add_column("metric")
+    used.add_column("meaning")
+    for name in policy.metric_names:
+        used.add_row(name, _meaning(name, policy))
+    console.print(used)
+
+
+def _hysteresis(policy: CompiledPolicy) -> str:
+    down = policy.policy.downgrade
+    steps = "one tier" if down.max_steps == 1 else f"at most {down.max_steps} tiers"
+    text = "Upgrades happen at once. "
+    if policy.grace:
+        text += (f"A customer who stops qualifying for its tier keeps it for a {down.grace} grace "
+                 f"period and then moves down {steps} (never below the tier it qualifies for); "
+                 "qualifying again during the grace period cancels the downgrade.")
+    else:
+        text += f"Downgrades happen at once, {steps} at a time."
+    if policy.warn_before and policy.grace:
+        text += f" A tier.downgrade_warning is sent {down.warn_before} before the downgrade."
+    return text
+
+
+def _meaning(name: str, policy: CompiledPolicy) -> str:
+    if name in metrics.FIXED:
+        return metrics.FIXED[name]
+    windowed = metrics.classify(name, policy.windows)
+    assert windowed is not None
+    what = metrics.WINDOWED[windowed.kind]
+    if windowed.touch:
+        what = f"interactions of kind {windowed.touch!r} in the window"
+    return f"{what}, window {windowed.window} (events in (t - {windowed.window}, t])"
