@@ -36,6 +36,31 @@ class _Token(NamedTuple):
     end: int
 
 
+def shift(text: str, names: frozenset[str], by: str) -> str:
+    """`text` with every variable in `names` replaced by `(name + <by>)`."""
+    out, last = [], 0
+    found = tokens(text)
+    for i, token in enumerate(found):
+        called = i + 1 < len(found) and found[i + 1].text == "("
+        member = i > 0 and found[i - 1].text == "."
+        if token.kind == "ident" and token.text in names and not called and not member:
+            out.append(f"{text[last:token.start]}({token.text} + {by.format(token.text)})")
+            last = token.end
+    return "".join(out) + text[last:]
+
+
+def is_linear(text: str, names: frozenset[str]) -> bool:
+    """True when `text` is plainly linear in `names`: sums and products with one of them at most."""
+    found = tokens(text)
+    plain = all(t.kind in ("ident", "number") or t.text in "+-*()" for t in found)
+    return plain and sum(t.text in names for t in found) <= 1
+
+
+def tokens(text: str) -> list[_Token]:
+    return [_Token(m.lastgroup or "", m.group(), m.start(), m.end())
+            for m in _TOKEN.finditer(text) if m.lastgroup != "space"]
+
+
 def comparisons(source: str) -> list[Comparison]:
     """Every relational comparison in `source`, innermost included, in source order."""
     parser = _Parser(source)
@@ -50,8 +75,7 @@ class _Parser:
 
     def __init__(self, source: str) -> None:
         self.source = source
-        self.tokens = [_Token(m.lastgroup or "", m.group(), m.start(), m.end())
-                       for m in _TOKEN.finditer(source) if m.lastgroup != "space"]
+        self.tokens = tokens(source)
         if sum(len(m.group()) for m in _TOKEN.finditer(source)) != len(source):
             raise SyntaxError("expression contains characters CEL does not allow")
         self.pos = 0

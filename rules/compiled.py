@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 import difflib
+from collections import Counter
 from collections.abc import Callable
 from typing import Any
 
 from models.errors import PolicyError
 from models.instants import parse_duration
 from models.policy import Policy
-from rules import metrics
+from rules import horizon, metrics
+from rules.comparisons import comparisons, tokens
 from rules.conditions import Condition
 
 LineOf = Callable[[tuple[str | int, ...]], int | None]
@@ -40,10 +42,11 @@ class CompiledPolicy:
         self.metric_names = tuple(names)
         self.time_metrics = tuple(n for n in names if n in metrics.TIME_METRICS)
         self.largest_window = max((parse_duration(w) for w in self.windows), default=0)
-        self.order_windows = tuple(sorted({m.micros for m in self.windowed
-                                           if m.kind != "interactions"}))
-        self.touch_windows = tuple(sorted({m.micros for m in self.windowed
-                                           if m.kind == "interactions"}))
+        self.timed_conditions = tuple(c for c in compiled.values() if c.timed)
+        uses = Counter(t.text for c in compiled.values() for t in tokens(c.source)
+                       if t.kind == "ident")
+        found = [x for c in compiled.values() for x in comparisons(c.source)]
+        self.thresholds = horizon.thresholds(found, {m.name: uses[m.name] for m in self.windowed})
         self._type_check(compiled, line_of)
 
     def _compile(self, source: str, location: tuple, line_of: LineOf) -> Condition:

@@ -2,9 +2,11 @@
 
 Each condition is compiled once by the Rust-backed `cel` package and executed with only the
 variables it references (building a CEL context costs ~1 us per variable). For comparisons that
-involve a time metric (see metrics.TIME_METRICS) the difference `left - right` is compiled too:
-between discrete events every time metric grows by exactly 1.0 per day, so that difference is
-linear in time and its zero is the instant the comparison flips.
+involve a time metric (see metrics.TIME_METRICS) the engine needs the instant they flip: between
+discrete events every such metric grows by exactly 1.0 per day, so `left - right` is linear in
+time for a linear comparison and its zero is that instant. One extra CEL program per condition
+returns every such gap now and one day later. A comparison that is not plainly linear (a time
+metric inside a function call, a division or a product with another) is looked at once a day.
 """
 
 from __future__ import annotations
@@ -16,11 +18,11 @@ import cel
 
 from models.errors import PolicyEvaluationError
 from models.instants import MICROS_PER_DAY
-from rules.comparisons import comparisons
+from rules.comparisons import comparisons, is_linear, shift
 from rules.metrics import TIME_METRICS
 
 Values = dict[str, Any]
-_LINEAR_TOLERANCE = 1e-9
+_GROWTH = "_growth_{}"  # context variable: 1.0 if the time metric grows, 0.0 if it is stuck at 0
 
 
 class Condition:
@@ -30,9 +32,7 @@ class Condition:
         self.source, self.where = source, where
         self.program = cel.compile(source)
         self.variables = tuple(self.program.variables())
-        self.timed = tuple(_TimedComparison(c.left, c.right)
-                           for c in comparisons(source)
-                           if c.identifiers & set(TIME_METRICS) and not c.nested)
+        self.timed = _TimeGaps(source)
 
     def holds(self, values: Values) -> bool:
         try:
@@ -50,30 +50,53 @@ class Condition:
 
     def next_flip(self, values: Values, growing: dict[str, bool], now: int) -> int | None:
         """Earliest instant after `now` at which a time comparison inside could flip, if any."""
-        flips = [f for c in self.timed if (f := c.next_flip(values, growing, now)) is not None]
+        return self.timed.next_flip(values, growing, now) if self.timed else None
+
+
+class _TimeGaps:
+    """The gaps `left - right` of a condition's time comparisons, now and a day or two later."""
+
+    def __init__(self, source: str) -> None:
+        timed = [c for c in comparisons(source)
+                 if c.identifiers & set(TIME_METRICS) and not c.nested]
+        gaps = []
+        self.daily = False  # some comparison is not plainly linear: look again every day
+        for c in timed:
+            names = c.identifiers & set(TIME_METRICS)
+            if not (is_linear(c.left, names) and is_linear(c.right, names)):
+                self.daily = True
+                continue
+            for days in (0, 1):
+                by = f"{days}.0 * {_GROWTH}"
+                gaps.append(f"double({shift(c.left, names, by)}) - "
+                            f"double({shift(c.right, names, by)})")
+        self.program = cel.compile(f"[{', '.join(gaps)}]") if timed else None
+        self.variables = tuple(v for v in self.program.variables()
+                               if not v.startswith("_growth_")) if self.program else ()
+        self.time_variables = tuple(sorted({n for c in timed for n in c.identifiers
+                                            if n in TIME_METRICS}))
+
+    def __bool__(self) -> bool:
+        return self.program is not None
+
+    def next_flip(self, values: Values, growing: dict[str, bool], now: int) -> int | None:
+        if self.program is None or not any(growing.get(v) for v in self.time_variables):
+            return None
+        context = {v: values[v] for v in self.variables}
+        for v in self.time_variables:
+            context[_GROWTH.format(v)] = 1.0 if growing.get(v) else 0.0
+        gaps = self.program.execute(context)
+        flips = [f for i in range(0, len(gaps), 2) if (f := _flip(gaps[i], gaps[i + 1], now))]
+        if self.daily:
+            flips.append(now + MICROS_PER_DAY)
         return min(flips, default=None)
 
 
-class _TimedComparison:
-    def __init__(self, left: str, right: str) -> None:
-        self.program = cel.compile(f"double({left}) - double({right})")
-        self.variables = tuple(self.program.variables())
-
-    def gap(self, values: Values, growing: dict[str, bool], days: float) -> float:
-        context = {v: values[v] + days if growing.get(v) else values[v] for v in self.variables}
-        return float(self.program.execute(context))
-
-    def next_flip(self, values: Values, growing: dict[str, bool], now: int) -> int | None:
-        if not any(growing.get(v) for v in self.variables):
-            return None
-        gaps = [self.gap(values, growing, d) for d in (0.0, 1.0, 2.0)]
-        slope = gaps[1] - gaps[0]
-        if abs((gaps[2] - gaps[1]) - slope) > _LINEAR_TOLERANCE * max(1.0, *map(abs, gaps)):
-            return now + MICROS_PER_DAY  # not linear in time: look again in a day
-        if gaps[0] == 0.0:
-            # On the boundary now: a strict comparison flips right after, unless it is flat here.
-            return now + 1 if self.gap(values, growing, 1 / MICROS_PER_DAY) != 0.0 else (
-                now + MICROS_PER_DAY if slope else None)
-        if slope == 0.0 or gaps[0] * slope > 0:
-            return None  # constant, or moving away from zero
-        return max(now + 1, now + math.floor(-gaps[0] / slope * MICROS_PER_DAY))
+def _flip(now_gap: float, next_day_gap: float, now: int) -> int | None:
+    """When a linear gap, `now_gap` now and `next_day_gap` a day later, first crosses zero."""
+    slope = next_day_gap - now_gap
+    if slope == 0.0 or now_gap * slope > 0:
+        return None  # constant, or moving away from zero
+    if now_gap == 0.0:
+        return now + 1  # on the boundary now: a strict comparison flips right after
+    return max(now + 1, now + math.floor(-now_gap / slope * MICROS_PER_DAY))

@@ -14,7 +14,7 @@ from typing import Any
 from models.instants import format_instant
 from models.outputs import DecisionData, OutputEvent, PolicyRef
 from models.state import CustomerState
-from rules import metrics
+from rules import horizon
 from rules.compiled import CompiledPolicy
 
 _NAMESPACE = uuid.UUID("6f1f6bb0-4a7e-5a7e-9c55-7469657273f1")
@@ -65,7 +65,8 @@ def evaluate(state: CustomerState, policy: CompiledPolicy, t: int) -> tuple[
     decision = _Decision(state, policy, t)
     _decide_tier(decision)
     _decide_churn(decision)
-    decision.update(clock=t, next_change_at=_next_change(decision))
+    decision.update(clock=t, next_change_at=horizon.next_change(
+        decision.state, policy, decision.values, t))
     return decision.state, decision.outputs
 
 
@@ -134,20 +135,3 @@ def _decide_churn(d: _Decision) -> None:
                f"no churn rule holds any more (episode opened by {open_rule} at {since})",
                dict(sorted(inputs.items())), churn_rule=open_rule)
         d.update(churn_rule=None, churn_since=None)
-
-
-def _next_change(d: _Decision) -> int | None:
-    """The earliest instant after t at which time alone could change a decision."""
-    state, policy, t = d.state, d.policy, d.t
-    candidates = []
-    if state.downgrade_due is not None:
-        candidates.append(state.downgrade_due)
-        if policy.warn_before and not state.downgrade_warned:
-            candidates.append(state.downgrade_due - policy.warn_before)
-    candidates += [o.at + w for o in state.orders if o.counts for w in policy.order_windows]
-    candidates += [x.at + w for x in state.touches for w in policy.touch_windows]
-    if policy.time_metrics:
-        growing = metrics.time_anchors(state, policy.time_metrics)
-        conditions = (*policy.tier_conditions, *(c for _, c in policy.churn_conditions))
-        candidates += [c.next_flip(d.values, growing, t) for c in conditions if c.timed]
-    return min((c for c in candidates if c is not None and c > t), default=None)

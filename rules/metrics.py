@@ -71,7 +71,7 @@ def compute(state: CustomerState, t: int, fixed: tuple[str, ...],
     for name in fixed:
         values[name] = _fixed(name, state, orders, t)
     for metric in windowed:
-        values[metric.name] = _windowed(metric, state, orders, t)
+        values[metric.name] = windowed_value(metric, state, orders, t)
     return values
 
 
@@ -94,7 +94,7 @@ def _fixed(name: str, state: CustomerState, orders: list, t: int) -> float | int
     return (last - first) / MICROS_PER_DAY / (len(orders) - 1) if len(orders) > 1 else 0.0
 
 
-def _windowed(metric: Windowed, state: CustomerState, orders: list, t: int) -> float | int:
+def windowed_value(metric: Windowed, state: CustomerState, orders: list, t: int) -> float | int:
     start = t - metric.micros
     if metric.kind == "interactions":
         return sum(1 for x in state.touches if start < x.at <= t

@@ -1,0 +1,81 @@
+"""When could time alone next change a customer's decision? The engine's wake-up instant.
+
+Three things change with time and nothing else: a scheduled downgrade or its warning falls due,
+a window forgets an old event, and the time metrics (days since ...) grow. Window expiries are
+checked against the policy's thresholds: when every use of a windowed metric is a plain
+comparison with a number (`orders_90d >= 3`), only the expiry that makes one of those comparisons
+flip matters, so a customer is woken once per real change rather than once per expiring order.
+"""
+
+from __future__ import annotations
+
+import operator
+from collections.abc import Callable, Iterable
+from typing import Any
+
+from models.state import CustomerState
+from rules import metrics
+from rules.comparisons import Comparison
+
+Threshold = tuple[Callable[[Any, Any], bool], float]   # metric OP number
+_OPERATORS = {"<": operator.lt, "<=": operator.le, ">": operator.gt, ">=": operator.ge,
+              "==": operator.eq, "!=": operator.ne}
+_MIRRORED = {"<": ">", "<=": ">=", ">": "<", ">=": "<=", "==": "==", "!=": "!="}
+
+
+def thresholds(found: Iterable[Comparison], uses: dict[str, int]
+               ) -> dict[str, tuple[Threshold, ...]]:
+    """Metrics used only in `metric OP number` comparisons, with those comparisons.
+
+    `uses` counts every occurrence of each metric name in the policy's conditions.
+    """
+    simple: dict[str, list[Threshold]] = {}
+    for c in found:
+        for name, number, op in ((c.left, c.right, c.operator),
+                                 (c.right, c.left, _MIRRORED[c.operator])):
+            value = _number(number)
+            if name in uses and value is not None:
+                simple.setdefault(name, []).append((_OPERATORS[op], value))
+    return {name: tuple(items) for name, items in simple.items() if len(items) == uses[name]}
+
+
+def _number(text: str) -> float | None:
+    try:
+        return float(text.rstrip("uU"))
+    except ValueError:
+        return None
+
+
+def next_change(state: CustomerState, policy: Any, values: dict[str, Any], t: int) -> int | None:
+    """The earliest instant after t at which time alone could change a decision, if any."""
+    candidates: list[int | None] = []
+    if state.downgrade_due is not None:
+        candidates.append(state.downgrade_due)
+        if policy.warn_before and not state.downgrade_warned:
+            candidates.append(state.downgrade_due - policy.warn_before)
+    candidates += [_window_change(m, state, policy, values, t) for m in policy.windowed]
+    if policy.time_metrics:
+        growing = metrics.time_anchors(state, policy.time_metrics)
+        candidates += [c.next_flip(values, growing, t) for c in policy.timed_conditions]
+    return min((c for c in candidates if c is not None and c > t), default=None)
+
+
+def _window_change(metric: metrics.Windowed, state: CustomerState, policy: Any,
+                   values: dict[str, Any], t: int) -> int | None:
+    """First instant after t at which forgetting old events changes how `metric` compares."""
+    start = t - metric.micros
+    if metric.kind == "interactions":
+        times = [x.at for x in state.touches if x.at > start]
+    else:
+        times = [o.at for o in state.orders if o.counts and o.at > start]
+    expiries = sorted({at + metric.micros for at in times})
+    checks = policy.thresholds.get(metric.name)
+    if checks is None or not expiries:
+        return expiries[0] if expiries else None
+    now = [compare(values[metric.name], number) for compare, number in checks]
+    orders = [o for o in state.orders if o.counts and o.at <= t]
+    for expiry in expiries:
+        value = metrics.windowed_value(metric, state, orders, expiry)
+        if [compare(value, number) for compare, number in checks] != now:
+            return expiry
+    return None
