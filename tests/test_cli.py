@@ -1,0 +1,138 @@
+"""The `tierstream` command line: replay outputs, dead letters, exit codes, policy commands."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from streams.cli import main
+
+GOOD = [
+    {"type": "order_completed", "event_id": "e1", "customer_id": "c1",
+     "occurred_at": "2026-01-05T10:00:00+08:00", "order_id": "o1", "amount": "6000.00",
+     "currency": "CNY"},
+    {"type": "interaction", "event_id": "e2", "customer_id": "c2",
+     "occurred_at": "2026-01-06T09:00:00Z", "kind": "visit"},
+    {"type": "order_completed", "event_id": "e3", "customer_id": "c2",
+     "occurred_at": "2026-01-07T09:00:00Z", "order_id": "o2", "amount": 100, "currency": "USD"},
+]
+BAD = [
+    (b"{not json", "not_json"),
+    (b'{"type": "order_shipped", "event_id": "x"}', "unknown_type"),
+    (b'{"type": "order_completed", "event_id": "e9", "customer_id": "c9", '
+     b'"occurred_at": "2026-01-05T10:00:00", "order_id": "o9", "amount": 5, '
+     b'"currency": "CNY"}', "invalid_field"),
+    (b'{"type": "order_completed", "event_id": "e8", "customer_id": "c8", '
+     b'"occurred_at": "2026-01-05T10:00:00Z", "order_id": "o8", "amount": 5, '
+     b'"currency": "JPY"}', "unknown_currency"),
+    (b"\xff\xfe garbage", "not_utf8"),
+]
+
+
+def write_events(path: Path, bad: bool = True) -> Path:
+    lines = [json.dumps(e).encode() for e in GOOD]
+    if bad:
+        lines[1:1] = [raw for raw, _ in BAD]
+    path.write_bytes(b"\n".join(lines) + b"\n")
+    return path
+
+
+def read_jsonl(path: Path) -> list[dict]:
+    return [json.loads(line) for line in path.read_text().splitlines()]
+
+
+def test_replay_writes_outputs_dead_letters_and_states(tmp_path: Path) -> None:
+    events = write_events(tmp_path / "events.jsonl")
+    status = main(["replay", str(events), "--as-of", "2026-02-01", "--out",
+                   str(tmp_path / "out.jsonl"), "--dead-letters", str(tmp_path / "dead.jsonl"),
+                   "--state-out", str(tmp_path / "state.jsonl")])
+    assert status == 0
+    outputs = read_jsonl(tmp_path / "out.jsonl")
+    assert [(o["subject"], o["type"], o["data"]["to_tier"]) for o in outputs] == [
+        ("c1", "tierstream.tier.assigned", "B"),
+        ("c2", "tierstream.tier.assigned", "D"),
+        ("c2", "tierstream.tier.upgraded", "C"),
+    ]
+    first = outputs[0]
+    assert first["specversion"] == "1.0" and first["time"] == "2026-01-05T02:00:00Z"
+    assert first["sequence"] == "1" and first["data"]["policy"]["name"] == "default"
+    assert first["data"]["metrics"]["revenue_365d"] == 6000.0
+    dead = read_jsonl(tmp_path / "dead.jsonl")
+    assert [d["reason"] for d in dead] == [reason for _, reason in BAD if reason !=
+                                           "unknown_currency"] + ["unknown_currency"]
+    assert all(d["error"] and d["source"].endswith("events.jsonl") for d in dead)
+    assert dead[0]["raw"] == "{not json" and dead[0]["line"] == 2
+    assert "raw_base64" in next(d for d in dead if d["reason"] == "not_utf8")
+    states = {s["customer_id"]: s for s in read_jsonl(tmp_path / "state.jsonl")}
+    assert states["c1"]["tier"] == "B" and states["c1"]["churn"] is False
+    assert states["c2"]["metrics"]["revenue_365d"] == pytest.approx(710.0)
+    assert states["c1"]["as_of"] == "2026-02-01T00:00:00Z"
+
+
+def test_replay_is_deterministic_across_input_order(tmp_path: Path) -> None:
+    forward = write_events(tmp_path / "a.jsonl", bad=False)
+    backward = tmp_path / "b.jsonl"
+    backward.write_text("".join(reversed(forward.read_text().splitlines(keepends=True))))
+    for name in ("a", "b"):
+        assert main(["replay", str(tmp_path / f"{name}.jsonl"), "--out",
+                     str(tmp_path / f"{name}.out")]) == 0
+    assert (tmp_path / "a.out").read_text() == (tmp_path / "b.out").read_text()
+
+
+def test_strict_exits_non_zero_but_processes_everything(tmp_path: Path) -> None:
+    events = write_events(tmp_path / "events.jsonl")
+    out = tmp_path / "out.jsonl"
+    assert main(["replay", str(events), "--strict", "--out", str(out)]) == 1
+    assert len(read_jsonl(out)) == 3
+
+
+def test_as_of_before_last_event_is_a_clear_error(tmp_path: Path, capsys) -> None:
+    events = write_events(tmp_path / "events.jsonl", bad=False)
+    assert main(["replay", str(events), "--as-of", "2025-01-01", "--out",
+                 str(tmp_path / "o")]) == 2
+    assert "before the last event" in capsys.readouterr().err
+
+
+def test_csv_with_column_mapping(tmp_path: Path) -> None:
+    source = tmp_path / "orders.csv"
+    source.write_text("cust,when,total,cur\nc1,2026-01-01T00:00:00Z,25000,CNY\n"
+                      "c1,2026-01-02T00:00:00Z,oops,CNY\n")
+    status = main(["replay", str(source), "--columns",
+                   "customer_id=cust,occurred_at=when,amount=total,currency=cur",
+                   "--out", str(tmp_path / "out.jsonl"),
+                   "--dead-letters", str(tmp_path / "dead.jsonl")])
+    assert status == 0
+    assert [o["data"]["to_tier"] for o in read_jsonl(tmp_path / "out.jsonl")] == ["B"]
+    dead = read_jsonl(tmp_path / "dead.jsonl")
+    assert dead[0]["line"] == 3 and "amount" in dead[0]["error"]
+
+
+def test_unknown_policy_file_and_invalid_policy(tmp_path: Path, capsys) -> None:
+    events = write_events(tmp_path / "events.jsonl", bad=False)
+    assert main(["replay", str(events), "--policy", str(tmp_path / "nope.yaml")]) == 3
+    broken = tmp_path / "broken.yaml"
+    broken.write_text("name: x\nversion: '1'\ntiers:\n  - id: A\n    when: revnue_30d > 1.0\n"
+                      "  - id: B\nwindows: [30d]\n")
+    assert main(["policy", "validate", str(broken)]) == 3
+    err = capsys.readouterr().err
+    assert "broken.yaml:5" in err and "revenue_30d" in err
+
+
+def test_policy_validate_and_explain_shipped_policy(capsys) -> None:
+    assert main(["policy", "validate", "default"]) == 0
+    assert "policy default" in capsys.readouterr().out
+    assert main(["policy", "explain", "default"]) == 0
+    text = capsys.readouterr().out
+    for fragment in ("grace period", "days_since_last_order", "key_account_silent",
+                     "downgrade_warning"):
+        assert fragment in text
+
+
+def test_console_script_help() -> None:
+    result = subprocess.run([sys.executable, "-m", "streams.cli", "replay", "--help"],
+                            capture_output=True, text=True, check=True)
+    assert "--as-of" in result.stdout and "--dead-letters" in result.stdout
