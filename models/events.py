@@ -121,18 +121,22 @@ EVENT_TYPES = ("order_completed", "order_refunded", "order_cancelled", "interact
 
 def parse_event(raw: bytes | str) -> Event:
     """Validate one JSON event (native or Segment) or raise InvalidEventError saying why."""
-    size = len(raw.encode() if isinstance(raw, str) else raw)
-    if size > MAX_EVENT_BYTES:
-        raise InvalidEventError(f"event is {size} bytes, more than the {MAX_EVENT_BYTES} allowed",
-                                reason="oversized")
-    if isinstance(raw, bytes):
+    if isinstance(raw, str):
         try:
-            raw = raw.decode()
-        except UnicodeDecodeError as error:
-            raise InvalidEventError(f"not UTF-8: byte {error.start} is invalid",
-                                    reason="not_utf8") from None
+            raw = raw.encode()
+        except UnicodeEncodeError as error:
+            raise InvalidEventError(f"not valid Unicode: character {error.start} is a lone "
+                                    "surrogate", reason="not_utf8") from None
+    if len(raw) > MAX_EVENT_BYTES:
+        raise InvalidEventError(f"event is {len(raw)} bytes, more than the {MAX_EVENT_BYTES} "
+                                "allowed", reason="oversized")
     try:
-        return _native(_ADAPTER.validate_json(raw))
+        text = raw.decode()
+    except UnicodeDecodeError as error:
+        raise InvalidEventError(f"not UTF-8: byte {error.start} is invalid",
+                                reason="not_utf8") from None
+    try:
+        return _native(_ADAPTER.validate_json(text))
     except ValidationError as error:
         raise InvalidEventError(describe(error), reason=_reason(error)) from None
 

@@ -53,29 +53,28 @@ def next_change(state: CustomerState, policy: Any, values: dict[str, Any], t: in
         candidates.append(state.downgrade_due)
         if policy.warn_before and not state.downgrade_warned:
             candidates.append(state.downgrade_due - policy.warn_before)
-    candidates += [_window_change(m, state, policy, values, t) for m in policy.windowed]
+    orders = metrics.counted_orders(state, t)
+    candidates += [_window_change(m, state, orders, policy, values, t) for m in policy.windowed]
     if policy.time_metrics:
         growing = metrics.time_anchors(state, policy.time_metrics)
         candidates += [c.next_flip(values, growing, t) for c in policy.timed_conditions]
     return min((c for c in candidates if c is not None and c > t), default=None)
 
 
-def _window_change(metric: metrics.Windowed, state: CustomerState, policy: Any,
+def _window_change(metric: metrics.Windowed, state: CustomerState, orders: list, policy: Any,
                    values: dict[str, Any], t: int) -> int | None:
     """First instant after t at which forgetting old events changes how `metric` compares."""
-    start = t - metric.micros
-    if metric.kind == "interactions":
-        times = [x.at for x in state.touches if x.at > start]
-    else:
-        times = [o.at for o in state.orders if o.counts and o.at > start]
-    expiries = sorted({at + metric.micros for at in times})
+    inside = metrics.in_window(metric, state, orders, t)
+    if not inside:
+        return None
     checks = policy.thresholds.get(metric.name)
-    if checks is None or not expiries:
-        return expiries[0] if expiries else None
+    if checks is None:
+        return inside[0].at + metric.micros
     now = [compare(values[metric.name], number) for compare, number in checks]
-    orders = [o for o in state.orders if o.counts and o.at <= t]
-    for expiry in expiries:
-        value = metrics.windowed_value(metric, state, orders, expiry)
+    for index, item in enumerate(inside):
+        if index + 1 < len(inside) and inside[index + 1].at == item.at:
+            continue  # items placed at the same instant expire together
+        value = metrics.of_items(metric, inside[index + 1:])
         if [compare(value, number) for compare, number in checks] != now:
-            return expiry
+            return item.at + metric.micros
     return None

@@ -66,13 +66,18 @@ def classify(name: str, windows: tuple[str, ...]) -> Windowed | None:
 def compute(state: CustomerState, t: int, fixed: tuple[str, ...],
             windowed: tuple[Windowed, ...]) -> dict[str, float | int | str]:
     """Values of the named metrics for `state` evaluated at instant `t`."""
-    orders = [o for o in state.orders if o.counts and o.at <= t]
+    orders = counted_orders(state, t)
     values: dict[str, float | int | str] = {}
     for name in fixed:
         values[name] = _fixed(name, state, orders, t)
     for metric in windowed:
         values[metric.name] = windowed_value(metric, state, orders, t)
     return values
+
+
+def counted_orders(state: CustomerState, t: int) -> list:
+    """Orders that count at t (amount known, not cancelled), oldest first."""
+    return sorted((o for o in state.orders if o.counts and o.at <= t), key=lambda o: o.at)
 
 
 def _fixed(name: str, state: CustomerState, orders: list, t: int) -> float | int | str:
@@ -86,7 +91,7 @@ def _fixed(name: str, state: CustomerState, orders: list, t: int) -> float | int
         return (t - state.tier_since) / MICROS_PER_DAY if state.tier_since is not None else 0.0
     if not orders:
         return 0.0
-    first, last = min(o.at for o in orders), max(o.at for o in orders)
+    first, last = orders[0].at, orders[-1].at
     if name == "days_since_last_order":
         return (t - last) / MICROS_PER_DAY
     if name == "days_since_first_order":
@@ -95,15 +100,24 @@ def _fixed(name: str, state: CustomerState, orders: list, t: int) -> float | int
 
 
 def windowed_value(metric: Windowed, state: CustomerState, orders: list, t: int) -> float | int:
+    return of_items(metric, in_window(metric, state, orders, t))
+
+
+def in_window(metric: Windowed, state: CustomerState, orders: list, t: int) -> list:
+    """The orders (or matching interactions) that `metric` counts at t, oldest first."""
     start = t - metric.micros
     if metric.kind == "interactions":
-        return sum(1 for x in state.touches if start < x.at <= t
-                   and (metric.touch is None or x.kind == metric.touch))
-    inside = [o for o in orders if o.at > start]
-    if metric.kind == "orders":
+        return sorted((x for x in state.touches if start < x.at <= t
+                       and (metric.touch is None or x.kind == metric.touch)), key=lambda x: x.at)
+    return [o for o in orders if o.at > start]
+
+
+def of_items(metric: Windowed, inside: list) -> float | int:
+    """The metric's value over the items inside its window."""
+    if metric.kind in ("orders", "interactions"):
         return len(inside)
     if metric.kind == "refunds":
-        return fsum(min(o.refunded, o.amount or 0.0) for o in inside)
+        return fsum(min(o.refunded, o.amount) for o in inside)
     revenue = fsum(o.net for o in inside)
     if metric.kind == "revenue":
         return revenue
