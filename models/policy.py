@@ -19,6 +19,14 @@ def _duration(text: str) -> str:
 Duration = Annotated[str, AfterValidator(_duration)]
 
 
+class PolicyShapeError(ValueError):
+    """A rule across fields; `location` points at the offending item for error messages."""
+
+    def __init__(self, message: str, location: tuple[str | int, ...]) -> None:
+        super().__init__(message)
+        self.location = location
+
+
 class _Strict(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
 
@@ -55,20 +63,21 @@ class Policy(_Strict):
 
     @model_validator(mode="after")
     def _consistent(self) -> Policy:
-        *ranked, default = self.tiers
-        if default.when is not None:
-            raise ValueError(f"the last tier ({default.id}) is the default tier and must have no "
-                             "`when`; add a catch-all tier at the end")
-        for tier in ranked:
-            if tier.when is None:
-                raise ValueError(f"tier {tier.id} needs a `when` condition; only the last tier "
-                                 "may have none")
-        for what, ids in (("tier", [t.id for t in self.tiers]),
-                          ("churn rule", [c.id for c in self.churn]),
-                          ("window", self.windows)):
-            repeated = sorted({i for i in ids if ids.count(i) > 1})
-            if repeated:
-                raise ValueError(f"{what} {', '.join(repeated)} is listed more than once")
+        last = len(self.tiers) - 1
+        for index, tier in enumerate(self.tiers):
+            if index == last and tier.when is not None:
+                raise PolicyShapeError(f"the last tier ({tier.id}) is the default tier and must "
+                                       "have no `when`; add a catch-all tier at the end",
+                                       ("tiers", index, "when"))
+            if index < last and tier.when is None:
+                raise PolicyShapeError(f"tier {tier.id} needs a `when` condition; only the last "
+                                       "tier may have none", ("tiers", index))
+        for field, ids in (("tiers", [t.id for t in self.tiers]),
+                           ("churn", [c.id for c in self.churn]), ("windows", self.windows)):
+            for index, item in enumerate(ids):
+                if item in ids[:index]:
+                    raise PolicyShapeError(f"{item} is listed more than once in {field}",
+                                           (field, index))
         return self
 
     @property

@@ -7,6 +7,8 @@ from collections import Counter
 from collections.abc import Callable
 from typing import Any
 
+import cel
+
 from models.errors import PolicyError
 from models.instants import parse_duration
 from models.policy import Policy
@@ -73,12 +75,18 @@ class CompiledPolicy:
         return tuple(fixed), tuple(windowed)
 
     def _type_check(self, compiled: dict, line_of: LineOf) -> None:
+        """Evaluate every condition, and every comparison in it on its own (so a type error
+        behind a short-circuiting `&&` is found too), on typed sample values."""
         sample = metrics.sample_values(self.fixed, self.windowed)
         growing = {name: True for name in self.time_metrics}
         for location, condition in compiled.items():
             try:
                 condition.holds(sample)
                 condition.next_flip(sample, growing, 0)
+                for part in comparisons(condition.source):
+                    program = cel.compile(f"({part.left}) {part.operator} ({part.right})")
+                    if set(program.variables()) <= sample.keys():
+                        program.execute({v: sample[v] for v in program.variables()})
             except Exception as error:
                 raise PolicyError(f"`{condition.source}` does not evaluate: "
                                   f"{getattr(error, 'message', error)}", file=self.file,

@@ -83,22 +83,17 @@ def _decide_tier(d: _Decision) -> None:
         if d.state.downgrade_due is not None:
             d.update(downgrade_due=None, downgrade_warned=False)
         return None
-    due = d.state.downgrade_due
-    if due is None:
-        due = d.t + policy.grace
-        d.update(downgrade_due=due, downgrade_warned=False)
-    if d.t >= due:
-        return _downgrade(d, current, target, why)
-    if not d.state.downgrade_warned and d.t >= due - policy.warn_before and policy.warn_before:
-        lower = ids[min(current + policy.max_steps, target)]
-        d.emit("tier.downgrade_warning", ids[current], lower, ids[target],
-               f"{why}; moves down to {lower} at {format_instant(due)} unless it qualifies "
-               f"for {ids[current]} again", d._tier_inputs(), due_at=format_instant(due))
-        d.update(downgrade_warned=True)
+    if d.state.downgrade_due is None:
+        d.update(downgrade_due=d.t + policy.grace, downgrade_warned=False)
+    if d.t >= d.state.downgrade_due:
+        current = _downgrade(d, current, target, why)
+    if current < target:
+        _warn(d, current, target, why)
     return None
 
 
-def _downgrade(d: _Decision, current: int, target: int, why: str) -> None:
+def _downgrade(d: _Decision, current: int, target: int, why: str) -> int:
+    """Move down max_steps at a time; a new grace period starts while above the target."""
     ids, policy = d.policy.tier_ids, d.policy
     while current < target:
         lower = min(current + policy.max_steps, target)
@@ -109,7 +104,21 @@ def _downgrade(d: _Decision, current: int, target: int, why: str) -> None:
         current = lower
         if current < target and policy.grace:
             d.update(downgrade_due=d.t + policy.grace)
-            return
+            break
+    return current
+
+
+def _warn(d: _Decision, current: int, target: int, why: str) -> None:
+    """One tier.downgrade_warning per grace period, warn_before ahead of the downgrade."""
+    ids, policy, due = d.policy.tier_ids, d.policy, d.state.downgrade_due
+    if due is None or d.state.downgrade_warned or not policy.warn_before or \
+            d.t < due - policy.warn_before:
+        return
+    lower = ids[min(current + policy.max_steps, target)]
+    d.emit("tier.downgrade_warning", ids[current], lower, ids[target],
+           f"{why}; moves down to {lower} at {format_instant(due)} unless it qualifies "
+           f"for {ids[current]} again", d._tier_inputs(), due_at=format_instant(due))
+    d.update(downgrade_warned=True)
 
 
 def _why(policy: CompiledPolicy, index: int) -> str:

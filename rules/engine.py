@@ -48,6 +48,11 @@ def advance(state: CustomerState, policy: CompiledPolicy, now: int) -> tuple[
     return state, outputs
 
 
+def accept(event: Event, policy: CompiledPolicy) -> None:
+    """Raise InvalidEventError if the policy cannot use this event (no rate for its currency)."""
+    _in_policy_currency(event, policy)
+
+
 def _in_policy_currency(event: Event, policy: CompiledPolicy) -> float:
     if not isinstance(event, OrderCompleted | OrderRefunded):
         return 0.0

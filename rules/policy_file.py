@@ -9,7 +9,7 @@ import yaml
 from pydantic import ValidationError
 
 from models.errors import PolicyError
-from models.policy import Policy
+from models.policy import Policy, PolicyShapeError
 from rules.compiled import CompiledPolicy
 
 BUILTIN_DIR = Path(__file__).parent / "policies"
@@ -38,7 +38,8 @@ def parse_policy(text: str, file: str = "<policy>") -> CompiledPolicy:
         policy = Policy.model_validate(data)
     except ValidationError as error:
         first = error.errors(include_url=False)[0]
-        location = tuple(first["loc"])
+        cause = first.get("ctx", {}).get("error")
+        location = cause.location if isinstance(cause, PolicyShapeError) else tuple(first["loc"])
         raise PolicyError(first["msg"].removeprefix("Value error, "), file=file,
                           line=_line_of(location, lines), field=_dotted(location)) from None
     return CompiledPolicy(policy, lambda location: _line_of(location, lines), file)

@@ -14,7 +14,7 @@ from models.instants import to_micros
 from models.outputs import OutputEvent
 from models.state import CustomerState
 from rules.compiled import CompiledPolicy
-from rules.engine import advance, apply
+from rules.engine import accept, advance, apply
 
 
 def event_order(event: Event) -> tuple[int, str, str]:
@@ -36,8 +36,8 @@ class Replay:
 
     def feed(self, event: Event) -> list[OutputEvent]:
         """Apply one event after every change due by its time; InvalidEventError if rejected."""
-        t = to_micros(event.occurred_at)
-        outputs = self.advance_to(t)
+        accept(event, self.policy)  # before time moves, so a rejection loses nothing
+        outputs = self.advance_to(to_micros(event.occurred_at))
         new, more = apply(self.states.get(event.customer_id), event, self.policy)
         self._store(event.customer_id, new)
         return outputs + more
