@@ -38,8 +38,8 @@ class Condition:
         try:
             result = self.program.execute({v: values[v] for v in self.variables})
         except Exception as error:  # CEL raises several builtin types for evaluation failures
-            raise PolicyEvaluationError(f"`{self.source}` failed on "
-                                        f"{self.inputs(values)}: {error}", field=self.where) from None
+            raise PolicyEvaluationError(f"`{self.source}` failed on {self.inputs(values)}: "
+                                        f"{error}", field=self.where) from None
         if not isinstance(result, bool):
             raise PolicyEvaluationError(f"`{self.source}` gave {result!r}, not true or false",
                                         field=self.where)

@@ -7,8 +7,14 @@ processing, replay, backfill and what-if all give the same decisions for the sam
 from __future__ import annotations
 
 from models.errors import InvalidEventError
-from models.events import (CustomerErased, Event, Interaction, OrderCancelled, OrderCompleted,
-                           OrderRefunded)
+from models.events import (
+    CustomerErased,
+    Event,
+    Interaction,
+    OrderCancelled,
+    OrderCompleted,
+    OrderRefunded,
+)
 from models.instants import to_micros
 from models.outputs import OutputEvent
 from models.state import CustomerState, Order, Touch

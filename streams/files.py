@@ -47,7 +47,7 @@ class CsvLayout:
 
     columns: dict[str, str | int] = field(default_factory=dict)
     defaults: dict[str, str] = field(default_factory=lambda: {"type": "order_completed"})
-    header: bool = True
+    header: bool | None = True       # None: the first row is a header if no cell is a number
     delimiter: str | None = ","        # None: any run of whitespace
     date_format: str | None = None     # strptime format for dates without offset, read as UTC
 
@@ -55,7 +55,7 @@ class CsvLayout:
 PRESETS = {
     "cdnow": CsvLayout(columns={"customer_id": 0, "occurred_at": 1, "amount": 3},
                        defaults={"type": "order_completed", "currency": "USD"},
-                       header=False, delimiter=None, date_format="%Y%m%d"),
+                       header=None, delimiter=None, date_format="%Y%m%d"),
 }
 Record = tuple[Line, Event | InvalidEventError]
 OnBytes = Callable[[int], None]
@@ -85,7 +85,7 @@ def read_csv(path: Path, layout: CsvLayout, on_bytes: OnBytes = lambda _: None
                 continue
             try:
                 cells = _split(raw.decode(), layout.delimiter)
-                if layout.header and names is None:
+                if names is None and _is_header(cells, layout.header):
                     names = [c.strip() for c in cells]
                     continue
                 fields = _fields(cells, names, layout, f"{path.name}:{number}")
@@ -94,6 +94,12 @@ def read_csv(path: Path, layout: CsvLayout, on_bytes: OnBytes = lambda _: None
                 yield Line(str(path), number, raw), error
             except ValueError as error:  # includes UnicodeDecodeError
                 yield Line(str(path), number, raw), InvalidEventError(str(error), "invalid_row")
+
+
+def _is_header(cells: list[str], header: bool | None) -> bool:
+    if header is None:
+        return not any(c.strip().replace(".", "", 1).isdigit() for c in cells)
+    return header
 
 
 def _split(line: str, delimiter: str | None) -> list[str]:

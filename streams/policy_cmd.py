@@ -20,9 +20,9 @@ def explain(policy: CompiledPolicy, console: Console) -> None:
     console.print(f"[bold]Policy {spec.name}[/] version {spec.version}  ({policy.file})")
     if spec.description:
         console.print(spec.description)
+    rates = ", ".join(f"1 {c} = {r} {spec.currency}" for c, r in spec.rates.items())
     console.print(f"Amounts in {spec.currency}"
-                  + (f"; rates: {', '.join(f'1 {c} = {r} {spec.currency}' for c, r in spec.rates.items())}"
-                     if spec.rates else "; other currencies are rejected")
+                  + (f"; rates: {rates}" if rates else "; other currencies are rejected")
                   + f". Windows: {', '.join(spec.windows) or 'none'}.\n")
     tiers = Table(title="Tiers, best first: the first whose condition holds is eligible")
     for column in ("tier", "label", "condition"):
