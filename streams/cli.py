@@ -9,12 +9,14 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from rich.console import Console
+from rich.table import Table
 
 from models.errors import PolicyError, PolicyEvaluationError
 from models.instants import to_micros
 from rules.policy_file import load_policy
 from streams import policy_cmd, replay_job
 from streams.files import PRESETS, CsvLayout, parse_columns
+from streams.settings import Settings
 
 EXIT_OK, EXIT_REJECTED, EXIT_USAGE, EXIT_POLICY = 0, 1, 2, 3
 
@@ -79,6 +81,25 @@ def _parser() -> argparse.ArgumentParser:
     explain = policy_commands.add_parser("explain", help="describe a policy in plain words")
     explain.add_argument("file", metavar="FILE")
     explain.set_defaults(run=_explain)
+    topics = commands.add_parser(
+        "topics", help="create or describe the Kafka topics",
+        description="Topics and their partitions come from the environment (TIERSTREAM_*, "
+                    "KAFKA_BOOTSTRAP_SERVERS); creating is idempotent.")
+    topic_commands = topics.add_subparsers(title="topics commands", metavar="COMMAND")
+    topic_commands.add_parser("create", help="create the missing topics").set_defaults(
+        run=_topics_create)
+    topic_commands.add_parser("describe", help="show the topics and their partitions") \
+        .set_defaults(run=_topics_describe)
+
+    worker = commands.add_parser(
+        "worker", help="run a stream worker (faust) against Kafka",
+        description="Consume orders and interactions, keep per-customer state in a "
+                    "changelog-backed table and emit tier events. Configured by TIERSTREAM_* "
+                    "environment variables and KAFKA_BOOTSTRAP_SERVERS; see docs/streaming.md.")
+    worker.add_argument("--policy", help="policy file or shipped name (default: "
+                                         "TIERSTREAM_POLICY, else default)")
+    worker.add_argument("--loglevel", default="WARNING", help="default: %(default)s")
+    worker.set_defaults(run=_worker)
     return parser
 
 
@@ -114,6 +135,37 @@ def _replay(args: argparse.Namespace, err: Console) -> int:
     if summary.rejected and not args.dead_letters:
         err.print("[yellow]rejected lines were counted but not kept: add --dead-letters FILE[/]")
     return EXIT_REJECTED if args.strict and summary.rejected else EXIT_OK
+
+
+def _topics_create(args: argparse.Namespace, err: Console) -> int:
+    from streams import topics
+    settings = Settings()
+    results = topics.create(settings)
+    _print_topics(settings, results)
+    return EXIT_USAGE if any(status.startswith("MISMATCH") for _, status in results) else EXIT_OK
+
+
+def _topics_describe(args: argparse.Namespace, err: Console) -> int:
+    from streams import topics
+    settings = Settings()
+    _print_topics(settings, topics.describe(settings))
+    return EXIT_OK
+
+
+def _print_topics(settings: Settings, results: list) -> None:
+    table = Table(title=f"topics on {settings.bootstrap_servers}")
+    for column in ("topic", "partitions", "status", "role"):
+        table.add_column(column)
+    for spec, status in results:
+        table.add_row(spec.name, str(spec.partitions), status, spec.role)
+    Console().print(table)
+
+
+def _worker(args: argparse.Namespace, err: Console) -> int:
+    from streams import worker
+    settings = Settings()
+    worker.run(settings, load_policy(args.policy or settings.policy), args.loglevel)
+    return EXIT_OK
 
 
 def _validate(args: argparse.Namespace, err: Console) -> int:

@@ -1,0 +1,52 @@
+"""All runtime settings in one frozen object, read from the environment once at the entry point.
+
+Every variable is prefixed `TIERSTREAM_` (e.g. `TIERSTREAM_POLICY=rules/policies/default.yaml`),
+except the bootstrap servers, which also answer to the conventional `KAFKA_BOOTSTRAP_SERVERS`.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pydantic import AliasChoices, Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class Topics(BaseSettings):
+    """Topic names; input topics must be keyed by customer id and share one partition count."""
+
+    model_config = SettingsConfigDict(env_prefix="TIERSTREAM_TOPIC_", frozen=True)
+
+    orders: str = "orders"
+    interactions: str = "interactions"
+    ticks: str = "tierstream-ticks"
+    tier_changes: str = "tier-changes"
+    churn_warnings: str = "churn-warnings"
+    customer_tiers: str = "customer-tiers"
+    dead_letters: str = "dead-letters"
+
+    @property
+    def inputs(self) -> tuple[str, str]:
+        return self.orders, self.interactions
+
+
+class Settings(BaseSettings):
+    """What a worker, the topic tool and the other commands need to know."""
+
+    model_config = SettingsConfigDict(env_prefix="TIERSTREAM_", frozen=True, extra="ignore")
+
+    bootstrap_servers: str = Field(
+        default="127.0.0.1:9092",
+        validation_alias=AliasChoices("KAFKA_BOOTSTRAP_SERVERS", "TIERSTREAM_BOOTSTRAP_SERVERS"))
+    app_id: str = "tierstream"
+    policy: str = "default"
+    partitions: int = Field(default=8, ge=1)
+    replication: int = Field(default=1, ge=1)
+    store: str = "memory://"                      # or rocksdb:// for state larger than memory
+    data_dir: Path = Path(".tierstream-data")
+    tick_interval_s: float = Field(default=1.0, gt=0)
+    idle_after_s: float = Field(default=30.0, gt=0)   # a quiet partition follows the wall clock
+    lateness_s: float = Field(default=0.0, ge=0)       # time-driven work waits this much longer
+    web_host: str = "127.0.0.1"
+    web_port: int = Field(default=6066, ge=0, le=65535)
+    topics: Topics = Field(default_factory=Topics)

@@ -1,0 +1,77 @@
+"""`tierstream topics create|describe`: the topics tierstream uses, created idempotently."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from kafka.admin import KafkaAdminClient
+from kafka.errors import TopicAlreadyExistsError
+
+from streams.settings import Settings
+
+
+@dataclass(frozen=True)
+class TopicSpec:
+    name: str
+    partitions: int
+    replication: int
+    configs: dict[str, str]
+    role: str
+
+
+def specs(settings: Settings) -> list[TopicSpec]:
+    """Inputs, ticks and the per-customer outputs share one partition count (co-partitioned)."""
+    t, n, r = settings.topics, settings.partitions, settings.replication
+    compacted = {"cleanup.policy": "compact"}
+    return [
+        TopicSpec(t.orders, n, r, {}, "input: order events, key = customer id"),
+        TopicSpec(t.interactions, n, r, {}, "input: interaction events, key = customer id"),
+        TopicSpec(t.ticks, n, r, {"retention.ms": str(3_600_000)},
+                  "internal: clock ticks, one per partition"),
+        TopicSpec(t.tier_changes, n, r, {}, "output: tier.* CloudEvents"),
+        TopicSpec(t.churn_warnings, n, r, {}, "output: churn.* CloudEvents"),
+        TopicSpec(t.customer_tiers, n, r, compacted, "output: current tier per customer"),
+        TopicSpec(t.dead_letters, n, r, {}, "output: rejected input, original bytes"),
+    ]
+
+
+def create(settings: Settings) -> list[tuple[TopicSpec, str]]:
+    """Create what is missing; report each topic as created, exists or a mismatch."""
+    admin = KafkaAdminClient(bootstrap_servers=settings.bootstrap_servers,
+                             client_id=f"{settings.app_id}-admin")
+    try:
+        existing = {d["name"]: d for d in admin.describe_topics() if not d.get("error_code")}
+        results = []
+        for spec in specs(settings):
+            if spec.name in existing:
+                have = len(existing[spec.name]["partitions"])
+                status = "exists" if have == spec.partitions else \
+                    f"MISMATCH: has {have} partitions, tierstream needs {spec.partitions}"
+                results.append((spec, status))
+                continue
+            try:
+                admin.create_topics({spec.name: {"num_partitions": spec.partitions,
+                                                 "replication_factor": spec.replication,
+                                                 "configs": spec.configs}},
+                                    wait_for_metadata=True)
+                results.append((spec, "created"))
+            except TopicAlreadyExistsError:
+                results.append((spec, "exists"))
+        return results
+    finally:
+        admin.close()
+
+
+def describe(settings: Settings) -> list[tuple[TopicSpec, str]]:
+    admin = KafkaAdminClient(bootstrap_servers=settings.bootstrap_servers,
+                             client_id=f"{settings.app_id}-admin")
+    try:
+        existing = {d["name"]: d for d in admin.describe_topics() if not d.get("error_code")}
+    finally:
+        admin.close()
+    results = []
+    for spec in specs(settings):
+        found = existing.get(spec.name)
+        results.append((spec, "missing" if found is None else
+                        f"{len(found['partitions'])} partitions"))
+    return results

@@ -1,0 +1,171 @@
+"""The faust worker: one composition root wiring topics, the customer table, agents and the timer.
+
+Order of effects per event, for at-least-once delivery with nothing lost: the engine computes the
+new state and outputs; the outputs are sent and their delivery awaited; only then is the table
+(changelog) written; faust commits the input offset after that, once its producer is flushed. A
+worker killed anywhere in between reprocesses the event: either the state is still the old one
+and the same outputs are produced again with the same ids, or the state already has the event
+and the engine ignores it as a duplicate.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import time
+from typing import Any
+
+import faust
+
+from models.errors import InvalidEventError
+from models.events import CustomerErased, parse_event
+from models.instants import MICROS_PER_SECOND, format_instant, to_micros
+from models.outputs import OutputEvent
+from models.state import CustomerState
+from rules.compiled import CompiledPolicy
+from rules.engine import accept, advance, apply
+from streams.clock import DueIndex, PartitionClocks
+from streams.settings import Settings
+
+log = logging.getLogger("tierstream.worker")
+
+
+def wall_micros() -> int:
+    return time.time_ns() // 1000
+
+
+class Runtime:
+    """The worker's moving parts; `app` is the faust application to run."""
+
+    def __init__(self, settings: Settings, policy: CompiledPolicy) -> None:
+        self.settings, self.policy = settings, policy
+        self.clocks = PartitionClocks(int(settings.idle_after_s * MICROS_PER_SECOND))
+        self.due = DueIndex()
+        self.lateness = int(settings.lateness_s * MICROS_PER_SECOND)
+        names = settings.topics
+        self.app = faust.App(
+            settings.app_id, broker=f"kafka://{settings.bootstrap_servers}",
+            store=settings.store, datadir=str(settings.data_dir),
+            topic_partitions=settings.partitions, topic_replication_factor=settings.replication,
+            consumer_auto_offset_reset="earliest", processing_guarantee="at_least_once",
+            web_enabled=False, table_standby_replicas=0,
+            key_serializer="json", value_serializer="json")
+        raw = {"key_serializer": "raw", "value_serializer": "raw"}
+        self.inputs = self.app.topic(*names.inputs, **raw)
+        self.ticks = self.app.topic(names.ticks, **raw)
+        self.outputs = {kind: self.app.topic(name, **raw) for kind, name in (
+            ("tier-changes", names.tier_changes), ("churn-warnings", names.churn_warnings))}
+        self.customer_tiers = self.app.topic(names.customer_tiers, **raw)
+        self.dead_letters = self.app.topic(names.dead_letters, **raw)
+        self.table = self.app.Table("customers", partitions=settings.partitions)
+        self.app.agent(self.inputs, name="tierstream-events")(self._events)
+        self.app.agent(self.ticks, name="tierstream-ticks")(self._ticks)
+        self.app.timer(interval=settings.tick_interval_s)(self._send_ticks)
+        self.table.on_recover(self._rebuild_due_index)
+        self.app.on_partitions_revoked.connect(self._revoked)
+
+    async def _events(self, stream: Any) -> None:
+        async for event in stream.events():
+            message = event.message
+            try:
+                parsed = parse_event(message.value or b"")
+                accept(parsed, self.policy)
+            except InvalidEventError as error:
+                await self._dead_letter(message, error)
+                continue
+            partition, customer = message.partition, parsed.customer_id
+            self.clocks.observe(partition, to_micros(parsed.occurred_at), wall_micros())
+            state, outputs = apply(self._load(customer), parsed, self.policy)
+            await self._publish(customer, state, outputs, erased=isinstance(parsed, CustomerErased))
+            self._store(partition, customer, state)
+
+    async def _ticks(self, stream: Any) -> None:
+        async for event in stream.events():
+            partition = event.message.partition
+            now = self.clocks.now(partition, wall_micros())
+            if now is None:
+                continue
+            for due, customer in self.due.pop_due(partition, now - self.lateness):
+                state = self._load(customer)
+                if state is None or state.next_change_at != due:
+                    continue  # stale: re-evaluated or erased since it was scheduled
+                state, outputs = advance(state, self.policy, now - self.lateness)
+                await self._publish(customer, state, outputs)
+                self._store(partition, customer, state)
+
+    async def _send_ticks(self) -> None:
+        """One tick per assigned partition, so time-driven work runs inside stream iteration."""
+        wall = wall_micros()
+        partitions = self._assigned()
+        self.clocks.assigned(partitions, wall)
+        for partition in partitions:
+            await self.ticks.send(key=b"tick", value=str(wall).encode(), partition=partition)
+
+    def _assigned(self) -> list[int]:
+        assignment = self.app.consumer.assignment() if self.app.consumer else set()
+        return sorted(tp.partition for tp in assignment if tp.topic == self.settings.topics.ticks)
+
+    def _load(self, customer: str) -> CustomerState | None:
+        stored = self.table.get(customer)
+        return None if stored is None else CustomerState.model_validate(stored["state"])
+
+    def _store(self, partition: int, customer: str, state: CustomerState | None) -> None:
+        if state is None:
+            self.table.pop(customer, None)
+            return
+        self.table[customer] = {"partition": partition, "state": state.model_dump(mode="json")}
+        self.due.schedule(partition, state.next_change_at, customer)
+
+    async def _publish(self, customer: str, state: CustomerState | None,
+                       outputs: list[OutputEvent], erased: bool = False) -> None:
+        """Send the outputs and the current-tier record, and wait until Kafka has them."""
+        key = customer.encode()
+        pending = [await self.outputs[o.topic_kind].send(key=key,
+                                                         value=o.model_dump_json().encode())
+                   for o in outputs]
+        if erased:
+            pending.append(await self.customer_tiers.send(key=key, value=None))
+        elif outputs and state is not None:
+            pending.append(await self.customer_tiers.send(key=key, value=current_tier(state)))
+        if pending:
+            await asyncio.gather(*pending)
+
+    async def _dead_letter(self, message: Any, error: InvalidEventError) -> None:
+        headers = [("source_topic", message.topic.encode()),
+                   ("source_partition", str(message.partition).encode()),
+                   ("source_offset", str(message.offset).encode()),
+                   ("reason", error.reason.encode()), ("error", str(error).encode())]
+        log.warning("dead letter %s[%s]@%s: %s", message.topic, message.partition,
+                    message.offset, error)
+        sent = await self.dead_letters.send(key=message.key, value=message.value or b"",
+                                            headers=headers)
+        await sent
+
+    async def _rebuild_due_index(self) -> None:
+        """After recovery: one pass over the recovered customers, not one per tick."""
+        partitions = set(self._assigned())
+        self.due.drop(list(range(self.settings.partitions)))
+        for customer, stored in self.table.items():
+            if stored["partition"] in partitions:
+                due = stored["state"].get("next_change_at")
+                self.due.schedule(stored["partition"], due, customer)
+
+    async def _revoked(self, sender: Any, revoked: set, **_: Any) -> None:
+        self.due.drop({tp.partition for tp in revoked if tp.topic == self.settings.topics.ticks})
+
+
+def current_tier(state: CustomerState) -> bytes:
+    """The compacted `customer-tiers` record: what a lookup needs, keyed by customer id."""
+    return json.dumps({
+        "customer_id": state.customer_id, "tier": state.tier,
+        "since": format_instant(state.tier_since) if state.tier_since is not None else None,
+        "churn": state.churn_rule is not None, "churn_rule": state.churn_rule,
+        "sequence": state.sequence, "as_of": format_instant(state.clock),
+    }, ensure_ascii=False).encode()
+
+
+def run(settings: Settings, policy: CompiledPolicy, loglevel: str = "WARNING") -> None:
+    """Run a worker until SIGTERM or Ctrl-C."""
+    runtime = Runtime(settings, policy)
+    faust.Worker(runtime.app, loglevel=loglevel, quiet=True).execute_from_commandline()
