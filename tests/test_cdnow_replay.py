@@ -46,9 +46,9 @@ def by_hand(lines: list[str], as_of: datetime) -> dict[str, tuple[str, bool]]:
             orders[customer].append((when, float(dollars)))
     result = {}
     for customer, bought in orders.items():
-        def window(days: int) -> list[float]:
-            return [amount for when, amount in bought if as_of - days * DAY < when <= as_of]
-        revenue_365d, orders_365d, orders_90d = fsum(window(365)), len(window(365)), len(window(90))
+        year = [amount for when, amount in bought if as_of - 365 * DAY < when <= as_of]
+        quarter = [amount for when, amount in bought if as_of - 90 * DAY < when <= as_of]
+        revenue_365d, orders_365d, orders_90d = fsum(year), len(year), len(quarter)
         if revenue_365d >= 500.0 and orders_365d >= 6:
             tier = "A"
         elif revenue_365d >= 100.0 or orders_90d >= 3:

@@ -1,0 +1,226 @@
+"""Input event contract (design section 3): what parse_event accepts and why it rejects the rest."""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime, timedelta, timezone
+from decimal import Decimal
+from typing import Any
+
+import pytest
+
+from models.errors import InvalidEventError, TierEngineError
+from models.events import (
+    MAX_EVENT_BYTES,
+    CustomerErased,
+    Interaction,
+    OrderCancelled,
+    OrderCompleted,
+    OrderRefunded,
+    event_from_fields,
+    parse_event,
+)
+from models.instants import to_micros
+
+MIDNIGHT = to_micros(datetime(2024, 1, 1, tzinfo=UTC))
+
+ORDER = {"event_id": "e-1", "type": "order_completed", "customer_id": "c-1",
+         "occurred_at": "2024-01-01T00:00:00Z", "order_id": "o-1", "amount": "19.99",
+         "currency": "CNY"}
+
+
+def with_(**changes: Any) -> dict[str, Any]:
+    """ORDER with some fields replaced; a value of ... removes the field."""
+    fields = {**ORDER, **changes}
+    return {k: v for k, v in fields.items() if v is not ...}
+
+
+def segment(event: str, **properties: Any) -> dict[str, Any]:
+    return {"type": "track", "event": event, "messageId": "msg-1", "userId": "user-1",
+            "timestamp": "2024-01-01T08:00:00+08:00", "anonymousId": "anon-9",
+            "context": {"library": {"name": "analytics.js"}},
+            "properties": {"order_id": "o-9", **properties}}
+
+
+def as_json(fields: dict[str, Any]) -> str:
+    return json.dumps(fields, ensure_ascii=False)
+
+
+VALID = [
+    # (case, raw input, expected class, expected fields; occurred_at as epoch micros)
+    ("decimal string amount", as_json(ORDER), OrderCompleted,
+     {"event_id": "e-1", "customer_id": "c-1", "order_id": "o-1", "amount": 19.99,
+      "currency": "CNY", "occurred_at": MIDNIGHT}),
+    ("integer amount", as_json(with_(amount=42)), OrderCompleted, {"amount": 42.0}),
+    ("float amount", as_json(with_(amount=0.5)), OrderCompleted, {"amount": 0.5}),
+    ("zero amount", as_json(with_(amount="0")), OrderCompleted, {"amount": 0.0}),
+    ("largest amount", as_json(with_(amount="1000000000000")), OrderCompleted,
+     {"amount": 1e12}),
+    ("positive offset", as_json(with_(occurred_at="2024-01-01T08:00:00+08:00")),
+     OrderCompleted, {"occurred_at": MIDNIGHT}),
+    ("negative offset", as_json(with_(occurred_at="2023-12-31T19:00:00-05:00")),
+     OrderCompleted, {"occurred_at": MIDNIGHT}),
+    ("microseconds", as_json(with_(occurred_at="2024-01-01T00:00:00.000001+00:00")),
+     OrderCompleted, {"occurred_at": MIDNIGHT + 1}),
+    ("unicode customer id", as_json(with_(customer_id="客户-7")), OrderCompleted,
+     {"customer_id": "客户-7"}),
+    ("128-char event id", as_json(with_(event_id="e" * 128)), OrderCompleted,
+     {"event_id": "e" * 128}),
+    ("refund", as_json(with_(type="order_refunded", amount="5")), OrderRefunded,
+     {"order_id": "o-1", "amount": 5.0}),
+    ("cancellation", as_json(with_(type="order_cancelled", amount=..., currency=...)),
+     OrderCancelled, {"order_id": "o-1"}),
+    ("interaction with score", as_json({"event_id": "i-1", "type": "interaction",
+                                        "customer_id": "c-1", "kind": "survey", "score": 9,
+                                        "occurred_at": "2024-01-01T00:00:00Z"}),
+     Interaction, {"kind": "survey", "score": 9.0}),
+    ("interaction of an open-set kind", as_json(
+        {"event_id": "i-2", "type": "interaction", "customer_id": "c-1",
+         "kind": "live_chat", "occurred_at": "2024-01-01T00:00:00Z"}),
+     Interaction, {"kind": "live_chat", "score": None}),
+    ("erasure", as_json({"event_id": "x-1", "type": "customer_erased", "customer_id": "c-1",
+                         "occurred_at": "2024-01-01T00:00:00Z"}), CustomerErased,
+     {"customer_id": "c-1"}),
+    ("segment completed, revenue", as_json(segment("Order Completed", revenue="30.50",
+                                                   currency="EUR", products=[{"sku": "x"}])),
+     OrderCompleted, {"event_id": "msg-1", "customer_id": "user-1", "order_id": "o-9",
+                      "amount": 30.5, "currency": "EUR", "occurred_at": MIDNIGHT}),
+    ("segment completed, total only", as_json(segment("Order Completed", total=12)),
+     OrderCompleted, {"amount": 12.0, "currency": "USD"}),
+    ("segment revenue wins over total", as_json(segment("Order Completed", revenue=10,
+                                                        total=12, currency="CNY")),
+     OrderCompleted, {"amount": 10.0, "currency": "CNY"}),
+    ("segment refunded", as_json(segment("Order Refunded", revenue=3, currency="USD")),
+     OrderRefunded, {"event_id": "msg-1", "order_id": "o-9", "amount": 3.0}),
+    ("segment cancelled", as_json(segment("Order Cancelled")), OrderCancelled,
+     {"event_id": "msg-1", "customer_id": "user-1", "order_id": "o-9",
+      "occurred_at": MIDNIGHT}),
+]
+
+
+@pytest.mark.parametrize(("raw", "kind", "expected"), [case[1:] for case in VALID],
+                         ids=[case[0] for case in VALID])
+def test_valid_events_parse(raw: str, kind: type, expected: dict[str, Any]) -> None:
+    event = parse_event(raw)
+    assert type(event) is kind
+    seen = {name: to_micros(event.occurred_at) if name == "occurred_at" else getattr(event, name)
+            for name in expected}
+    assert seen == expected
+
+
+@pytest.mark.parametrize("raw", [case[1] for case in VALID], ids=[case[0] for case in VALID])
+def test_bytes_and_str_parse_alike(raw: str) -> None:
+    assert parse_event(raw.encode()) == parse_event(raw)
+
+
+def test_fields_may_be_native_python_values() -> None:
+    event = event_from_fields(with_(amount=Decimal("19.99"),
+                                    occurred_at=datetime(2024, 1, 1, 8, tzinfo=timezone(
+                                        timedelta(hours=8)))))
+    assert isinstance(event, OrderCompleted)
+    assert (event.amount, to_micros(event.occurred_at)) == (19.99, MIDNIGHT)
+
+
+def test_event_at_the_size_limit_is_accepted() -> None:
+    raw = as_json(ORDER)
+    padded = raw + " " * (MAX_EVENT_BYTES - len(raw.encode()))
+    assert len(padded.encode()) == MAX_EVENT_BYTES
+    assert parse_event(padded) == parse_event(raw)
+
+
+def nested(depth: int) -> str:
+    return as_json(with_(order_id=...))[:-1] + ', "order_id": ' + "[" * depth + "]" * depth + "}"
+
+
+MALFORMED = [
+    # (case, raw input, reason, fragment of the message)
+    ("not JSON", b"{order: 1}", "not_json", "Invalid JSON"),
+    ("truncated JSON", as_json(ORDER)[:-5], "not_json", "Invalid JSON"),
+    ("invalid UTF-8", b'{"event_id": "\xff\xfe"}', "not_utf8", "UTF-8"),
+    ("oversized", as_json(ORDER) + " " * MAX_EVENT_BYTES, "oversized", str(MAX_EVENT_BYTES)),
+    ("oversized by one byte", as_json(ORDER) + " " * (MAX_EVENT_BYTES - len(as_json(ORDER)) + 1),
+     "oversized", str(MAX_EVENT_BYTES)),
+    ("deeply nested", nested(5000), "not_json", "recursion limit"),
+    ("nested in a field", nested(3), "invalid_field", "order_id"),
+    ("JSON array", "[1, 2]", "invalid_field", "object"),
+    ("JSON null", "null", "invalid_field", "object"),
+    ("unknown type", as_json(with_(type="order_shipped")), "unknown_type", "'order_shipped'"),
+    ("missing type", as_json(with_(type=...)), "missing_type", "'type' is missing"),
+    ("missing order_id", as_json(with_(order_id=...)), "missing_field", "order_id"),
+    ("missing occurred_at", as_json(with_(occurred_at=...)), "missing_field", "occurred_at"),
+    ("missing currency", as_json(with_(currency=...)), "missing_field", "currency"),
+    ("extra field", as_json(with_(coupon="SPRING")), "unknown_field", "coupon"),
+    ("amount on a cancellation", as_json(with_(type="order_cancelled", currency=...)),
+     "unknown_field", "amount"),
+    ("negative amount", as_json(with_(amount=-0.01)), "invalid_field", "amount"),
+    ("negative decimal string", as_json(with_(amount="-5")), "invalid_field", "amount"),
+    ("NaN literal", as_json(ORDER).replace('"19.99"', "NaN"), "invalid_field", "amount"),
+    ("NaN string", as_json(with_(amount="NaN")), "invalid_field", "amount"),
+    ("Infinity literal", as_json(ORDER).replace('"19.99"', "Infinity"), "invalid_field",
+     "amount"),
+    ("Infinity string", as_json(with_(amount="Infinity")), "invalid_field", "amount"),
+    ("huge amount", as_json(with_(amount=1e12 + 1)), "invalid_field", "amount"),
+    ("huge decimal string", as_json(with_(amount="2e12")), "invalid_field", "amount"),
+    ("boolean amount", as_json(with_(amount=True)), "invalid_field", "not a boolean"),
+    ("amount as words", as_json(with_(amount="twelve")), "invalid_field", "amount"),
+    ("timestamp without offset", as_json(with_(occurred_at="2024-01-01T00:00:00")),
+     "invalid_field", "occurred_at"),
+    ("date without time", as_json(with_(occurred_at="2024-01-01")), "invalid_field",
+     "occurred_at"),
+    ("timestamp in year 2500", as_json(with_(occurred_at="2500-01-01T00:00:00Z")),
+     "invalid_field", "occurred_at"),
+    ("timestamp before 1970", as_json(with_(occurred_at="1969-12-31T23:59:59Z")),
+     "invalid_field", "occurred_at"),
+    ("lowercase currency", as_json(with_(currency="cny")), "invalid_field", "currency"),
+    ("four-letter currency", as_json(with_(currency="CNYY")), "invalid_field", "currency"),
+    ("empty customer_id", as_json(with_(customer_id="")), "invalid_field", "customer_id"),
+    ("numeric customer_id", as_json(with_(customer_id=7)), "invalid_field", "customer_id"),
+    ("129-char event_id", as_json(with_(event_id="e" * 129)), "invalid_field", "event_id"),
+    ("interaction kind with spaces", as_json({"event_id": "i", "type": "interaction",
+                                              "customer_id": "c", "kind": "Email Open",
+                                              "occurred_at": "2024-01-01T00:00:00Z"}),
+     "invalid_field", "kind"),
+    ("segment without revenue or total", as_json(segment("Order Completed")),
+     "missing_field", "properties.revenue"),
+    ("segment other event", as_json(segment("Product Viewed")), "invalid_field", "event"),
+    ("segment negative revenue", as_json(segment("Order Completed", revenue=-3)),
+     "invalid_field", "properties.revenue"),
+    ("segment lowercase currency", as_json(segment("Order Refunded", total=3, currency="usd")),
+     "invalid_field", "properties.currency"),
+    ("segment without userId", as_json({k: v for k, v in segment("Order Cancelled").items()
+                                        if k != "userId"}), "missing_field", "userId"),
+]
+
+
+@pytest.mark.parametrize(("raw", "reason", "fragment"), [case[1:] for case in MALFORMED],
+                         ids=[case[0] for case in MALFORMED])
+def test_malformed_events_are_rejected_with_a_reason(raw: str | bytes, reason: str,
+                                                     fragment: str) -> None:
+    with pytest.raises(InvalidEventError) as caught:
+        parse_event(raw)
+    assert caught.value.reason == reason
+    assert fragment in str(caught.value)
+
+
+def test_rejections_are_value_errors_under_the_root() -> None:
+    with pytest.raises(InvalidEventError) as caught:
+        event_from_fields(with_(amount=-1))
+    assert isinstance(caught.value, ValueError)
+    assert isinstance(caught.value, TierEngineError)
+
+
+def test_message_names_every_bad_field_and_the_value() -> None:
+    with pytest.raises(InvalidEventError) as caught:
+        parse_event(as_json(with_(amount=-1, currency="cny")))
+    message = str(caught.value)
+    assert "amount" in message and "(got -1)" in message
+    assert "currency" in message and "(got 'cny')" in message
+
+
+def test_str_with_a_lone_surrogate_is_rejected_not_crashed() -> None:
+    # A consumer decoding with errors="surrogateescape" hands parse_event such a str; bad input
+    # must become an InvalidEventError (dead letter), never an unexpected exception.
+    raw = as_json(ORDER).replace("c-1", "c-\udcff")
+    with pytest.raises(InvalidEventError) as caught:
+        parse_event(raw)
+    assert caught.value.reason == "not_utf8"
