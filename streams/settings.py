@@ -33,7 +33,8 @@ class Topics(BaseSettings):
 class Settings(BaseSettings):
     """What a worker, the topic tool and the other commands need to know."""
 
-    model_config = SettingsConfigDict(env_prefix="TIERSTREAM_", frozen=True, extra="ignore")
+    model_config = SettingsConfigDict(env_prefix="TIERSTREAM_", frozen=True, extra="ignore",
+                                      populate_by_name=True)
 
     bootstrap_servers: str = Field(
         default="127.0.0.1:9092",

@@ -1,0 +1,195 @@
+"""Running real `tierstream worker` processes against a real broker, and reading what they emit."""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import signal
+import subprocess
+import sys
+import time
+import uuid
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+from kafka import KafkaAdminClient, KafkaConsumer, KafkaProducer
+
+from models.events import parse_event
+from models.state import CustomerState
+from rules.compiled import CompiledPolicy
+from rules.replay import Replay, event_order
+from streams import topics
+from streams.settings import Settings, Topics
+
+
+def isolated_settings(bootstrap: str, data_dir: Path, **overrides: object) -> Settings:
+    """Settings with topic and group names of their own, so tests never share state."""
+    tag = uuid.uuid4().hex[:8]
+    names = Topics(**{name: f"{value}-{tag}" for name, value in Topics().model_dump().items()})
+    values = {"bootstrap_servers": bootstrap, "app_id": f"tierstream-test-{tag}",
+              "partitions": 4, "data_dir": data_dir, "tick_interval_s": 0.5,
+              "idle_after_s": 2.0, "topics": names, **overrides}
+    return Settings(**values)
+
+
+def environment(settings: Settings, policy: Path) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("TIERSTREAM_")}
+    env.update({"KAFKA_BOOTSTRAP_SERVERS": settings.bootstrap_servers,
+                "TIERSTREAM_APP_ID": settings.app_id, "TIERSTREAM_POLICY": str(policy),
+                "TIERSTREAM_PARTITIONS": str(settings.partitions),
+                "TIERSTREAM_TICK_INTERVAL_S": str(settings.tick_interval_s),
+                "TIERSTREAM_IDLE_AFTER_S": str(settings.idle_after_s)})
+    for name, value in settings.topics.model_dump().items():
+        env[f"TIERSTREAM_TOPIC_{name.upper()}"] = value
+    return env
+
+
+@dataclass
+class Worker:
+    """One `tierstream worker` process with its own data dir and log file."""
+
+    settings: Settings
+    policy: Path
+    workdir: Path
+    process: subprocess.Popen | None = None
+    starts: int = 0
+    logs: list[Path] = field(default_factory=list)
+
+    def start(self) -> Worker:
+        self.starts += 1
+        log = self.workdir / f"worker-{self.starts}.log"
+        self.logs.append(log)
+        env = environment(self.settings, self.policy)
+        env["TIERSTREAM_DATA_DIR"] = str(self.workdir / "data")
+        with log.open("w") as output:
+            self.process = subprocess.Popen(
+                [sys.executable, "-m", "streams.cli", "worker", "--loglevel", "INFO"],
+                env=env, stdout=output, stderr=subprocess.STDOUT, start_new_session=True)
+        return self
+
+    def kill(self) -> None:
+        assert self.process is not None
+        os.killpg(self.process.pid, signal.SIGKILL)
+        self.process.wait(timeout=10)
+
+    def stop(self) -> None:
+        if self.process is None or self.process.poll() is not None:
+            return
+        os.killpg(self.process.pid, signal.SIGTERM)
+        try:
+            self.process.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            self.kill()
+
+    def log_text(self) -> str:
+        return "\n".join(p.read_text(errors="replace") for p in self.logs if p.exists())
+
+
+def create_topics(settings: Settings) -> None:
+    results = topics.create(settings)
+    assert all(status in ("created", "exists") for _, status in results), results
+
+
+def produce(settings: Settings, lines: list[bytes], topic: str | None = None) -> None:
+    """Send raw event lines keyed by customer id (or by `bad-key` when there is none)."""
+    producer = KafkaProducer(bootstrap_servers=settings.bootstrap_servers, linger_ms=5)
+    try:
+        for line in lines:
+            producer.send(topic or settings.topics.orders, key=_key(line), value=line)
+        producer.flush(timeout=30)
+    finally:
+        producer.close(timeout=10)
+
+
+def _key(line: bytes) -> bytes:
+    try:
+        return parse_event(line).customer_id.encode()
+    except ValueError:
+        return b"bad-key"
+
+
+@dataclass
+class Emitted:
+    """Everything the workers wrote, read back from the output topics."""
+
+    events: list[dict] = field(default_factory=list)
+    dead_letters: list[tuple[bytes, dict[str, str]]] = field(default_factory=list)
+    tiers: dict[str, dict | None] = field(default_factory=dict)
+
+    @property
+    def ids(self) -> set[str]:
+        return {e["id"] for e in self.events}
+
+
+def collect(settings: Settings, until: callable, timeout: float = 90.0,
+            quiet: float = 3.0) -> Emitted:
+    """Read the output topics until `until(emitted)` holds and nothing new came for `quiet` s."""
+    names = settings.topics
+    consumer = KafkaConsumer(names.tier_changes, names.churn_warnings, names.dead_letters,
+                             names.customer_tiers, bootstrap_servers=settings.bootstrap_servers,
+                             auto_offset_reset="earliest", enable_auto_commit=False,
+                             group_id=None, consumer_timeout_ms=500)
+    emitted, deadline, last_new = Emitted(), time.monotonic() + timeout, time.monotonic()
+    try:
+        while time.monotonic() < deadline:
+            for record in consumer:
+                last_new = time.monotonic()
+                if record.topic == names.dead_letters:
+                    headers = {k: v.decode() for k, v in record.headers}
+                    emitted.dead_letters.append((record.value, headers))
+                elif record.topic == names.customer_tiers:
+                    emitted.tiers[record.key.decode()] = \
+                        None if record.value is None else json.loads(record.value)
+                else:
+                    emitted.events.append(json.loads(record.value))
+            if until(emitted) and time.monotonic() - last_new >= quiet:
+                return emitted
+        return emitted
+    finally:
+        consumer.close()
+
+
+def reference(lines: list[bytes], policy: CompiledPolicy, as_of: int
+              ) -> tuple[dict[str, CustomerState], list[dict]]:
+    """What `tierstream replay --as-of` gives for the same lines: final states and outputs."""
+    run = Replay(policy)
+    outputs = []
+    for event in sorted((parse_event(x) for x in lines if _valid(x)), key=event_order):
+        outputs += run.feed(event)
+    outputs += run.advance_to(as_of)
+    return run.states, [json.loads(o.model_dump_json()) for o in outputs]
+
+
+def history(customers: int, seed: int = 7) -> list[bytes]:
+    """A deterministic purchase history in 2020-2021 (long settled by now), in time order."""
+    rng = random.Random(seed)
+    events = []
+    for c in range(customers):
+        at = datetime(2020, 1, 1, tzinfo=UTC) + timedelta(hours=rng.randrange(24 * 200))
+        for n in range(rng.choice([1, 1, 2, 3, 5, 8])):
+            at += timedelta(days=rng.randrange(1, 60), minutes=rng.randrange(600))
+            events.append((at, {"type": "order_completed", "event_id": f"c{c}-o{n}",
+                                "customer_id": f"c{c}", "occurred_at": at.isoformat(),
+                                "order_id": f"c{c}-o{n}", "currency": "CNY",
+                                "amount": str(rng.choice([80, 300, 1200, 4000, 9000]))}))
+    events.sort(key=lambda pair: pair[0])
+    return [json.dumps(e).encode() for _, e in events]
+
+
+def _valid(line: bytes) -> bool:
+    try:
+        parse_event(line)
+    except ValueError:
+        return False
+    return True
+
+
+def consumer_group_members(settings: Settings) -> int:
+    admin = KafkaAdminClient(bootstrap_servers=settings.bootstrap_servers)
+    try:
+        group = admin.describe_groups([settings.app_id])[settings.app_id]
+        return len(group["members"])
+    finally:
+        admin.close()

@@ -1,0 +1,132 @@
+"""`tierstream worker` on a real Apache Kafka broker: live results equal a replay of the input."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from models.events import parse_event
+from models.instants import format_instant, to_micros
+from rules.policy_file import load_policy
+from tests.integration.harness import (
+    Worker,
+    collect,
+    consumer_group_members,
+    create_topics,
+    history,
+    isolated_settings,
+    produce,
+    reference,
+)
+
+EXAMPLES = Path(__file__).resolve().parents[2] / "examples" / "events.jsonl"
+DEFAULT = Path(__file__).resolve().parents[2] / "rules" / "policies" / "default.yaml"
+
+
+@pytest.fixture
+def workers(tmp_path: Path) -> Iterator[list[Worker]]:
+    started: list[Worker] = []
+    yield started
+    for worker in started:
+        worker.stop()
+
+
+def new_worker(settings, tmp_path: Path, name: str, started: list[Worker]) -> Worker:
+    workdir = tmp_path / name
+    workdir.mkdir()
+    worker = Worker(settings, DEFAULT, workdir)
+    started.append(worker)
+    return worker.start()
+
+
+def now() -> int:
+    return time.time_ns() // 1000
+
+
+def test_events_in_tier_events_out_and_bad_input_dead_lettered(kafka_bootstrap: str,
+                                                               tmp_path: Path, workers) -> None:
+    settings = isolated_settings(kafka_bootstrap, tmp_path)
+    create_topics(settings)
+    lines = EXAMPLES.read_bytes().splitlines()
+    worker = new_worker(settings, tmp_path, "w1", workers)
+    produce(settings, lines)
+    states, expected = reference(lines, load_policy(DEFAULT), now())
+    emitted = collect(settings, until=lambda e: len(e.events) >= len(expected)
+                      and len(e.dead_letters) >= 4)
+    assert emitted.ids == {e["id"] for e in expected}, worker.log_text()[-3000:]
+    by_id = {e["id"]: e for e in emitted.events}
+    for event in expected:
+        assert by_id[event["id"]] == event
+    reasons = sorted(h["reason"] for _, h in emitted.dead_letters)
+    assert reasons == ["invalid_field", "invalid_field", "not_json", "unknown_type"]
+    raw, headers = next((v, h) for v, h in emitted.dead_letters if h["reason"] == "not_json")
+    assert raw in lines and headers["source_topic"] == settings.topics.orders
+    assert {"source_partition", "source_offset", "error"} <= headers.keys()
+    assert {c: t["tier"] for c, t in emitted.tiers.items()} == \
+        {c: s.tier for c, s in states.items()}
+    # The worker kept going after the bad lines: every valid customer got its events.
+    assert worker.process.poll() is None
+
+
+def test_downgrade_and_churn_warning_with_no_new_events(kafka_bootstrap: str, tmp_path: Path,
+                                                        workers) -> None:
+    settings = isolated_settings(kafka_bootstrap, tmp_path)
+    create_topics(settings)
+    lines = history(customers=30)
+    new_worker(settings, tmp_path, "w1", workers)
+    produce(settings, lines)
+    _, expected = reference(lines, load_policy(DEFAULT), now())
+    emitted = collect(settings, until=lambda e: len(e.events) >= len(expected))
+    kinds = {e["type"] for e in emitted.events}
+    assert {"tierstream.tier.downgraded", "tierstream.churn.warning"} <= kinds
+    last_input = max(to_micros_of(line) for line in lines)
+    timed = [e for e in emitted.events if e["time"] > format_instant(last_input)]
+    assert timed, "time-driven changes after the last event must happen without new events"
+    assert emitted.ids == {e["id"] for e in expected}
+
+
+def test_two_workers_split_partitions_and_match_replay(kafka_bootstrap: str, tmp_path: Path,
+                                                       workers) -> None:
+    settings = isolated_settings(kafka_bootstrap, tmp_path)
+    create_topics(settings)
+    lines = history(customers=80, seed=11)
+    new_worker(settings, tmp_path, "w1", workers)
+    new_worker(settings, tmp_path, "w2", workers)
+    produce(settings, lines)
+    states, expected = reference(lines, load_policy(DEFAULT), now())
+    emitted = collect(settings, until=lambda e: len(e.events) >= len(expected))
+    assert consumer_group_members(settings) == 2
+    assert all(w.process.poll() is None for w in workers)
+    assert emitted.ids == {e["id"] for e in expected}
+    assert {c: (t["tier"], t["churn"]) for c, t in emitted.tiers.items()} == \
+        {c: (s.tier, s.churn_rule is not None) for c, s in states.items()}
+
+
+def test_worker_killed_mid_stream_loses_nothing(kafka_bootstrap: str, tmp_path: Path,
+                                               workers) -> None:
+    settings = isolated_settings(kafka_bootstrap, tmp_path)
+    create_topics(settings)
+    lines = history(customers=300, seed=5)
+    worker = new_worker(settings, tmp_path, "w1", workers)
+    produce(settings, lines)
+    states, expected = reference(lines, load_policy(DEFAULT), now())
+    seen = collect(settings, until=lambda e: len(e.events) > 30, quiet=0.0)
+    worker.kill()
+    assert len(seen.ids) < len(expected), "the kill should land mid-stream"
+    worker.start()
+    emitted = collect(settings, until=lambda e: e.ids >= {x["id"] for x in expected}, timeout=150)
+    assert emitted.ids == {e["id"] for e in expected}, worker.log_text()[-3000:]
+    duplicates = len(emitted.events) - len(emitted.ids)
+    by_id = {}
+    for event in emitted.events:  # a duplicate is only ever the very same event again
+        assert by_id.setdefault(event["id"], event) == event
+    assert {c: (t["tier"], t["churn"], t["sequence"]) for c, t in emitted.tiers.items()} == \
+        {c: (s.tier, s.churn_rule is not None, s.sequence) for c, s in states.items()}
+    print(f"{duplicates} duplicate outputs after the kill")
+
+
+def to_micros_of(line: bytes) -> int:
+    return to_micros(parse_event(line).occurred_at)
