@@ -63,33 +63,40 @@ def evaluate(state: CustomerState, policy: CompiledPolicy, t: int) -> tuple[
         CustomerState, list[OutputEvent]]:
     """Decide tier and churn at instant t; returns the new state and what it emitted."""
     decision = _Decision(state, policy, t)
-    _decide_tier(decision)
+    # A move changes `tier` and `days_in_tier`; conditions that read them are decided again.
+    for _ in range(len(policy.tier_ids) if policy.tiers_read_tier else 1):
+        if not _decide_tier(decision):
+            break
     _decide_churn(decision)
     decision.update(clock=t, next_change_at=horizon.next_change(
         decision.state, policy, decision.values, t))
     return decision.state, decision.outputs
 
 
-def _decide_tier(d: _Decision) -> None:
+def _decide_tier(d: _Decision) -> bool:
+    """Apply the tier rules at d.t; True if the tier moved."""
     ids, policy = d.policy.tier_ids, d.policy
     target = policy.eligible(d.values)
     why = _why(policy, target)
     if d.state.tier not in ids:
-        return d.move("tier.assigned", ids[target], ids[target], why)
+        d.move("tier.assigned", ids[target], ids[target], why)
+        return True
     current = ids.index(d.state.tier)
     if target < current:
-        return d.move("tier.upgraded", ids[target], ids[target], why)
+        d.move("tier.upgraded", ids[target], ids[target], why)
+        return True
     if target == current:
         if d.state.downgrade_due is not None:
             d.update(downgrade_due=None, downgrade_warned=False)
-        return None
+        return False
     if d.state.downgrade_due is None:
         d.update(downgrade_due=d.t + policy.grace, downgrade_warned=False)
-    if d.t >= d.state.downgrade_due:
+    moved = d.t >= d.state.downgrade_due
+    if moved:
         current = _downgrade(d, current, target, why)
     if current < target:
         _warn(d, current, target, why)
-    return None
+    return moved
 
 
 def _downgrade(d: _Decision, current: int, target: int, why: str) -> int:

@@ -26,9 +26,9 @@ Result = tuple[CustomerState | None, list[OutputEvent]]
 
 def apply(state: CustomerState | None, event: Event, policy: CompiledPolicy) -> Result:
     """Fold one event into the customer's state; a redelivered event changes nothing."""
-    if isinstance(event, CustomerErased):
-        return None, []
     t = to_micros(event.occurred_at)
+    if isinstance(event, CustomerErased):  # time first passes up to the erasure, as for any event
+        return None, advance(state, policy, t)[1] if state is not None else []
     amount = _in_policy_currency(event, policy)
     outputs: list[OutputEvent] = []
     if state is None:

@@ -288,6 +288,40 @@ def test_a_new_order_recovers_an_overdue_customer() -> None:
                                     (day(70), "churn.recovered", "overdue")]
 
 
+# --- conditions that read the tier itself ------------------------------------------------------
+
+SOFT_LANDING = policy("""
+    name: soft-landing
+    version: "1"
+    windows: [365d]
+    tiers:
+      - id: A
+        when: revenue_365d >= 1000.0
+      - id: B                       # key accounts that stop qualifying land on B first
+        when: tier == "A" || revenue_365d >= 500.0
+      - id: C
+        when: orders_365d >= 1
+      - id: D
+    downgrade: {grace: 14d, max_steps: 1, warn_before: 0d}
+    """)
+LANDED = [order("c", day(0), 1000, "o1"), refund("c", day(5), 800, "o1")]  # B-eligible from 5
+
+
+def test_a_move_that_changes_eligibility_starts_the_next_grace_period_at_once() -> None:
+    # Once in B, `tier == "A"` is false: the customer is eligible for C only, so a new grace
+    # period starts at the downgrade instant, exactly as if the eligibility had changed by time.
+    _, outputs = replay(LANDED, SOFT_LANDING, until=day(400))
+    assert steps(outputs) == [(day(0), "assigned", None, "A"), (day(19), "downgraded", "A", "B"),
+                              (day(33), "downgraded", "B", "C"),
+                              (day(379), "downgraded", "C", "D")]
+
+
+def test_an_event_no_condition_reads_changes_no_decision() -> None:
+    _, quiet = replay(LANDED, SOFT_LANDING, until=day(400))
+    _, visited = replay([*LANDED, touch("c", day(20))], SOFT_LANDING, until=day(400))
+    assert steps(visited) == steps(quiet)
+
+
 # --- the time machine --------------------------------------------------------------------------
 
 SCENARIOS = {

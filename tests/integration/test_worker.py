@@ -50,13 +50,18 @@ def test_events_in_tier_events_out_and_bad_input_dead_lettered(kafka_bootstrap: 
                                                                tmp_path: Path, workers) -> None:
     settings = isolated_settings(kafka_bootstrap, tmp_path)
     create_topics(settings)
-    lines = EXAMPLES.read_bytes().splitlines()
+    erase = (b'{"type": "customer_erased", "event_id": "erase-carol", "customer_id": "carol", '
+             b'"occurred_at": "2026-06-01T00:00:00Z"}')
+    lines = [*EXAMPLES.read_bytes().splitlines(), erase]
     worker = new_worker(settings, tmp_path, "w1", workers)
     produce(settings, lines)
     states, expected = reference(lines, load_policy(DEFAULT), now())
     emitted = collect(settings, until=lambda e: len(e.events) >= len(expected)
                       and len(e.dead_letters) >= 4)
-    assert emitted.ids == {e["id"] for e in expected}, worker.log_text()[-3000:]
+    missing = [e for e in expected if e["id"] not in emitted.ids]
+    extra = [e for e in emitted.events if e["id"] not in {x["id"] for x in expected}]
+    assert not missing and not extra, [(e["subject"], e["type"], e["time"])
+                                       for e in missing + extra]
     by_id = {e["id"]: e for e in emitted.events}
     for event in expected:
         assert by_id[event["id"]] == event
@@ -65,6 +70,8 @@ def test_events_in_tier_events_out_and_bad_input_dead_lettered(kafka_bootstrap: 
     raw, headers = next((v, h) for v, h in emitted.dead_letters if h["reason"] == "not_json")
     assert raw in lines and headers["source_topic"] == settings.topics.orders
     assert {"source_partition", "source_offset", "error"} <= headers.keys()
+    assert emitted.tiers.pop("carol") is None, "erasure leaves a tombstone"
+    assert "carol" not in states
     assert {c: t["tier"] for c, t in emitted.tiers.items()} == \
         {c: s.tier for c, s in states.items()}
     # The worker kept going after the bad lines: every valid customer got its events.

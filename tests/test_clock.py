@@ -1,0 +1,44 @@
+"""Per-partition clocks and due indexes of the streaming runtime (no broker needed)."""
+
+from __future__ import annotations
+
+from streams.clock import DueIndex, PartitionClocks
+
+IDLE = 30
+
+
+def test_clock_is_the_watermark_while_events_flow() -> None:
+    clocks = PartitionClocks(idle_after=IDLE)
+    assert clocks.now(0, wall=1_000) is None
+    clocks.observe(0, event_time=500, wall=1_000)
+    clocks.observe(0, event_time=400, wall=1_001)   # a late event never moves the clock back
+    assert clocks.now(0, wall=1_010) == 500
+    assert clocks.now(1, wall=1_010) is None         # partitions are independent
+
+
+def test_idle_partition_follows_the_wall_clock() -> None:
+    clocks = PartitionClocks(idle_after=IDLE)
+    clocks.observe(0, event_time=500, wall=1_000)
+    assert clocks.now(0, wall=1_000 + IDLE - 1) == 500
+    assert clocks.now(0, wall=1_000 + IDLE) == 1_000 + IDLE
+    clocks.observe(0, event_time=5_000, wall=2_000)   # event time ahead of the wall clock wins
+    assert clocks.now(0, wall=2_000 + IDLE) == 5_000
+
+
+def test_assigned_partition_with_no_events_starts_its_idle_timer() -> None:
+    clocks = PartitionClocks(idle_after=IDLE)
+    clocks.assigned([3], wall=100)
+    assert clocks.now(3, wall=100 + IDLE - 1) is None
+    assert clocks.now(3, wall=100 + IDLE) == 100 + IDLE
+
+
+def test_due_index_pops_only_what_is_due_per_partition() -> None:
+    due = DueIndex()
+    for partition, at, customer in [(0, 30, "c"), (0, 10, "a"), (0, 20, "b"), (1, 5, "x")]:
+        due.schedule(partition, at, customer)
+    due.schedule(0, None, "never")
+    assert due.backlog(0, now=25) == 2
+    assert due.pop_due(0, now=20) == [(10, "a"), (20, "b")]
+    assert due.pop_due(0, now=20) == []
+    due.drop([0])
+    assert due.pop_due(0, now=100) == [] and due.pop_due(1, now=100) == [(5, "x")]
