@@ -19,6 +19,14 @@ from rules.conditions import Condition
 LineOf = Callable[[tuple[str | int, ...]], int | None]
 
 
+def field_path(location: tuple[str | int, ...]) -> str:
+    """`("tiers", 0, "when")` -> `tiers[0].when`, as error messages name a policy field."""
+    text = ""
+    for part in location:
+        text += f"[{part}]" if isinstance(part, int) else f".{part}" if text else str(part)
+    return text
+
+
 class CompiledPolicy:
     """Everything the engine needs from a policy, computed once at load."""
 
@@ -54,7 +62,7 @@ class CompiledPolicy:
         self._type_check(compiled, line_of)
 
     def _compile(self, source: str, location: tuple, line_of: LineOf) -> Condition:
-        field = ".".join(str(p) for p in location)
+        field = field_path(location)
         try:
             return Condition(source, field)
         except (ValueError, SyntaxError) as error:
@@ -72,7 +80,7 @@ class CompiledPolicy:
                 hint = difflib.get_close_matches(name, self.known_metrics(), n=1)
                 message = f"{error}{f'; did you mean {hint[0]!r}?' if hint else ''}"
                 raise PolicyError(message, file=self.file, line=line_of(location),
-                                  field=".".join(map(str, location))) from None
+                                  field=field_path(location)) from None
             (fixed if kind is None else windowed).append(name if kind is None else kind)
         return tuple(fixed), tuple(windowed)
 
@@ -93,7 +101,7 @@ class CompiledPolicy:
                 raise PolicyError(f"`{condition.source}` does not evaluate: "
                                   f"{getattr(error, 'message', error)}", file=self.file,
                                   line=line_of(location),
-                                  field=".".join(map(str, location))) from None
+                                  field=field_path(location)) from None
 
     def known_metrics(self) -> list[str]:
         windowed = [f"{kind}_{w}" for kind in metrics.WINDOWED for w in self.windows]

@@ -10,7 +10,7 @@ from pydantic import ValidationError
 
 from models.errors import PolicyError
 from models.policy import Policy, PolicyShapeError
-from rules.compiled import CompiledPolicy
+from rules.compiled import CompiledPolicy, field_path
 
 BUILTIN_DIR = Path(__file__).parent / "policies"
 Location = tuple[str | int, ...]
@@ -41,7 +41,7 @@ def parse_policy(text: str, file: str = "<policy>") -> CompiledPolicy:
         cause = first.get("ctx", {}).get("error")
         location = cause.location if isinstance(cause, PolicyShapeError) else tuple(first["loc"])
         raise PolicyError(first["msg"].removeprefix("Value error, "), file=file,
-                          line=_line_of(location, lines), field=_dotted(location)) from None
+                          line=_line_of(location, lines), field=field_path(location)) from None
     return CompiledPolicy(policy, lambda location: _line_of(location, lines), file)
 
 
@@ -69,7 +69,7 @@ def _index(node: yaml.Node, location: Location, lines: dict[Location, int], file
         for key, value in node.value:
             if key.value in seen:
                 raise PolicyError(f"key {key.value!r} appears twice", file=file,
-                                  line=key.start_mark.line + 1, field=_dotted(location))
+                                  line=key.start_mark.line + 1, field=field_path(location))
             seen.add(key.value)
             _index(value, (*location, key.value), lines, file)
             lines[(*location, key.value)] = key.start_mark.line + 1
@@ -83,10 +83,3 @@ def _line_of(location: Location, lines: dict[Location, int]) -> int | None:
         if location[:end] in lines:
             return lines[location[:end]]
     return None
-
-
-def _dotted(location: Location) -> str:
-    text = ""
-    for part in location:
-        text += f"[{part}]" if isinstance(part, int) else f".{part}" if text else str(part)
-    return text

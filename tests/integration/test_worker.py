@@ -112,9 +112,10 @@ def test_two_workers_split_partitions_and_match_replay(kafka_bootstrap: str, tmp
         {c: (s.tier, s.churn_rule is not None) for c, s in states.items()}
 
 
-def test_worker_killed_mid_stream_loses_nothing(kafka_bootstrap: str, tmp_path: Path,
-                                               workers) -> None:
-    settings = isolated_settings(kafka_bootstrap, tmp_path)
+@pytest.mark.parametrize("store", ["memory://", "rocksdb://"])
+def test_worker_killed_mid_stream_loses_nothing(kafka_bootstrap: str, tmp_path: Path, workers,
+                                               store: str) -> None:
+    settings = isolated_settings(kafka_bootstrap, tmp_path, store=store)
     create_topics(settings)
     lines = history(customers=300, seed=5)
     worker = new_worker(settings, tmp_path, "w1", workers)
