@@ -62,38 +62,38 @@ OnBytes = Callable[[int], None]
 
 
 def read_jsonl(path: Path, on_bytes: OnBytes = lambda _: None) -> Iterator[Record]:
-    with path.open("rb") as stream:
-        for number, raw in enumerate(stream, start=1):
-            on_bytes(len(raw))
-            raw = raw.rstrip(b"\r\n")
-            if not raw.strip():
-                continue
-            try:
-                yield Line(str(path), number, raw), parse_event(raw)
-            except InvalidEventError as error:
-                yield Line(str(path), number, raw), error
+    for line in _lines(path, on_bytes):
+        try:
+            yield line, parse_event(line.raw)
+        except InvalidEventError as error:
+            yield line, error
 
 
 def read_csv(path: Path, layout: CsvLayout, on_bytes: OnBytes = lambda _: None
              ) -> Iterator[Record]:
+    names: list[str] | None = None
+    for line in _lines(path, on_bytes):
+        try:
+            cells = _split(line.raw.decode(), layout.delimiter)
+            if names is None and _is_header(cells, layout.header):
+                names = [c.strip() for c in cells]
+                continue
+            fields = _fields(cells, names, layout, f"{path.name}:{line.number}")
+            yield line, event_from_fields(fields)
+        except InvalidEventError as error:
+            yield line, error
+        except ValueError as error:  # includes UnicodeDecodeError
+            yield line, InvalidEventError(str(error), "invalid_row")
+
+
+def _lines(path: Path, on_bytes: OnBytes) -> Iterator[Line]:
+    """The non-blank lines of a file, numbered from 1, without their line ending."""
     with path.open("rb") as stream:
-        names: list[str] | None = None
         for number, raw in enumerate(stream, start=1):
             on_bytes(len(raw))
             raw = raw.rstrip(b"\r\n")
-            if not raw.strip():
-                continue
-            try:
-                cells = _split(raw.decode(), layout.delimiter)
-                if names is None and _is_header(cells, layout.header):
-                    names = [c.strip() for c in cells]
-                    continue
-                fields = _fields(cells, names, layout, f"{path.name}:{number}")
-                yield Line(str(path), number, raw), event_from_fields(fields)
-            except InvalidEventError as error:
-                yield Line(str(path), number, raw), error
-            except ValueError as error:  # includes UnicodeDecodeError
-                yield Line(str(path), number, raw), InvalidEventError(str(error), "invalid_row")
+            if raw.strip():
+                yield Line(str(path), number, raw)
 
 
 def _is_header(cells: list[str], header: bool | None) -> bool:
