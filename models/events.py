@@ -44,7 +44,13 @@ def _plausible(moment: datetime) -> datetime:
     return moment
 
 
-Timestamp = Annotated[AwareDatetime, AfterValidator(_plausible)]
+def _text_or_datetime(value: Any) -> Any:
+    if not isinstance(value, str | datetime):
+        raise ValueError("timestamp must be an RFC 3339 string with an offset")
+    return value
+
+
+Timestamp = Annotated[AwareDatetime, BeforeValidator(_text_or_datetime), AfterValidator(_plausible)]
 
 
 class _Event(BaseModel):

@@ -72,6 +72,13 @@ class Policy(_Strict):
             if index < last and tier.when is None:
                 raise PolicyShapeError(f"tier {tier.id} needs a `when` condition; only the last "
                                        "tier may have none", ("tiers", index))
+        if self.currency in self.rates:
+            raise PolicyShapeError(f"{self.currency} is the policy currency (rate 1); remove it "
+                                   "from rates", ("rates", self.currency))
+        for index, window in enumerate(self.windows):
+            if parse_duration(window) == 0:
+                raise PolicyShapeError("a window of zero length is always empty",
+                                       ("windows", index))
         for field, ids in (("tiers", [t.id for t in self.tiers]),
                            ("churn", [c.id for c in self.churn]), ("windows", self.windows)):
             for index, item in enumerate(ids):

@@ -50,10 +50,18 @@ def shift(text: str, names: frozenset[str], by: str) -> str:
 
 
 def is_linear(text: str, names: frozenset[str]) -> bool:
-    """True when `text` is plainly linear in `names`: sums and products with one of them at most."""
+    """True when `text` is plainly linear in `names`: sums, products and divisions by numbers,
+    with one of `names` at most."""
     found = tokens(text)
-    plain = all(t.kind in ("ident", "number") or t.text in "+-*()" for t in found)
-    return plain and sum(t.text in names for t in found) <= 1
+    for i, token in enumerate(found):
+        after = found[i + 1] if i + 1 < len(found) else None
+        if token.kind == "ident" and after is not None and after.text in "(.":
+            return False  # a function call or a member: not plainly linear
+        if token.text == "/" and (after is None or after.kind != "number"):
+            return False  # dividing by anything but a number
+        if token.kind not in ("ident", "number") and token.text not in "+-*/()":
+            return False
+    return sum(t.text in names for t in found) <= 1
 
 
 def tokens(text: str) -> list[_Token]:

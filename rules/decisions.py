@@ -45,7 +45,9 @@ class _Decision:
         sequence = self.state.sequence + 1
         self.update(sequence=sequence)
         policy, customer = self.policy, self.state.customer_id
-        key = f"{policy.name}\n{policy.version}\n{customer}\n{self.state.created_at}\n{sequence}"
+        # Same input, same id; a different decision under the same sequence, a different id.
+        key = "\n".join(map(str, (policy.name, policy.version, customer, self.state.created_at,
+                                  sequence, kind, from_tier, to_tier, rule, self.t)))
         data = DecisionData(customer_id=customer, from_tier=from_tier, to_tier=to_tier,
                             policy=PolicyRef(name=policy.name, version=policy.version),
                             rule=rule, reason=reason, metrics=inputs, **extra)
@@ -145,7 +147,7 @@ def _decide_churn(d: _Decision) -> None:
                churn_rule=rule)
         d.update(churn_rule=rule, churn_since=d.t)
     elif rule is None and open_rule is not None:
-        since = format_instant(d.state.churn_since or d.t)
+        since = format_instant(d.t if d.state.churn_since is None else d.state.churn_since)
         inputs = {v: d.values[v] for _, c in d.policy.churn_conditions for v in c.variables}
         d.emit("churn.recovered", d.state.tier, d.state.tier, open_rule,
                f"no churn rule holds any more (episode opened by {open_rule} at {since})",

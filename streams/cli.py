@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import sys
+import time
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -12,7 +13,7 @@ from rich.console import Console
 from rich.table import Table
 
 from models.errors import PolicyError, PolicyEvaluationError
-from models.instants import to_micros
+from models.instants import MICROS_PER_DAY, to_micros
 from rules.policy_file import load_policy
 from streams import policy_cmd, replay_job
 from streams.files import PRESETS, CsvLayout, parse_columns
@@ -130,7 +131,8 @@ def _replay(args: argparse.Namespace, err: Console) -> int:
                                  state_out=open_out(args.state_out))
         with replay_job.progress_bar(err) as progress:
             records = replay_job.read_inputs(args.events, args.format, layout, progress)
-            summary = replay_job.run(records, policy, sinks, args.as_of, progress)
+            latest = time.time_ns() // 1000 + MICROS_PER_DAY
+            summary = replay_job.run(records, policy, sinks, args.as_of, progress, latest)
     err.print(replay_job.summary_table(summary, policy))
     if summary.rejected and not args.dead_letters:
         err.print("[yellow]rejected lines were counted but not kept: add --dead-letters FILE[/]")

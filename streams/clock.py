@@ -12,6 +12,26 @@ from __future__ import annotations
 import heapq
 from collections.abc import Iterable
 
+from models.errors import InvalidEventError
+from models.events import Event
+from models.instants import format_instant, to_micros
+
+
+def reject_future(event: Event, wall: int, tolerance: int) -> None:
+    """An event dated further ahead of the wall clock than `tolerance` would drag the clock of
+    every customer forward with it: it is rejected instead."""
+    if to_micros(event.occurred_at) > wall + tolerance:
+        raise InvalidEventError(f"occurred_at {format_instant(to_micros(event.occurred_at))} is "
+                                f"in the future (now {format_instant(wall)})", "future_timestamp")
+
+
+def check_key(key: bytes | None, customer_id: str) -> None:
+    """Input must be keyed by customer id, or one customer's state splits across partitions."""
+    if key is None or key != customer_id.encode():
+        shown = key.decode(errors="replace") if key is not None else None
+        raise InvalidEventError(f"message key {shown!r} is not the customer_id "
+                                f"{customer_id!r}", "wrong_key")
+
 
 class PartitionClocks:
     """Event-time watermark per partition, with the wall-clock rule for idle partitions."""
@@ -28,6 +48,11 @@ class PartitionClocks:
     def assigned(self, partitions: Iterable[int], wall: int) -> None:
         for partition in partitions:
             self._last_event_wall.setdefault(partition, wall)
+
+    def forget(self, partitions: Iterable[int]) -> None:
+        for partition in partitions:
+            self._watermark.pop(partition, None)
+            self._last_event_wall.pop(partition, None)
 
     def now(self, partition: int, wall: int) -> int | None:
         """The partition's clock: its watermark, or the wall clock once it has been idle."""
@@ -59,5 +84,3 @@ class DueIndex:
         for partition in partitions:
             self._heaps.pop(partition, None)
 
-    def backlog(self, partition: int, now: int) -> int:
-        return sum(1 for due, _ in self._heaps.get(partition, ()) if due <= now)

@@ -20,6 +20,7 @@ from models.instants import format_instant
 from models.outputs import OutputEvent
 from rules.compiled import CompiledPolicy
 from rules.replay import Replay, event_order
+from streams.clock import reject_future
 from streams.files import PRESETS, CsvLayout, Line, Record, read_csv, read_jsonl
 
 
@@ -64,13 +65,21 @@ def _format_of(path: Path, file_format: str) -> str:
 
 
 def run(records: Iterator[Record], policy: CompiledPolicy, sinks: Sinks, as_of: int | None,
-        progress: Progress) -> Summary:
-    """Sort the valid events by event time, replay them, write outputs, rejects and states."""
+        progress: Progress, latest: int) -> Summary:
+    """Sort the valid events by event time, replay them, write outputs, rejects and states.
+
+    Events after `latest` (the wall clock plus a day) are rejected as future timestamps.
+    """
     started = time.perf_counter()
     summary = Summary()
     events: list[tuple[Event, Line]] = []
     for line, record in records:
         summary.lines += 1
+        if not isinstance(record, InvalidEventError):
+            try:
+                reject_future(record, latest, 0)
+            except InvalidEventError as error:
+                record = error
         if isinstance(record, InvalidEventError):
             _reject(line, record, summary, sinks)
         else:
@@ -121,8 +130,8 @@ def _finish(replay: Replay, policy: CompiledPolicy, end: int, summary: Summary,
         summary.tiers[state.tier or "-"] += 1
         summary.churn_open += state.churn_rule is not None
         if sinks.state_out is not None:
-            line = {"customer_id": customer, "tier": state.tier,
-                    "tier_since": format_instant(state.tier_since) if state.tier_since else None,
+            since = None if state.tier_since is None else format_instant(state.tier_since)
+            line = {"customer_id": customer, "tier": state.tier, "tier_since": since,
                     "churn": state.churn_rule is not None, "churn_rule": state.churn_rule,
                     "as_of": format_instant(end), "metrics": policy.values(state, end)}
             sinks.state_out.write(json.dumps(line, ensure_ascii=False) + "\n")

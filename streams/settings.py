@@ -48,6 +48,5 @@ class Settings(BaseSettings):
     tick_interval_s: float = Field(default=1.0, gt=0)
     idle_after_s: float = Field(default=30.0, gt=0)   # a quiet partition follows the wall clock
     lateness_s: float = Field(default=0.0, ge=0)       # time-driven work waits this much longer
-    web_host: str = "127.0.0.1"
-    web_port: int = Field(default=6066, ge=0, le=65535)
+    max_future_s: float = Field(default=86_400.0, ge=0)  # events further ahead are rejected
     topics: Topics = Field(default_factory=Topics)

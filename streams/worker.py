@@ -18,14 +18,14 @@ from typing import Any
 
 import faust
 
-from models.errors import InvalidEventError
+from models.errors import InvalidEventError, PolicyEvaluationError
 from models.events import CustomerErased, parse_event
 from models.instants import MICROS_PER_SECOND, format_instant, to_micros
 from models.outputs import OutputEvent
 from models.state import CustomerState
 from rules.compiled import CompiledPolicy
 from rules.engine import accept, advance, apply
-from streams.clock import DueIndex, PartitionClocks
+from streams.clock import DueIndex, PartitionClocks, check_key, reject_future
 from streams.settings import Settings
 
 log = logging.getLogger("tierstream.worker")
@@ -43,6 +43,7 @@ class Runtime:
         self.clocks = PartitionClocks(int(settings.idle_after_s * MICROS_PER_SECOND))
         self.due = DueIndex()
         self.lateness = int(settings.lateness_s * MICROS_PER_SECOND)
+        self.max_future = int(settings.max_future_s * MICROS_PER_SECOND)
         names = settings.topics
         self.app = faust.App(
             settings.app_id, broker=f"kafka://{settings.bootstrap_servers}",
@@ -52,47 +53,62 @@ class Runtime:
             web_enabled=False, table_standby_replicas=0,
             key_serializer="json", value_serializer="json")
         raw = {"key_serializer": "raw", "value_serializer": "raw"}
-        self.inputs = self.app.topic(*names.inputs, **raw)
+        # Inputs and ticks are one stream for one agent: a customer's events and its time-driven
+        # work never interleave, so each load-decide-publish-store runs alone.
+        self.stream = self.app.topic(*names.inputs, names.ticks, **raw)
         self.ticks = self.app.topic(names.ticks, **raw)
         self.outputs = {kind: self.app.topic(name, **raw) for kind, name in (
             ("tier-changes", names.tier_changes), ("churn-warnings", names.churn_warnings))}
         self.customer_tiers = self.app.topic(names.customer_tiers, **raw)
         self.dead_letters = self.app.topic(names.dead_letters, **raw)
         self.table = self.app.Table("customers", partitions=settings.partitions)
-        self.app.agent(self.inputs, name="tierstream-events")(self._events)
-        self.app.agent(self.ticks, name="tierstream-ticks")(self._ticks)
+        self.app.agent(self.stream, name="tierstream")(self._process)
         self.app.timer(interval=settings.tick_interval_s)(self._send_ticks)
         self.table.on_recover(self._rebuild_due_index)
         self.app.on_partitions_revoked.connect(self._revoked)
 
-    async def _events(self, stream: Any) -> None:
+    async def _process(self, stream: Any) -> None:
         async for event in stream.events():
-            message = event.message
-            try:
-                parsed = parse_event(message.value or b"")
-                accept(parsed, self.policy)
-            except InvalidEventError as error:
-                await self._dead_letter(message, error)
-                continue
-            partition, customer = message.partition, parsed.customer_id
-            self.clocks.observe(partition, to_micros(parsed.occurred_at), wall_micros())
-            state, outputs = apply(self._load(customer), parsed, self.policy)
-            await self._publish(customer, state, outputs, erased=isinstance(parsed, CustomerErased))
-            self._store(partition, customer, state)
+            if event.message.topic == self.settings.topics.ticks:
+                await self._tick(event.message.partition)
+            else:
+                await self._event(event.message)
 
-    async def _ticks(self, stream: Any) -> None:
-        async for event in stream.events():
-            partition = event.message.partition
-            now = self.clocks.now(partition, wall_micros())
-            if now is None:
+    async def _event(self, message: Any) -> None:
+        try:
+            parsed = parse_event(message.value or b"")
+            accept(parsed, self.policy)
+            check_key(message.key, parsed.customer_id)
+            reject_future(parsed, wall_micros(), self.max_future)
+        except InvalidEventError as error:
+            await self._dead_letter(message, error)
+            return
+        partition, customer = message.partition, parsed.customer_id
+        before = self._load(customer)
+        try:
+            state, outputs = apply(before, parsed, self.policy)
+        except PolicyEvaluationError as error:
+            await self._dead_letter(message, InvalidEventError(str(error), "policy_error"))
+            return
+        self.clocks.observe(partition, to_micros(parsed.occurred_at), wall_micros())
+        await self._publish(customer, state, outputs, erased=isinstance(parsed, CustomerErased))
+        self._store(partition, customer, before, state)
+
+    async def _tick(self, partition: int) -> None:
+        now = self.clocks.now(partition, wall_micros())
+        if now is None:
+            return
+        for due, customer in self.due.pop_due(partition, now - self.lateness):
+            before = self._load(customer)
+            if before is None or before.next_change_at != due:
+                continue  # stale: re-evaluated or erased since it was scheduled
+            try:
+                state, outputs = advance(before, self.policy, now - self.lateness)
+            except PolicyEvaluationError as error:
+                log.error("customer %s not advanced: %s", customer, error)
                 continue
-            for due, customer in self.due.pop_due(partition, now - self.lateness):
-                state = self._load(customer)
-                if state is None or state.next_change_at != due:
-                    continue  # stale: re-evaluated or erased since it was scheduled
-                state, outputs = advance(state, self.policy, now - self.lateness)
-                await self._publish(customer, state, outputs)
-                self._store(partition, customer, state)
+            await self._publish(customer, state, outputs)
+            self._store(partition, customer, before, state)
 
     async def _send_ticks(self) -> None:
         """One tick per assigned partition, so time-driven work runs inside stream iteration."""
@@ -110,12 +126,16 @@ class Runtime:
         stored = self.table.get(customer)
         return None if stored is None else CustomerState.model_validate(stored["state"])
 
-    def _store(self, partition: int, customer: str, state: CustomerState | None) -> None:
+    def _store(self, partition: int, customer: str, before: CustomerState | None,
+               state: CustomerState | None) -> None:
         if state is None:
             self.table.pop(customer, None)
             return
+        if state is before:
+            return  # a duplicate: nothing changed
         self.table[customer] = {"partition": partition, "state": state.model_dump(mode="json")}
-        self.due.schedule(partition, state.next_change_at, customer)
+        if before is None or before.next_change_at != state.next_change_at:
+            self.due.schedule(partition, state.next_change_at, customer)
 
     async def _publish(self, customer: str, state: CustomerState | None,
                        outputs: list[OutputEvent], erased: bool = False) -> None:
@@ -138,21 +158,24 @@ class Runtime:
                    ("reason", error.reason.encode()), ("error", str(error).encode())]
         log.warning("dead letter %s[%s]@%s: %s", message.topic, message.partition,
                     message.offset, error)
-        sent = await self.dead_letters.send(key=message.key, value=message.value or b"",
-                                            headers=headers)
+        sent = await self.dead_letters.send(key=message.key, value=message.value, headers=headers)
         await sent
 
     async def _rebuild_due_index(self) -> None:
-        """After recovery: one pass over the recovered customers, not one per tick."""
-        partitions = set(self._assigned())
+        """After recovery: one pass over the recovered customers, not one per tick. Each
+        partition's clock resumes from the latest instant its customers were decided at."""
+        partitions, wall = set(self._assigned()), wall_micros()
         self.due.drop(list(range(self.settings.partitions)))
         for customer, stored in self.table.items():
-            if stored["partition"] in partitions:
-                due = stored["state"].get("next_change_at")
-                self.due.schedule(stored["partition"], due, customer)
+            partition, state = stored["partition"], stored["state"]
+            if partition in partitions:
+                self.due.schedule(partition, state.get("next_change_at"), customer)
+                self.clocks.observe(partition, state["clock"], wall)
 
     async def _revoked(self, sender: Any, revoked: set, **_: Any) -> None:
-        self.due.drop({tp.partition for tp in revoked if tp.topic == self.settings.topics.ticks})
+        partitions = {tp.partition for tp in revoked if tp.topic == self.settings.topics.ticks}
+        self.due.drop(partitions)
+        self.clocks.forget(partitions)
 
 
 def current_tier(state: CustomerState) -> bytes:

@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
-from streams.clock import DueIndex, PartitionClocks
+import pytest
+
+from models.errors import InvalidEventError
+from models.events import parse_event
+from streams.clock import DueIndex, PartitionClocks, check_key, reject_future
 
 IDLE = 30
 
@@ -37,8 +41,28 @@ def test_due_index_pops_only_what_is_due_per_partition() -> None:
     for partition, at, customer in [(0, 30, "c"), (0, 10, "a"), (0, 20, "b"), (1, 5, "x")]:
         due.schedule(partition, at, customer)
     due.schedule(0, None, "never")
-    assert due.backlog(0, now=25) == 2
     assert due.pop_due(0, now=20) == [(10, "a"), (20, "b")]
     assert due.pop_due(0, now=20) == []
     due.drop([0])
     assert due.pop_due(0, now=100) == [] and due.pop_due(1, now=100) == [(5, "x")]
+
+
+EVENT = parse_event(b'{"type": "interaction", "event_id": "e", "customer_id": "c-1", '
+                    b'"occurred_at": "2026-01-02T00:00:00Z", "kind": "visit"}')
+JAN_1 = 1_767_225_600_000_000  # 2026-01-01T00:00:00Z
+
+
+def test_events_far_ahead_of_the_wall_clock_are_rejected() -> None:
+    day = 86_400_000_000
+    reject_future(EVENT, wall=JAN_1, tolerance=day)
+    with pytest.raises(InvalidEventError) as caught:
+        reject_future(EVENT, wall=JAN_1, tolerance=day - 1)
+    assert caught.value.reason == "future_timestamp"
+
+
+@pytest.mark.parametrize("key", [None, b"c-2", b"C-1"])
+def test_messages_not_keyed_by_customer_id_are_rejected(key: bytes | None) -> None:
+    check_key(b"c-1", "c-1")
+    with pytest.raises(InvalidEventError) as caught:
+        check_key(key, "c-1")
+    assert caught.value.reason == "wrong_key"

@@ -117,14 +117,15 @@ def test_worker_killed_mid_stream_loses_nothing(kafka_bootstrap: str, tmp_path: 
                                                store: str) -> None:
     settings = isolated_settings(kafka_bootstrap, tmp_path, store=store)
     create_topics(settings)
-    lines = history(customers=300, seed=5)
+    lines = history(customers=400, seed=5)
     worker = new_worker(settings, tmp_path, "w1", workers)
-    produce(settings, lines)
-    states, expected = reference(lines, load_policy(DEFAULT), now())
-    seen = collect(settings, until=lambda e: len(e.events) > 30, quiet=0.0)
-    worker.kill()
-    assert len(seen.ids) < len(expected), "the kill should land mid-stream"
+    half = len(lines) // 2
+    produce(settings, lines[:half])
+    collect(settings, until=lambda e: len(e.events) > 0, quiet=0.0)
+    worker.kill()  # while the first half is being processed
+    produce(settings, lines[half:])
     worker.start()
+    states, expected = reference(lines, load_policy(DEFAULT), now())
     emitted = collect(settings, until=lambda e: e.ids >= {x["id"] for x in expected}, timeout=150)
     assert emitted.ids == {e["id"] for e in expected}, worker.log_text()[-3000:]
     duplicates = len(emitted.events) - len(emitted.ids)
