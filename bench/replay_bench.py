@@ -21,9 +21,9 @@ from rich.table import Table
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from rules import decisions  # noqa: E402
-from rules.policy_file import load_policy  # noqa: E402
 from rules.replay import Replay, event_order  # noqa: E402
 from streams.files import PRESETS, read_csv  # noqa: E402
+from streams.policies import load_policy  # noqa: E402
 from tests.datafiles import cdnow_master_path  # noqa: E402
 
 TARGET = 50_000

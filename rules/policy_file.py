@@ -1,8 +1,7 @@
-"""Reads a policy YAML file into a CompiledPolicy, with errors that name file, line and field."""
+"""Parses policy YAML into a CompiledPolicy, with errors that name file, line and field."""
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Any
 
 import yaml
@@ -12,27 +11,11 @@ from models.errors import PolicyError
 from models.policy import Policy, PolicyShapeError
 from rules.compiled import CompiledPolicy, field_path
 
-BUILTIN_DIR = Path(__file__).parent / "policies"
 Location = tuple[str | int, ...]
 
 
-def load_policy(path: str | Path) -> CompiledPolicy:
-    """Load a policy file, or a shipped policy by name (`default`)."""
-    path = Path(path)
-    if not path.exists() and (BUILTIN_DIR / f"{path}.yaml").exists():
-        path = BUILTIN_DIR / f"{path}.yaml"
-    try:
-        text = path.read_text(encoding="utf-8")
-    except OSError as error:
-        raise PolicyError(f"cannot read the policy: {error.strerror}", file=str(path)) from None
-    return parse_policy(text, str(path))
-
-
-def builtin_policies() -> list[Path]:
-    return sorted(BUILTIN_DIR.glob("*.yaml"))
-
-
 def parse_policy(text: str, file: str = "<policy>") -> CompiledPolicy:
+    """Validate and compile the YAML text of a policy; `file` is only used in error messages."""
     data, lines = _read_yaml(text, file)
     try:
         policy = Policy.model_validate(data)

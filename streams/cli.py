@@ -14,9 +14,9 @@ from rich.table import Table
 
 from models.errors import PolicyError, PolicyEvaluationError
 from models.instants import MICROS_PER_DAY, to_micros
-from rules.policy_file import load_policy
 from streams import policy_cmd, replay_job
 from streams.files import PRESETS, CsvLayout, parse_columns
+from streams.policies import load_policy
 from streams.settings import Settings
 
 EXIT_OK, EXIT_REJECTED, EXIT_USAGE, EXIT_POLICY = 0, 1, 2, 3

@@ -8,7 +8,8 @@ import pytest
 
 from models.errors import PolicyError
 from rules.compiled import CompiledPolicy
-from rules.policy_file import builtin_policies, load_policy, parse_policy
+from rules.policy_file import parse_policy
+from streams.policies import builtin_policies, load_policy
 
 
 @pytest.mark.parametrize("path", builtin_policies(), ids=lambda p: p.stem)

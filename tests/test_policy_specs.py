@@ -30,8 +30,8 @@ import yaml
 from models.events import event_from_fields
 from models.instants import to_micros
 from models.state import CustomerState
-from rules.policy_file import builtin_policies, load_policy
 from rules.replay import Replay, event_order
+from streams.policies import builtin_policies, load_policy
 
 SPEC_DIR = Path(__file__).parent / "spec"
 CUSTOMER = "c"

@@ -11,8 +11,8 @@ from models.outputs import OutputEvent
 from models.state import CustomerState
 from rules.compiled import CompiledPolicy
 from rules.engine import advance, apply
-from rules.policy_file import load_policy
 from rules.replay import Replay
+from streams.policies import load_policy
 from tests.builders import (
     US,
     cancel,

@@ -10,7 +10,7 @@ import pytest
 
 from models.events import parse_event
 from models.instants import format_instant, to_micros
-from rules.policy_file import load_policy
+from streams.policies import load_policy
 from tests.integration.harness import (
     Worker,
     collect,
