@@ -6,8 +6,6 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict
 
-TIER_TYPES = ("tierstream.tier.assigned", "tierstream.tier.upgraded",
-              "tierstream.tier.downgraded", "tierstream.tier.downgrade_warning")
 CHURN_TYPES = ("tierstream.churn.warning", "tierstream.churn.recovered")
 OutputType = Literal["tierstream.tier.assigned", "tierstream.tier.upgraded",
                      "tierstream.tier.downgraded", "tierstream.tier.downgrade_warning",

@@ -53,6 +53,7 @@ class CompiledPolicy:
         self.time_metrics = tuple(n for n in names if n in metrics.TIME_METRICS)
         self.largest_window = max((parse_duration(w) for w in self.windows), default=0)
         self.timed_conditions = tuple(c for c in compiled.values() if c.timed)
+        self.tier_variables = tuple(sorted({v for c in self.tier_conditions for v in c.variables}))
         self.tiers_read_tier = any(v in ("tier", "days_in_tier")
                                    for c in self.tier_conditions for v in c.variables)
         uses = Counter(t.text for c in compiled.values() for t in tokens(c.source)

@@ -32,8 +32,8 @@ class _Decision:
     def update(self, **changes: Any) -> None:
         self.state = self.state.model_copy(update=changes)
 
-    def move(self, kind: str, to_tier: str, rule: str, reason: str) -> None:
-        self.emit(kind, self.state.tier, to_tier, rule, reason, self._tier_inputs())
+    def move(self, kind: str, to_tier: str, *, rule: str, reason: str) -> None:
+        self.emit(kind, self.state.tier, to_tier, rule, reason, self.tier_inputs())
         self.update(tier=to_tier, tier_since=self.t, downgrade_due=None, downgrade_warned=False)
         if "tier" in self.values:
             self.values["tier"] = to_tier
@@ -56,9 +56,8 @@ class _Decision:
             type=f"tierstream.{kind}", subject=customer, time=format_instant(self.t),
             sequence=str(sequence), data=data))
 
-    def _tier_inputs(self) -> Values:
-        names = {v for c in self.policy.tier_conditions for v in c.variables}
-        return {name: self.values[name] for name in sorted(names)}
+    def tier_inputs(self) -> Values:
+        return {name: self.values[name] for name in self.policy.tier_variables}
 
 
 def evaluate(state: CustomerState, policy: CompiledPolicy, t: int) -> tuple[
@@ -81,11 +80,11 @@ def _decide_tier(d: _Decision) -> bool:
     target = policy.eligible(d.values)
     why = _why(policy, target)
     if d.state.tier not in ids:
-        d.move("tier.assigned", ids[target], ids[target], why)
+        d.move("tier.assigned", ids[target], rule=ids[target], reason=why)
         return True
     current = ids.index(d.state.tier)
     if target < current:
-        d.move("tier.upgraded", ids[target], ids[target], why)
+        d.move("tier.upgraded", ids[target], rule=ids[target], reason=why)
         return True
     if target == current:
         if d.state.downgrade_due is not None:
@@ -108,8 +107,8 @@ def _downgrade(d: _Decision, current: int, target: int, why: str) -> int:
         lower = min(current + policy.max_steps, target)
         grace = f"after the {policy.policy.downgrade.grace} grace period" if policy.grace else \
             "at once (no grace period)"
-        d.move("tier.downgraded", ids[lower], ids[target],
-               f"{why}; no longer qualifies for {ids[current]}, moved down {grace}")
+        d.move("tier.downgraded", ids[lower], rule=ids[target],
+               reason=f"{why}; no longer qualifies for {ids[current]}, moved down {grace}")
         current = lower
         if current < target and policy.grace:
             d.update(downgrade_due=d.t + policy.grace)
@@ -126,7 +125,7 @@ def _warn(d: _Decision, current: int, target: int, why: str) -> None:
     lower = ids[min(current + policy.max_steps, target)]
     d.emit("tier.downgrade_warning", ids[current], lower, ids[target],
            f"{why}; moves down to {lower} at {format_instant(due)} unless it qualifies "
-           f"for {ids[current]} again", d._tier_inputs(), due_at=format_instant(due))
+           f"for {ids[current]} again", d.tier_inputs(), due_at=format_instant(due))
     d.update(downgrade_warned=True)
 
 

@@ -106,8 +106,8 @@ def _find(orders: tuple[Order, ...], order_id: str) -> tuple[int | None, Order |
 
 def _add_touch(state: CustomerState, event: Interaction, t: int,
                policy: CompiledPolicy) -> CustomerState | None:
-    horizon = max(state.clock, t) - policy.largest_window
-    if t <= horizon or any(x.event_id == event.event_id for x in state.touches):
+    forgotten = max(state.clock, t) - policy.largest_window  # at or before: counts nowhere
+    if t <= forgotten or any(x.event_id == event.event_id for x in state.touches):
         return None  # too old to count in any window, or already seen
-    kept = tuple(x for x in state.touches if x.at > horizon)
+    kept = tuple(x for x in state.touches if x.at > forgotten)
     return state.model_copy(update={"touches": (*kept, Touch(event.event_id, t, event.kind))})

@@ -11,11 +11,14 @@ from __future__ import annotations
 
 import operator
 from collections.abc import Callable, Iterable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from models.state import CustomerState
 from rules import metrics
 from rules.comparisons import Comparison
+
+if TYPE_CHECKING:
+    from rules.compiled import CompiledPolicy
 
 Threshold = tuple[Callable[[Any, Any], bool], float]   # metric OP number
 _OPERATORS = {"<": operator.lt, "<=": operator.le, ">": operator.gt, ">=": operator.ge,
@@ -46,7 +49,8 @@ def _number(text: str) -> float | None:
         return None
 
 
-def next_change(state: CustomerState, policy: Any, values: dict[str, Any], t: int) -> int | None:
+def next_change(state: CustomerState, policy: CompiledPolicy, values: dict[str, Any],
+                t: int) -> int | None:
     """The earliest instant after t at which time alone could change a decision, if any."""
     candidates: list[int | None] = []
     if state.downgrade_due is not None:
@@ -61,8 +65,8 @@ def next_change(state: CustomerState, policy: Any, values: dict[str, Any], t: in
     return min((c for c in candidates if c is not None and c > t), default=None)
 
 
-def _window_change(metric: metrics.Windowed, state: CustomerState, orders: list, policy: Any,
-                   values: dict[str, Any], t: int) -> int | None:
+def _window_change(metric: metrics.Windowed, state: CustomerState, orders: list,
+                   policy: CompiledPolicy, values: dict[str, Any], t: int) -> int | None:
     """First instant after t at which forgetting old events changes how `metric` compares."""
     inside = metrics.in_window(metric, state, orders, t)
     if not inside:

@@ -6,7 +6,6 @@ the clock forward costs only the customers that are due, never a scan of everyon
 
 from __future__ import annotations
 
-import heapq
 from collections.abc import Iterable
 
 from models.events import Event
@@ -14,6 +13,7 @@ from models.instants import to_micros
 from models.outputs import OutputEvent
 from models.state import CustomerState
 from rules.compiled import CompiledPolicy
+from rules.due_index import DueIndex
 from rules.engine import accept, advance, apply
 
 
@@ -29,9 +29,9 @@ class Replay:
                  states: Iterable[CustomerState] = ()) -> None:
         self.policy = policy
         self.states: dict[str, CustomerState] = {s.customer_id: s for s in states}
-        self._due = [(s.next_change_at, s.customer_id) for s in self.states.values()
-                     if s.next_change_at is not None]
-        heapq.heapify(self._due)
+        self._due = DueIndex()
+        for state in self.states.values():
+            self._due.schedule(0, state.next_change_at, state.customer_id)
         self.clock: int | None = None
 
     def feed(self, event: Event) -> list[OutputEvent]:
@@ -45,8 +45,8 @@ class Replay:
     def advance_to(self, now: int) -> list[OutputEvent]:
         """Let time pass up to `now` for every customer with a time-driven change due."""
         outputs: list[OutputEvent] = []
-        while self._due and self._due[0][0] <= now:
-            due, customer = heapq.heappop(self._due)
+        while (entry := self._due.pop_next(0, now)) is not None:
+            due, customer = entry
             state = self.states.get(customer)
             if state is None or state.next_change_at != due:
                 continue  # stale entry: the customer was re-evaluated or erased since
@@ -62,6 +62,5 @@ class Replay:
             return
         previous = self.states.get(customer)
         self.states[customer] = state
-        due = state.next_change_at
-        if due is not None and (previous is None or previous.next_change_at != due):
-            heapq.heappush(self._due, (due, customer))
+        if previous is None or previous.next_change_at != state.next_change_at:
+            self._due.schedule(0, state.next_change_at, customer)

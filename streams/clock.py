@@ -1,4 +1,4 @@
-"""Per-partition event-time clocks and due-customer indexes for the streaming runtime.
+"""Per-partition event-time clocks of the streaming runtime, and the checks tied to the clock.
 
 The engine's clock is event time. Each input partition's clock is the latest `occurred_at` seen
 on it (the watermark). A partition that has seen no event for `idle_after` of wall-clock time
@@ -9,7 +9,6 @@ makes a live run equal a replay of the same events.
 
 from __future__ import annotations
 
-import heapq
 from collections.abc import Iterable
 
 from models.errors import InvalidEventError
@@ -61,26 +60,3 @@ class PartitionClocks:
         if last is not None and wall - last >= self.idle_after:
             return wall if watermark is None else max(watermark, wall)
         return watermark
-
-
-class DueIndex:
-    """Customers by the instant time alone could next change them, one heap per partition."""
-
-    def __init__(self) -> None:
-        self._heaps: dict[int, list[tuple[int, str]]] = {}
-
-    def schedule(self, partition: int, due: int | None, customer: str) -> None:
-        if due is not None:
-            heapq.heappush(self._heaps.setdefault(partition, []), (due, customer))
-
-    def pop_due(self, partition: int, now: int) -> list[tuple[int, str]]:
-        """Entries due at or before `now`; an entry may be stale, so callers check the state."""
-        heap, due = self._heaps.get(partition, []), []
-        while heap and heap[0][0] <= now:
-            due.append(heapq.heappop(heap))
-        return due
-
-    def drop(self, partitions: Iterable[int]) -> None:
-        for partition in partitions:
-            self._heaps.pop(partition, None)
-

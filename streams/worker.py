@@ -24,8 +24,9 @@ from models.instants import MICROS_PER_SECOND, format_instant, to_micros
 from models.outputs import OutputEvent
 from models.state import CustomerState
 from rules.compiled import CompiledPolicy
+from rules.due_index import DueIndex
 from rules.engine import accept, advance, apply
-from streams.clock import DueIndex, PartitionClocks, check_key, reject_future
+from streams.clock import PartitionClocks, check_key, reject_future
 from streams.settings import Settings
 
 log = logging.getLogger("tierstream.worker")
@@ -98,7 +99,8 @@ class Runtime:
         now = self.clocks.now(partition, wall_micros())
         if now is None:
             return
-        for due, customer in self.due.pop_due(partition, now - self.lateness):
+        while (entry := self.due.pop_next(partition, now - self.lateness)) is not None:
+            due, customer = entry
             before = self._load(customer)
             if before is None or before.next_change_at != due:
                 continue  # stale: re-evaluated or erased since it was scheduled

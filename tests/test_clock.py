@@ -6,7 +6,8 @@ import pytest
 
 from models.errors import InvalidEventError
 from models.events import parse_event
-from streams.clock import DueIndex, PartitionClocks, check_key, reject_future
+from rules.due_index import DueIndex
+from streams.clock import PartitionClocks, check_key, reject_future
 
 IDLE = 30
 
@@ -41,10 +42,9 @@ def test_due_index_pops_only_what_is_due_per_partition() -> None:
     for partition, at, customer in [(0, 30, "c"), (0, 10, "a"), (0, 20, "b"), (1, 5, "x")]:
         due.schedule(partition, at, customer)
     due.schedule(0, None, "never")
-    assert due.pop_due(0, now=20) == [(10, "a"), (20, "b")]
-    assert due.pop_due(0, now=20) == []
+    assert [due.pop_next(0, now=20) for _ in range(3)] == [(10, "a"), (20, "b"), None]
     due.drop([0])
-    assert due.pop_due(0, now=100) == [] and due.pop_due(1, now=100) == [(5, "x")]
+    assert due.pop_next(0, now=100) is None and due.pop_next(1, now=100) == (5, "x")
 
 
 EVENT = parse_event(b'{"type": "interaction", "event_id": "e", "customer_id": "c-1", '
