@@ -34,6 +34,19 @@ class Touch(NamedTuple):
     kind: str
 
 
+class Transition(NamedTuple):
+    """One of the customer's latest output events, kept for lookups ("why is this customer B?")."""
+
+    type: str
+    at: int
+    from_tier: str | None
+    to_tier: str | None
+    rule: str
+
+
+RECENT_TRANSITIONS = 5
+
+
 class CustomerState(BaseModel):
     """Everything the engine knows about one customer. Instants are epoch microseconds."""
 
@@ -52,3 +65,4 @@ class CustomerState(BaseModel):
     churn_since: int | None = None
     sequence: int = 0
     next_change_at: int | None = None
+    recent: tuple[Transition, ...] = ()   # the latest RECENT_TRANSITIONS output events

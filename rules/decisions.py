@@ -13,7 +13,7 @@ from typing import Any
 
 from models.instants import format_instant
 from models.outputs import DecisionData, OutputEvent, PolicyRef
-from models.state import CustomerState
+from models.state import RECENT_TRANSITIONS, CustomerState, Transition
 from rules import horizon
 from rules.compiled import CompiledPolicy
 
@@ -43,7 +43,8 @@ class _Decision:
     def emit(self, kind: str, from_tier: str | None, to_tier: str | None, rule: str,
              reason: str, inputs: Values, **extra: Any) -> None:
         sequence = self.state.sequence + 1
-        self.update(sequence=sequence)
+        recent = (*self.state.recent, Transition(kind, self.t, from_tier, to_tier, rule))
+        self.update(sequence=sequence, recent=recent[-RECENT_TRANSITIONS:])
         policy, customer = self.policy, self.state.customer_id
         # Same input, same id; a different decision under the same sequence, a different id.
         key = "\n".join(map(str, (policy.name, policy.version, customer, self.state.created_at,
@@ -152,3 +153,24 @@ def _decide_churn(d: _Decision) -> None:
                f"no churn rule holds any more (episode opened by {open_rule} at {since})",
                dict(sorted(inputs.items())), churn_rule=open_rule)
         d.update(churn_rule=None, churn_since=None)
+
+
+def explain(state: CustomerState, policy: CompiledPolicy, t: int) -> dict[str, Any]:
+    """Why the customer has its tier at t: eligibility, pending downgrade, churn, metrics."""
+    values = policy.values(state, t)
+    eligible = policy.eligible(values)
+    due = state.downgrade_due
+    return {
+        "customer_id": state.customer_id, "tier": state.tier,
+        "since": None if state.tier_since is None else format_instant(state.tier_since),
+        "eligible_tier": policy.tier_ids[eligible], "reason": _why(policy, eligible),
+        "downgrade_due": None if due is None else format_instant(due),
+        "churn": state.churn_rule is not None, "churn_rule": state.churn_rule,
+        "policy": {"name": policy.name, "version": policy.version},
+        "as_of": format_instant(t), "metrics": values,
+        "next_change_at": None if state.next_change_at is None
+        else format_instant(state.next_change_at),
+        "recent": [{"type": f"tierstream.{r.type}", "time": format_instant(r.at),
+                    "from_tier": r.from_tier, "to_tier": r.to_tier, "rule": r.rule}
+                   for r in reversed(state.recent)],
+    }

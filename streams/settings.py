@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from pydantic import AliasChoices, Field
+from pydantic import AliasChoices, Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -49,4 +49,14 @@ class Settings(BaseSettings):
     idle_after_s: float = Field(default=30.0, gt=0)   # a quiet partition follows the wall clock
     lateness_s: float = Field(default=0.0, ge=0)       # time-driven work waits this much longer
     max_future_s: float = Field(default=86_400.0, ge=0)  # events further ahead are rejected
+    web_host: str = "127.0.0.1"                       # 0.0.0.0 in containers
+    web_port: int = Field(default=6066, ge=1, le=65535)
+    canonical_url: str | None = None                  # how other workers reach this one
+    api_token: SecretStr | None = None                # bearer token for /customers (optional)
+    redis_url: SecretStr | None = None                # redis://[:password@]host:port/db, rediss://
+    redis_prefix: str = "tierstream:v1"
     topics: Topics = Field(default_factory=Topics)
+
+    @property
+    def web_url(self) -> str:
+        return self.canonical_url or f"http://{self.web_host}:{self.web_port}"

@@ -14,6 +14,7 @@ import asyncio
 import json
 import logging
 import time
+from collections import Counter
 from typing import Any
 
 import faust
@@ -26,7 +27,9 @@ from models.state import CustomerState
 from rules.compiled import CompiledPolicy
 from rules.due_index import DueIndex
 from rules.engine import accept, advance, apply
+from streams import web
 from streams.clock import PartitionClocks, check_key, reject_future
+from streams.metrics import Metrics
 from streams.settings import Settings
 
 log = logging.getLogger("tierstream.worker")
@@ -39,8 +42,12 @@ def wall_micros() -> int:
 class Runtime:
     """The worker's moving parts; `app` is the faust application to run."""
 
-    def __init__(self, settings: Settings, policy: CompiledPolicy) -> None:
+    def __init__(self, settings: Settings, policy: CompiledPolicy,
+                 metrics: Metrics | None = None) -> None:
         self.settings, self.policy = settings, policy
+        self.metrics = metrics or Metrics.create()
+        self.ready = False
+        self.tiers: Counter[str] = Counter()  # customers per tier on this worker's partitions
         self.clocks = PartitionClocks(int(settings.idle_after_s * MICROS_PER_SECOND))
         self.due = DueIndex()
         self.lateness = int(settings.lateness_s * MICROS_PER_SECOND)
@@ -51,7 +58,8 @@ class Runtime:
             store=settings.store, datadir=str(settings.data_dir),
             topic_partitions=settings.partitions, topic_replication_factor=settings.replication,
             consumer_auto_offset_reset="earliest", processing_guarantee="at_least_once",
-            web_enabled=False, table_standby_replicas=0,
+            web_enabled=True, web_bind=settings.web_host, web_port=settings.web_port,
+            canonical_url=settings.web_url, table_standby_replicas=0,
             key_serializer="json", value_serializer="json")
         raw = {"key_serializer": "raw", "value_serializer": "raw"}
         # Inputs and ticks are one stream for one agent: a customer's events and its time-driven
@@ -67,6 +75,7 @@ class Runtime:
         self.app.timer(interval=settings.tick_interval_s)(self._send_ticks)
         self.table.on_recover(self._rebuild_due_index)
         self.app.on_partitions_revoked.connect(self._revoked)
+        web.install(self)
 
     async def _process(self, stream: Any) -> None:
         async for event in stream.events():
@@ -76,6 +85,7 @@ class Runtime:
                 await self._event(event.message)
 
     async def _event(self, message: Any) -> None:
+        started = time.perf_counter()
         try:
             parsed = parse_event(message.value or b"")
             accept(parsed, self.policy)
@@ -85,23 +95,31 @@ class Runtime:
             await self._dead_letter(message, error)
             return
         partition, customer = message.partition, parsed.customer_id
-        before = self._load(customer)
+        before = self.load(customer)
         try:
             state, outputs = apply(before, parsed, self.policy)
         except PolicyEvaluationError as error:
-            await self._dead_letter(message, InvalidEventError(str(error), "policy_error"))
+            await self._dead_letter(message, InvalidEventError(str(error), "policy_error"),
+                                    parsed.type)
             return
-        self.clocks.observe(partition, to_micros(parsed.occurred_at), wall_micros())
+        wall = wall_micros()
+        self.clocks.observe(partition, to_micros(parsed.occurred_at), wall)
         await self._publish(customer, state, outputs, erased=isinstance(parsed, CustomerErased))
         self._store(partition, customer, before, state)
+        outcome = "duplicate" if state is before else "applied"
+        self.metrics.events.labels(message.topic, parsed.type, outcome).inc()
+        self.metrics.event_time_lag.observe(
+            max(wall - to_micros(parsed.occurred_at), 0) / MICROS_PER_SECOND)
+        self.metrics.processing.observe(time.perf_counter() - started)
 
     async def _tick(self, partition: int) -> None:
         now = self.clocks.now(partition, wall_micros())
         if now is None:
             return
+        due_customers = 0
         while (entry := self.due.pop_next(partition, now - self.lateness)) is not None:
             due, customer = entry
-            before = self._load(customer)
+            before = self.load(customer)
             if before is None or before.next_change_at != due:
                 continue  # stale: re-evaluated or erased since it was scheduled
             try:
@@ -109,27 +127,31 @@ class Runtime:
             except PolicyEvaluationError as error:
                 log.error("customer %s not advanced: %s", customer, error)
                 continue
+            due_customers += 1
             await self._publish(customer, state, outputs)
             self._store(partition, customer, before, state)
+        self.metrics.timer_due.set(due_customers)
 
     async def _send_ticks(self) -> None:
         """One tick per assigned partition, so time-driven work runs inside stream iteration."""
         wall = wall_micros()
-        partitions = self._assigned()
+        partitions = self.assigned()
         self.clocks.assigned(partitions, wall)
         for partition in partitions:
             await self.ticks.send(key=b"tick", value=str(wall).encode(), partition=partition)
 
-    def _assigned(self) -> list[int]:
+    def assigned(self) -> list[int]:
         assignment = self.app.consumer.assignment() if self.app.consumer else set()
         return sorted(tp.partition for tp in assignment if tp.topic == self.settings.topics.ticks)
 
-    def _load(self, customer: str) -> CustomerState | None:
+    def load(self, customer: str) -> CustomerState | None:
         stored = self.table.get(customer)
         return None if stored is None else CustomerState.model_validate(stored["state"])
 
     def _store(self, partition: int, customer: str, before: CustomerState | None,
                state: CustomerState | None) -> None:
+        self._count(before, -1)
+        self._count(state, +1)
         if state is None:
             self.table.pop(customer, None)
             return
@@ -138,6 +160,11 @@ class Runtime:
         self.table[customer] = {"partition": partition, "state": state.model_dump(mode="json")}
         if before is None or before.next_change_at != state.next_change_at:
             self.due.schedule(partition, state.next_change_at, customer)
+
+    def _count(self, state: CustomerState | None, change: int) -> None:
+        if state is not None and state.tier is not None:
+            self.tiers[state.tier] += change
+            self.metrics.customers.labels(state.tier).set(self.tiers[state.tier])
 
     async def _publish(self, customer: str, state: CustomerState | None,
                        outputs: list[OutputEvent], erased: bool = False) -> None:
@@ -152,8 +179,15 @@ class Runtime:
             pending.append(await self.customer_tiers.send(key=key, value=current_tier(state)))
         if pending:
             await asyncio.gather(*pending)
+        for output in outputs:
+            data = output.data
+            self.metrics.transitions.labels(output.type, data.from_tier or "",
+                                            data.to_tier or "").inc()
+            if output.type == "tierstream.churn.warning":
+                self.metrics.churn_warnings.labels(data.rule).inc()
 
-    async def _dead_letter(self, message: Any, error: InvalidEventError) -> None:
+    async def _dead_letter(self, message: Any, error: InvalidEventError,
+                           event_type: str = "invalid") -> None:
         headers = [("source_topic", message.topic.encode()),
                    ("source_partition", str(message.partition).encode()),
                    ("source_offset", str(message.offset).encode()),
@@ -162,17 +196,25 @@ class Runtime:
                     message.offset, error)
         sent = await self.dead_letters.send(key=message.key, value=message.value, headers=headers)
         await sent
+        self.metrics.dead_letters.labels(error.reason).inc()
+        self.metrics.events.labels(message.topic, event_type, "dead_letter").inc()
 
     async def _rebuild_due_index(self) -> None:
         """After recovery: one pass over the recovered customers, not one per tick. Each
         partition's clock resumes from the latest instant its customers were decided at."""
-        partitions, wall = set(self._assigned()), wall_micros()
+        partitions, wall = set(self.assigned()), wall_micros()
         self.due.drop(list(range(self.settings.partitions)))
+        self.tiers.clear()
         for customer, stored in self.table.items():
             partition, state = stored["partition"], stored["state"]
             if partition in partitions:
                 self.due.schedule(partition, state.get("next_change_at"), customer)
                 self.clocks.observe(partition, state["clock"], wall)
+                if state["tier"] is not None:
+                    self.tiers[state["tier"]] += 1
+        for tier in self.policy.tier_ids:
+            self.metrics.customers.labels(tier).set(self.tiers[tier])
+        self.ready = True
 
     async def _revoked(self, sender: Any, revoked: set, **_: Any) -> None:
         partitions = {tp.partition for tp in revoked if tp.topic == self.settings.topics.ticks}
@@ -186,7 +228,8 @@ def current_tier(state: CustomerState) -> bytes:
         "customer_id": state.customer_id, "tier": state.tier,
         "since": format_instant(state.tier_since) if state.tier_since is not None else None,
         "churn": state.churn_rule is not None, "churn_rule": state.churn_rule,
-        "sequence": state.sequence, "as_of": format_instant(state.clock),
+        "sequence": state.sequence, "created_at": state.created_at,
+        "as_of": format_instant(state.clock),
     }, ensure_ascii=False).encode()
 
 

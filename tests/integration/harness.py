@@ -6,9 +6,12 @@ import json
 import os
 import random
 import signal
+import socket
 import subprocess
 import sys
 import time
+import urllib.error
+import urllib.request
 import uuid
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -57,6 +60,11 @@ class Worker:
     process: subprocess.Popen | None = None
     starts: int = 0
     logs: list[Path] = field(default_factory=list)
+    web_port: int = field(default_factory=lambda: free_port())
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.web_port}"
 
     def start(self) -> Worker:
         self.starts += 1
@@ -64,6 +72,7 @@ class Worker:
         self.logs.append(log)
         env = environment(self.settings, self.policy)
         env["TIERSTREAM_DATA_DIR"] = str(self.workdir / "data")
+        env["TIERSTREAM_WEB_PORT"] = str(self.web_port)
         with log.open("w") as output:
             self.process = subprocess.Popen(
                 [sys.executable, "-m", "streams.cli", "worker", "--loglevel", "INFO"],
@@ -86,6 +95,32 @@ class Worker:
 
     def log_text(self) -> str:
         return "\n".join(p.read_text(errors="replace") for p in self.logs if p.exists())
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def http_get(url: str, token: str | None = None, timeout: float = 30.0) -> tuple[int, bytes]:
+    """GET with retries while the worker's web server is starting."""
+    request = urllib.request.Request(url, headers={"Authorization": f"Bearer {token}"}
+                                     if token else {})
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            with urllib.request.urlopen(request, timeout=5) as response:
+                return response.status, response.read()
+        except urllib.error.HTTPError as error:
+            body = error.read()
+            error.close()
+            if error.code != 503 or time.monotonic() > deadline:
+                return error.code, body
+        except OSError:
+            if time.monotonic() > deadline:
+                raise
+        time.sleep(0.5)
 
 
 def create_topics(settings: Settings) -> None:

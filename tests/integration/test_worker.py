@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import json
 import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from prometheus_client.parser import text_string_to_metric_families
 
 from models.events import parse_event
 from models.instants import format_instant, to_micros
@@ -17,6 +19,7 @@ from tests.integration.harness import (
     consumer_group_members,
     create_topics,
     history,
+    http_get,
     isolated_settings,
     produce,
     reference,
@@ -76,6 +79,27 @@ def test_events_in_tier_events_out_and_bad_input_dead_lettered(kafka_bootstrap: 
         {c: s.tier for c, s in states.items()}
     # The worker kept going after the bad lines: every valid customer got its events.
     assert worker.process.poll() is None
+    status, body = http_get(f"{worker.url}/customers/alice")
+    assert status == 200, body
+    alice = json.loads(body)
+    assert alice["tier"] == states["alice"].tier and alice["churn"] is True
+    assert alice["reason"].startswith("qualifies for A") and alice["recent"][0]["type"]
+    assert alice["metrics"]["orders_365d"] == 7
+    assert http_get(f"{worker.url}/customers/nobody")[0] == 404
+    assert http_get(f"{worker.url}/health")[0] == 200
+    status, text = http_get(f"{worker.url}/metrics")
+    families = {f.name: f for f in text_string_to_metric_families(text.decode())}
+    outcomes: dict[str, float] = {}
+    for sample in families["tierstream_events"].samples:
+        if sample.name == "tierstream_events_total":
+            outcome = sample.labels["outcome"]
+            outcomes[outcome] = outcomes.get(outcome, 0) + sample.value
+    # 25 valid lines (one a redelivery) and the erasure; 4 malformed lines
+    assert outcomes == {"applied": 25, "duplicate": 1, "dead_letter": 4}
+    dead = {s.labels["reason"]: s.value for s in families["tierstream_dead_letters"].samples
+            if s.name == "tierstream_dead_letters_total"}
+    assert dead == {"invalid_field": 2, "not_json": 1, "unknown_type": 1}
+    assert "tierstream_processing_seconds" in families
 
 
 def test_downgrade_and_churn_warning_with_no_new_events(kafka_bootstrap: str, tmp_path: Path,
@@ -110,6 +134,12 @@ def test_two_workers_split_partitions_and_match_replay(kafka_bootstrap: str, tmp
     assert emitted.ids == {e["id"] for e in expected}
     assert {c: (t["tier"], t["churn"]) for c, t in emitted.tiers.items()} == \
         {c: (s.tier, s.churn_rule is not None) for c, s in states.items()}
+    # Either worker answers for every customer: the owner's table, routed by partition.
+    for customer in sorted(states)[:12]:
+        for worker in workers:
+            status, body = http_get(f"{worker.url}/customers/{customer}")
+            assert status == 200, (worker.url, customer, body)
+            assert json.loads(body)["tier"] == states[customer].tier
 
 
 @pytest.mark.parametrize("store", ["memory://", "rocksdb://"])

@@ -1,0 +1,59 @@
+"""Prometheus metrics of a worker, created against an injected registry (never the global one)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+
+LATENCY_BUCKETS_S = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5)
+LAG_BUCKETS_S = (0.1, 0.5, 1.0, 5.0, 15.0, 60.0, 300.0, 900.0, 3600.0, 21600.0, 86400.0)
+
+
+@dataclass(frozen=True)
+class Metrics:
+    """Every metric a worker exports; names carry their unit."""
+
+    registry: CollectorRegistry
+    events: Counter
+    dead_letters: Counter
+    processing: Histogram
+    event_time_lag: Histogram
+    transitions: Counter
+    churn_warnings: Counter
+    customers: Gauge
+    timer_due: Gauge
+    redis_errors: Counter
+    redis_backlog: Gauge
+
+    @classmethod
+    def create(cls, registry: CollectorRegistry | None = None) -> Metrics:
+        r = registry or CollectorRegistry()
+        return cls(
+            registry=r,
+            events=Counter("tierstream_events_total", "Input messages by topic, event type and "
+                           "outcome (applied, duplicate, dead_letter)",
+                           ["topic", "type", "outcome"], registry=r),
+            dead_letters=Counter("tierstream_dead_letters_total",
+                                 "Messages sent to the dead-letter topic, by reason",
+                                 ["reason"], registry=r),
+            processing=Histogram("tierstream_processing_seconds",
+                                 "Time to process one input message, outputs delivered",
+                                 buckets=LATENCY_BUCKETS_S, registry=r),
+            event_time_lag=Histogram("tierstream_event_time_lag_seconds",
+                                     "Wall clock minus occurred_at when an event is processed",
+                                     buckets=LAG_BUCKETS_S, registry=r),
+            transitions=Counter("tierstream_tier_transitions_total",
+                                "Tier events by type and from/to tier",
+                                ["type", "from_tier", "to_tier"], registry=r),
+            churn_warnings=Counter("tierstream_churn_warnings_total",
+                                   "Churn warnings opened, by rule", ["rule"], registry=r),
+            customers=Gauge("tierstream_customers", "Customers per tier on this worker's "
+                            "partitions", ["tier"], registry=r),
+            timer_due=Gauge("tierstream_timer_due_customers",
+                            "Customers due for time-driven work at the last tick", registry=r),
+            redis_errors=Counter("tierstream_redis_errors_total",
+                                 "Failed writes to the Redis view", registry=r),
+            redis_backlog=Gauge("tierstream_redis_backlog_records",
+                                "Tier records waiting to be written to Redis", registry=r),
+        )
