@@ -16,6 +16,7 @@ from models.errors import PolicyError, PolicyEvaluationError
 from models.instants import MICROS_PER_DAY, to_micros
 from streams import policy_cmd, replay_job
 from streams.files import PRESETS, CsvLayout, parse_columns
+from streams.kafka_clients import KafkaConnectError
 from streams.policies import load_policy
 from streams.settings import Settings
 
@@ -37,7 +38,7 @@ def main(argv: list[str] | None = None) -> int:
     except PolicyError as error:
         err.print(f"[red]invalid policy:[/] {error}")
         return EXIT_POLICY
-    except (OSError, ValueError) as error:
+    except (OSError, ValueError, KafkaConnectError) as error:
         err.print(f"[red]error:[/] {error}")
         return EXIT_USAGE
 

@@ -177,6 +177,7 @@ class LocalKafka:
         extra_properties: Mapping[str, str] | None = None,
         libs: Path | None = None,
         start_timeout: float = START_TIMEOUT_S,
+        scram_users: Mapping[str, str] | None = None,
     ) -> None:
         self._owns_workdir = workdir is None
         self._workdir_arg = Path(workdir) if workdir is not None else None
@@ -185,6 +186,8 @@ class LocalKafka:
         self.extra_properties = dict(extra_properties or {})
         self.libs = libs
         self.start_timeout = start_timeout
+        self.scram_users = dict(scram_users or {})
+        self.sasl_port: int | None = None
         self.port: int | None = None
         self.controller_port: int | None = None
         self.cluster_id: str | None = None
@@ -193,6 +196,13 @@ class LocalKafka:
         self._formatted = False
 
     # -- public API ------------------------------------------------------------------------
+
+    @property
+    def sasl_bootstrap_servers(self) -> str:
+        """The SASL_PLAINTEXT (SCRAM-SHA-256) listener, when started with `scram_users`."""
+        if self.sasl_port is None:
+            raise RuntimeError("LocalKafka has no SCRAM listener (pass scram_users)")
+        return f"127.0.0.1:{self.sasl_port}"
 
     @property
     def bootstrap_servers(self) -> str:
@@ -218,7 +228,9 @@ class LocalKafka:
             raise RuntimeError("LocalKafka is already running")
         workdir = self._workdir()
         if not self._formatted:
-            self.port, self.controller_port = _free_ports(2)
+            self.port, self.controller_port, self.sasl_port = _free_ports(3)
+            if not self.scram_users:
+                self.sasl_port = None
             self._write_properties(workdir / "server.properties")
             self._format()
             self._formatted = True
@@ -329,6 +341,14 @@ class LocalKafka:
             "broker.session.timeout.ms": "3000",
             "broker.heartbeat.interval.ms": "500",
         }
+        if self.sasl_port is not None:
+            s = self.sasl_port
+            props["listeners"] += f",SASL://127.0.0.1:{s}"
+            props["advertised.listeners"] += f",SASL://127.0.0.1:{s}"
+            props["listener.security.protocol.map"] += ",SASL:SASL_PLAINTEXT"
+            props["sasl.enabled.mechanisms"] = "SCRAM-SHA-256"
+            props["listener.name.sasl.scram-sha-256.sasl.jaas.config"] = (
+                "org.apache.kafka.common.security.scram.ScramLoginModule required;")
         props.update(self.extra_properties)
         path.write_text("".join(f"{k}={v}\n" for k, v in props.items()))
 
@@ -337,6 +357,8 @@ class LocalKafka:
         workdir = self._workdir()
         cmd = [*self._java_base(), "kafka.tools.StorageTool", "format",
                "-t", self.cluster_id, "-c", str(workdir / "server.properties")]
+        for name, password in self.scram_users.items():
+            cmd += ["--add-scram", f"SCRAM-SHA-256=[name={name},password={password}]"]
         proc = subprocess.run(cmd, cwd=workdir, stdin=subprocess.DEVNULL, capture_output=True,
                               text=True, timeout=120, check=False)
         if proc.returncode != 0:

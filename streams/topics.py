@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
-from kafka.admin import KafkaAdminClient
-from kafka.errors import TopicAlreadyExistsError
+from kafka.errors import KafkaError, TopicAlreadyExistsError
 
+from streams import kafka_clients
 from streams.settings import Settings
 
 
@@ -37,10 +38,9 @@ def specs(settings: Settings) -> list[TopicSpec]:
 
 def create(settings: Settings) -> list[tuple[TopicSpec, str]]:
     """Create what is missing; report each topic as created, exists or a mismatch."""
-    admin = KafkaAdminClient(bootstrap_servers=settings.bootstrap_servers,
-                             client_id=f"{settings.app_id}-admin")
+    client = kafka_clients.admin(settings)
     try:
-        existing = {d["name"]: d for d in admin.describe_topics() if not d.get("error_code")}
+        existing = _existing(client)
         results = []
         for spec in specs(settings):
             if spec.name in existing:
@@ -50,7 +50,7 @@ def create(settings: Settings) -> list[tuple[TopicSpec, str]]:
                 results.append((spec, status))
                 continue
             try:
-                admin.create_topics({spec.name: {"num_partitions": spec.partitions,
+                client.create_topics({spec.name: {"num_partitions": spec.partitions,
                                                  "replication_factor": spec.replication,
                                                  "configs": spec.configs}},
                                     wait_for_metadata=True)
@@ -59,19 +59,36 @@ def create(settings: Settings) -> list[tuple[TopicSpec, str]]:
                 results.append((spec, "exists"))
         return results
     finally:
-        admin.close()
+        client.close()
 
 
 def describe(settings: Settings) -> list[tuple[TopicSpec, str]]:
-    admin = KafkaAdminClient(bootstrap_servers=settings.bootstrap_servers,
-                             client_id=f"{settings.app_id}-admin")
+    client = kafka_clients.admin(settings)
     try:
-        existing = {d["name"]: d for d in admin.describe_topics() if not d.get("error_code")}
+        existing = _existing(client)
     finally:
-        admin.close()
+        client.close()
     results = []
     for spec in specs(settings):
         found = existing.get(spec.name)
         results.append((spec, "missing" if found is None else
                         f"{len(found['partitions'])} partitions"))
     return results
+
+
+def check(settings: Settings) -> None:
+    """Refuse to run on missing topics or partition counts that break co-partitioning."""
+    problems = [f"{spec.name}: {status}" for spec, status in describe(settings)
+                if status != f"{spec.partitions} partitions"]
+    if problems:
+        raise kafka_clients.KafkaConnectError(
+            f"topics do not match TIERSTREAM_PARTITIONS={settings.partitions}: "
+            f"{'; '.join(problems)}; run `tierstream topics create` (or fix the partitions)")
+
+
+def _existing(client: Any) -> dict[str, dict]:
+    try:
+        described = client.describe_topics()
+    except KafkaError as error:
+        raise kafka_clients.KafkaConnectError(f"cannot describe topics: {error}") from None
+    return {d["name"]: d for d in described if not d.get("error_code")}

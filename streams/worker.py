@@ -27,7 +27,7 @@ from models.state import CustomerState
 from rules.compiled import CompiledPolicy
 from rules.due_index import DueIndex
 from rules.engine import accept, advance, apply
-from streams import web
+from streams import kafka_clients, topics, web
 from streams.clock import PartitionClocks, check_key, reject_future
 from streams.metrics import Metrics
 from streams.settings import Settings
@@ -60,6 +60,7 @@ class Runtime:
             consumer_auto_offset_reset="earliest", processing_guarantee="at_least_once",
             web_enabled=True, web_bind=settings.web_host, web_port=settings.web_port,
             canonical_url=settings.web_url, table_standby_replicas=0,
+            broker_credentials=kafka_clients.faust_credentials(settings),
             key_serializer="json", value_serializer="json")
         raw = {"key_serializer": "raw", "value_serializer": "raw"}
         # Inputs and ticks are one stream for one agent: a customer's events and its time-driven
@@ -234,6 +235,7 @@ def current_tier(state: CustomerState) -> bytes:
 
 
 def run(settings: Settings, policy: CompiledPolicy, loglevel: str = "WARNING") -> None:
-    """Run a worker until SIGTERM or Ctrl-C."""
+    """Check the cluster and the topics, then run a worker until SIGTERM or Ctrl-C."""
+    topics.check(settings)
     runtime = Runtime(settings, policy)
     faust.Worker(runtime.app, loglevel=loglevel, quiet=True).execute_from_commandline()

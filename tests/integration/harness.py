@@ -61,6 +61,7 @@ class Worker:
     starts: int = 0
     logs: list[Path] = field(default_factory=list)
     web_port: int = field(default_factory=lambda: free_port())
+    env_overrides: dict[str, str] = field(default_factory=dict)
 
     @property
     def url(self) -> str:
@@ -70,7 +71,7 @@ class Worker:
         self.starts += 1
         log = self.workdir / f"worker-{self.starts}.log"
         self.logs.append(log)
-        env = environment(self.settings, self.policy)
+        env = {**environment(self.settings, self.policy), **self.env_overrides}
         env["TIERSTREAM_DATA_DIR"] = str(self.workdir / "data")
         env["TIERSTREAM_WEB_PORT"] = str(self.web_port)
         with log.open("w") as output:
