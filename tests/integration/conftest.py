@@ -1,4 +1,4 @@
-"""Integration tests: a real Kafka broker, from KAFKA_BOOTSTRAP_SERVERS or started here."""
+"""Integration tests: real Kafka and Redis, from KAFKA_BOOTSTRAP_SERVERS / REDIS_URL or started."""
 
 from __future__ import annotations
 
@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 
 from streams.local_kafka import LocalKafka
+from tests.redis_server import RedisServer
 
 HERE = Path(__file__).resolve().parent
 
@@ -29,3 +30,14 @@ def kafka_bootstrap() -> Iterator[str]:
         return
     with LocalKafka() as broker:
         yield broker.bootstrap_servers
+
+
+@pytest.fixture(scope="session")
+def redis_url() -> Iterator[str]:
+    """URL of a Redis server: $REDIS_URL, else a session redis-server on a free port."""
+    external = os.environ.get("REDIS_URL")
+    if external:
+        yield external
+        return
+    with RedisServer() as server:
+        yield server.url

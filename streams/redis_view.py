@@ -1,0 +1,429 @@
+"""The Redis view of current tiers: key layout, ordered writes, write-behind backlog, rebuild."""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from collections import OrderedDict
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
+from itertools import islice
+from typing import TYPE_CHECKING, Any, Protocol
+
+import redis
+import redis.asyncio
+from kafka import KafkaConsumer, TopicPartition
+from redis.asyncio.retry import Retry
+from redis.backoff import NoBackoff
+
+from models.errors import TierEngineError
+
+if TYPE_CHECKING:
+    from prometheus_client import Counter, Gauge
+    from rich.progress import Progress
+
+log = logging.getLogger("tierstream.redis")
+
+DEFAULT_PREFIX = "tierstream:v1"
+ERASED_TTL_S = 7 * 86400
+BATCH_SIZE = 500
+MAX_BACKLOG = 1_000_000
+_WIDTH = 20  # digits of each version part: any non-negative int64 fits
+_LAST_SEQUENCE = "9" * _WIDTH
+
+# Applies one record or erasure only if its version is newer than both the stored record and the
+# erased marker; versions are fixed-width digit strings, so string order is numeric order.
+# KEYS: customer hash, erased marker. ARGV: tier-set key prefix, customer id, version (may be ''
+# for an erasure: then the stored incarnation is erased), erased-marker TTL, kind ('record' or
+# 'erase'), new tier ('' = none), then the hash's field/value pairs. Returns 1 if applied, else 0.
+# Tier-set keys are built here, so the view needs a single Redis server, not a Cluster.
+APPLY_LUA = f"""
+local hash, marker = KEYS[1], KEYS[2]
+local sets, id, version = ARGV[1], ARGV[2], ARGV[3]
+local stored = redis.call('HGET', hash, 'version')
+local erased = redis.call('HGET', marker, 'version')
+if ARGV[5] == 'erase' and version == '' then
+  if not stored then return 0 end
+  version = string.sub(stored, 1, {_WIDTH}) .. ':{_LAST_SEQUENCE}'
+end
+if (stored and version <= stored) or (erased and version <= erased) then return 0 end
+local old = redis.call('HGET', hash, 'tier')
+if old and old ~= '' and old ~= ARGV[6] then redis.call('SREM', sets .. old, id) end
+if ARGV[5] == 'erase' then
+  redis.call('DEL', hash)
+  redis.call('HSET', marker, 'version', version)
+  redis.call('EXPIRE', marker, tonumber(ARGV[4]))
+  return 1
+end
+redis.call('DEL', marker)
+redis.call('HSET', hash, unpack(ARGV, 7))
+if ARGV[6] ~= '' then redis.call('SADD', sets .. ARGV[6], id) end
+return 1
+"""
+
+
+class InvalidTierRecordError(TierEngineError, ValueError):
+    """A `customer-tiers` record that is not the JSON `current_tier()` writes."""
+
+
+class RebuildError(TierEngineError, RuntimeError):
+    """The compacted topic could not be read to its end."""
+
+
+@dataclass(frozen=True)
+class Keys:
+    """Every Redis key of the view; bump the prefix's version to change the layout."""
+
+    prefix: str = DEFAULT_PREFIX
+
+    def customer(self, customer_id: str) -> str:
+        return f"{self.prefix}:customer:{customer_id}"
+
+    def tier(self, tier: str) -> str:
+        return f"{self.prefix}:tier:{tier}"
+
+    def erased(self, customer_id: str) -> str:
+        return f"{self.prefix}:erased:{customer_id}"
+
+
+def version_of(created_at: int, sequence: int) -> str:
+    """Orders a customer's incarnations (first-seen instant), then its records within one."""
+    return f"{created_at:0{_WIDTH}d}:{sequence:0{_WIDTH}d}"
+
+
+@dataclass(frozen=True)
+class TierRecord:
+    """One customer's current tier, as `current_tier()` writes it (plus `created_at`)."""
+
+    customer_id: str
+    tier: str | None
+    since: str | None
+    churn: bool
+    churn_rule: str | None
+    sequence: int
+    created_at: int
+    as_of: str
+
+    @property
+    def version(self) -> str:
+        return version_of(self.created_at, self.sequence)
+
+    def fields(self) -> dict[str, str]:
+        return {"tier": self.tier or "", "since": self.since or "", "churn": str(int(self.churn)),
+                "churn_rule": self.churn_rule or "", "sequence": str(self.sequence),
+                "created_at": str(self.created_at), "as_of": self.as_of,
+                "version": self.version}
+
+
+@dataclass(frozen=True)
+class Erasure:
+    """A tombstone; `created_at` of the erased incarnation when known, else the stored one's."""
+
+    customer_id: str
+    created_at: int | None = None
+
+    @property
+    def version(self) -> str:
+        return "" if self.created_at is None else f"{self.created_at:0{_WIDTH}d}:{_LAST_SEQUENCE}"
+
+
+Change = TierRecord | Erasure
+
+
+def parse_record(customer_id: str, value: bytes | Mapping[str, Any]) -> TierRecord:
+    """The record for `customer_id` from `customer-tiers` bytes or their decoded mapping."""
+    try:
+        data = json.loads(value) if isinstance(value, bytes | bytearray) else dict(value)
+    except (ValueError, TypeError) as error:
+        raise InvalidTierRecordError(f"customer {customer_id}: record is not JSON: {error}") \
+            from error
+    if not isinstance(data, dict):
+        raise InvalidTierRecordError(f"customer {customer_id}: record is {data!r}, expected "
+                                     f"the JSON object current_tier() writes")
+    if data.get("customer_id", customer_id) != customer_id:
+        raise InvalidTierRecordError(f"record of customer {data['customer_id']!r} under key "
+                                     f"{customer_id!r}: the key must be the customer id")
+    _expect(customer_id, data, {"created_at": int, "sequence": int, "churn": bool,
+                                "as_of": str, "tier": str | None, "since": str | None,
+                                "churn_rule": str | None})
+    return TierRecord(customer_id, data["tier"], data["since"], data["churn"],
+                      data["churn_rule"], data["sequence"], data["created_at"], data["as_of"])
+
+
+def _expect(customer_id: str, data: Mapping[str, Any], types: Mapping[str, Any]) -> None:
+    for name, kind in types.items():
+        value = data.get(name)
+        wrong_bool = isinstance(value, bool) and kind is int
+        if name not in data or not isinstance(value, kind) or wrong_bool:
+            expected = getattr(kind, "__name__", kind)
+            raise InvalidTierRecordError(f"customer {customer_id}: field {name!r} is "
+                                         f"{value!r}, expected {expected}")
+    for name in ("created_at", "sequence"):
+        if data[name] < 0:
+            raise InvalidTierRecordError(f"customer {customer_id}: field {name!r} is "
+                                         f"{data[name]}, expected a non-negative integer")
+
+
+def _apply_args(change: Change, keys: Keys, erased_ttl_s: int) -> tuple[list[str], list[str]]:
+    """KEYS and ARGV of APPLY_LUA for one change."""
+    cid = change.customer_id
+    args = [keys.tier(""), cid, change.version, str(erased_ttl_s)]
+    if isinstance(change, Erasure):
+        return [keys.customer(cid), keys.erased(cid)], [*args, "erase", ""]
+    pairs = [part for item in change.fields().items() for part in item]
+    return [keys.customer(cid), keys.erased(cid)], [*args, "record", change.tier or "", *pairs]
+
+
+def _newer(pending: Change | None, change: Change) -> Change:
+    """What the backlog keeps for a customer when `change` is offered after `pending`."""
+    if pending is None:
+        return change
+    if isinstance(change, Erasure) and change.created_at is None:
+        change = Erasure(change.customer_id, pending.created_at)  # erase what was pending too
+    if not pending.version or not change.version:
+        return change  # nothing to compare: the order of the offers decides
+    return change if change.version > pending.version else pending
+
+
+class RedisMetrics(Protocol):
+    """The part of `streams.metrics.Metrics` the view updates."""
+
+    redis_errors: Counter
+    redis_backlog: Gauge
+
+
+class RedisView:
+    """Write-behind view: `offer` coalesces per customer, `flush` writes; Redis down loses nothing.
+
+    The backlog keeps one change per customer (the newest), so it is bounded by the customers this
+    worker owns; past `max_backlog` the oldest are dropped, and only a rebuild restores them.
+    """
+
+    def __init__(self, client: redis.asyncio.Redis, *, prefix: str = DEFAULT_PREFIX,
+                 batch_size: int = BATCH_SIZE, max_backlog: int = MAX_BACKLOG,
+                 erased_ttl_s: int = ERASED_TTL_S, metrics: RedisMetrics | None = None) -> None:
+        self.client, self.keys = client, Keys(prefix)
+        self.batch_size, self.max_backlog, self.erased_ttl_s = batch_size, max_backlog, erased_ttl_s
+        self.metrics = metrics
+        self.script = client.register_script(APPLY_LUA)
+        self.errors = self.dropped = 0
+        self._backlog: OrderedDict[str, Change] = OrderedDict()
+        self._failing = self._flushing = self._dropping = False
+
+    @classmethod
+    def from_url(cls, url: str, *, timeout_s: float = 2.0, **options: Any) -> RedisView:
+        """A view on its own client; the backlog does the retrying, so the client retries once."""
+        client = redis.asyncio.Redis.from_url(
+            url, socket_timeout=timeout_s, socket_connect_timeout=timeout_s,
+            retry=Retry(NoBackoff(), 1))
+        return cls(client, **options)
+
+    async def aclose(self) -> None:
+        await self.client.aclose()
+
+    @property
+    def backlog(self) -> int:
+        return len(self._backlog)
+
+    def pending(self) -> list[str]:
+        """The customers waiting to be written, the longest waiting first."""
+        return list(self._backlog)
+
+    def offer(self, customer_id: str, record: bytes | Mapping[str, Any] | None) -> None:
+        """Queue a `customer-tiers` record (None: the erasure tombstone) for the next flush."""
+        change = Erasure(customer_id) if record is None else parse_record(customer_id, record)
+        self._backlog[customer_id] = _newer(self._backlog.pop(customer_id, None), change)
+        while len(self._backlog) > self.max_backlog:
+            self._backlog.popitem(last=False)
+            self._drop()
+        self._gauge()
+
+    async def flush(self) -> int:
+        """Write the backlog as it is now; returns how many changes left it. Never raises on a
+        Redis failure: the backlog stays, the error is counted, and the next flush retries."""
+        if self._flushing:
+            return 0
+        self._flushing, written = True, 0
+        try:
+            for _ in range(-(-len(self._backlog) // self.batch_size)):
+                batch = list(islice(self._backlog.values(), self.batch_size))
+                removed = await self._write(batch) if batch else None
+                if removed is None:
+                    break
+                written += removed
+        finally:
+            self._flushing = False
+            self._gauge()
+        return written
+
+    async def _write(self, batch: list[Change]) -> int | None:
+        """Apply a batch; how many changes left the backlog, or None if Redis failed."""
+        try:
+            async with self.client.pipeline(transaction=False) as pipe:
+                for change in batch:
+                    keys, args = _apply_args(change, self.keys, self.erased_ttl_s)
+                    await self.script(keys=keys, args=args, client=pipe)
+                await pipe.execute()
+        except (redis.RedisError, OSError) as error:
+            self._error(error)
+            return None
+        # An offer during the write may have replaced a change: that newer one stays.
+        done = [c.customer_id for c in batch if self._backlog.get(c.customer_id) is c]
+        for customer_id in done:
+            del self._backlog[customer_id]
+        if self._failing:
+            log.warning("redis view reachable again; catching up, %d left", len(self._backlog))
+        self._failing = self._dropping = False
+        return len(done)
+
+    async def lookup(self, customer_id: str) -> dict[str, Any] | None:
+        """The stored record of a customer, typed as in `customer-tiers`, or None."""
+        stored = await self.client.hgetall(self.keys.customer(customer_id))
+        return decode_hash(customer_id, stored) if stored else None
+
+    def _error(self, error: Exception) -> None:
+        self.errors += 1
+        if self.metrics is not None:
+            self.metrics.redis_errors.inc()
+        if not self._failing:
+            log.warning("redis view write failed (%s: %s); keeping %d changes for the next flush",
+                        type(error).__name__, error, len(self._backlog))
+        self._failing = True
+
+    def _drop(self) -> None:
+        if not self._dropping:
+            log.error("redis view backlog over %d customers: dropping the oldest; run "
+                      "`tierstream redis rebuild` once Redis is back", self.max_backlog)
+        self._dropping = True
+        self.dropped += 1
+
+    def _gauge(self) -> None:
+        if self.metrics is not None:
+            self.metrics.redis_backlog.set(len(self._backlog))
+
+
+def decode_hash(customer_id: str, stored: Mapping[Any, Any]) -> dict[str, Any]:
+    """A customer hash (bytes or str) back in the shape of the `customer-tiers` record."""
+    h = {(k.decode() if isinstance(k, bytes) else k): (v.decode() if isinstance(v, bytes) else v)
+         for k, v in stored.items()}
+    return {"customer_id": customer_id, "tier": h["tier"] or None, "since": h["since"] or None,
+            "churn": h["churn"] == "1", "churn_rule": h["churn_rule"] or None,
+            "sequence": int(h["sequence"]), "created_at": int(h["created_at"]),
+            "as_of": h["as_of"], "version": h["version"]}
+
+
+@dataclass(frozen=True)
+class RebuildResult:
+    """What a rebuild did; `skipped` are changes not newer than what Redis held."""
+
+    read: int = 0
+    applied: int = 0
+    erased: int = 0
+    skipped: int = 0
+    invalid: int = 0
+
+
+def rebuild(bootstrap_servers: str, topic: str, client: redis.Redis, *,
+            prefix: str = DEFAULT_PREFIX, progress: Progress | None = None,
+            batch_size: int = BATCH_SIZE, erased_ttl_s: int = ERASED_TTL_S,
+            idle_timeout_s: float = 30.0) -> RebuildResult:
+    """Apply the compacted topic, from its beginning to its end offsets at the start, to Redis.
+
+    Ordered like live writes, so it can run against a live view; into an empty prefix it gives
+    exactly the topic's state. Redis errors propagate: a rebuild is run by an operator.
+    """
+    consumer = KafkaConsumer(bootstrap_servers=bootstrap_servers, group_id=None,
+                             enable_auto_commit=False, auto_offset_reset="earliest")
+    try:
+        ends = _assign_all(consumer, topic, bootstrap_servers)
+        starts = consumer.beginning_offsets(list(ends))
+        total = sum(ends[tp] - starts[tp] for tp in ends)
+        task = None if progress is None else progress.add_task(f"records of {topic}", total=total)
+        writer = _SyncWriter(client, Keys(prefix), erased_ttl_s)
+        # A tombstone erases the incarnation of the record before it, not a newer one that a
+        # live view may already hold: one int per customer, the price of rebuilding in place.
+        incarnations: dict[str, int] = {}
+        counts, batch = {"read": 0, "invalid": 0}, []
+        for record in _read_to(consumer, ends, idle_timeout_s):
+            counts["read"] += 1
+            change = _change_of(record, incarnations)
+            counts["invalid"] += change is None
+            batch += [] if change is None else [change]
+            if len(batch) >= batch_size:
+                writer.write(batch)
+                batch = []
+            if task is not None:
+                progress.update(task, completed=_position(consumer, starts))
+        writer.write(batch)
+        if task is not None:
+            progress.update(task, completed=total)
+        return RebuildResult(**counts, **writer.counts)
+    finally:
+        consumer.close()
+
+
+def _assign_all(consumer: KafkaConsumer, topic: str, servers: str) -> dict[TopicPartition, int]:
+    partitions = consumer.partitions_for_topic(topic)
+    if not partitions:
+        raise RebuildError(f"topic {topic!r} not found on {servers}: nothing to rebuild from")
+    tps = [TopicPartition(topic, p) for p in sorted(partitions)]
+    consumer.assign(tps)
+    consumer.seek_to_beginning(*tps)
+    return consumer.end_offsets(tps)
+
+
+def _read_to(consumer: KafkaConsumer, ends: dict[TopicPartition, int],
+             idle_timeout_s: float) -> Iterator[Any]:
+    """Every record up to the end offsets (a compacted log has gaps: positions tell the end)."""
+    last_progress = time.monotonic()
+    while pending := [tp for tp, end in ends.items() if consumer.position(tp) < end]:
+        polled = consumer.poll(timeout_ms=500)
+        if polled:
+            last_progress = time.monotonic()
+        elif time.monotonic() - last_progress > idle_timeout_s:
+            raise RebuildError(f"no records for {idle_timeout_s}s from {pending} before their "
+                               f"end offsets; is the broker reachable?")
+        for records in polled.values():
+            yield from records
+
+
+def _position(consumer: KafkaConsumer, starts: dict[TopicPartition, int]) -> int:
+    return sum(consumer.position(tp) - start for tp, start in starts.items())
+
+
+def _change_of(record: Any, incarnations: dict[str, int]) -> Change | None:
+    """The change a `customer-tiers` message carries; None (logged) when it is not one."""
+    try:
+        customer_id = record.key.decode()
+        if record.value is None:
+            return Erasure(customer_id, incarnations.pop(customer_id, None))
+        change = parse_record(customer_id, record.value)
+    except (AttributeError, UnicodeDecodeError, InvalidTierRecordError) as error:
+        log.warning("skipping %s[%s]@%s: %s", record.topic, record.partition, record.offset,
+                    error)
+        return None
+    incarnations[customer_id] = change.created_at
+    return change
+
+
+class _SyncWriter:
+    """Applies changes with APPLY_LUA through a synchronous pipeline, counting the outcomes."""
+
+    def __init__(self, client: redis.Redis, keys: Keys, erased_ttl_s: int) -> None:
+        self.client, self.keys, self.erased_ttl_s = client, keys, erased_ttl_s
+        self.script = client.register_script(APPLY_LUA)
+        self.counts = {"applied": 0, "erased": 0, "skipped": 0}
+
+    def write(self, batch: list[Change]) -> None:
+        if not batch:
+            return
+        with self.client.pipeline(transaction=False) as pipe:
+            for change in batch:
+                keys, args = _apply_args(change, self.keys, self.erased_ttl_s)
+                self.script(keys=keys, args=args, client=pipe)
+            results = pipe.execute()
+        for change, applied in zip(batch, results, strict=True):
+            outcome = "skipped" if not applied else \
+                "erased" if isinstance(change, Erasure) else "applied"
+            self.counts[outcome] += 1
