@@ -2,8 +2,11 @@
 
     TierEngineError
     ├── InvalidEventError (ValueError)      an input event broke the contract; it is dead-lettered
-    └── PolicyError (ValueError)            a policy file is wrong; names file, line and field
-        └── PolicyEvaluationError           a valid policy failed at run time on real metrics
+    ├── PolicyError (ValueError)            a policy file is wrong; names file, line and field
+    │   └── PolicyEvaluationError           a valid policy failed at run time on real metrics
+    ├── ConnectError (RuntimeError)         Kafka or Redis unreachable, or refusing our credentials
+    ├── InvalidTierRecordError (ValueError) a customer-tiers record the Redis view cannot use
+    └── RebuildError (RuntimeError)         the Redis view cannot be rebuilt from the topic
 """
 
 from __future__ import annotations
@@ -35,3 +38,15 @@ class PolicyError(TierEngineError, ValueError):
 
 class PolicyEvaluationError(PolicyError):
     """A loaded policy's condition failed on real metric values (a policy bug, not bad input)."""
+
+
+class ConnectError(TierEngineError, RuntimeError):
+    """Kafka or Redis cannot be reached or refuses our credentials (never shows a secret)."""
+
+
+class InvalidTierRecordError(TierEngineError, ValueError):
+    """A `customer-tiers` record that is not in the shape the Redis view writes."""
+
+
+class RebuildError(TierEngineError, RuntimeError):
+    """The Redis view cannot be rebuilt from the compacted topic."""

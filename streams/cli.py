@@ -12,11 +12,10 @@ from pathlib import Path
 from rich.console import Console
 from rich.table import Table
 
-from models.errors import PolicyError, PolicyEvaluationError
+from models.errors import ConnectError, PolicyError, PolicyEvaluationError, RebuildError
 from models.instants import MICROS_PER_DAY, to_micros
 from streams import policy_cmd, replay_job
 from streams.files import PRESETS, CsvLayout, parse_columns
-from streams.kafka_clients import KafkaConnectError
 from streams.policies import load_policy
 from streams.settings import Settings
 
@@ -38,7 +37,7 @@ def main(argv: list[str] | None = None) -> int:
     except PolicyError as error:
         err.print(f"[red]invalid policy:[/] {error}")
         return EXIT_POLICY
-    except (OSError, ValueError, KafkaConnectError) as error:
+    except (OSError, ValueError, ConnectError, RebuildError) as error:
         err.print(f"[red]error:[/] {error}")
         return EXIT_USAGE
 
@@ -92,6 +91,16 @@ def _parser() -> argparse.ArgumentParser:
         run=_topics_create)
     topic_commands.add_parser("describe", help="show the topics and their partitions") \
         .set_defaults(run=_topics_describe)
+
+    redis_cmd = commands.add_parser("redis", help="maintain the Redis serving view")
+    redis_commands = redis_cmd.add_subparsers(title="redis commands", metavar="COMMAND")
+    rebuild = redis_commands.add_parser(
+        "rebuild", help="rebuild the view from the compacted customer-tiers topic",
+        description="Read the customer-tiers topic from its beginning to its current end and "
+                    "apply every record to Redis (TIERSTREAM_REDIS_URL, TIERSTREAM_REDIS_PREFIX). "
+                    "Older records never overwrite newer ones, so it is safe on a live view.")
+    rebuild.add_argument("--prefix", help="key prefix to write (default: TIERSTREAM_REDIS_PREFIX)")
+    rebuild.set_defaults(run=_redis_rebuild)
 
     worker = commands.add_parser(
         "worker", help="run a stream worker (faust) against Kafka",
@@ -162,6 +171,25 @@ def _print_topics(settings: Settings, results: list) -> None:
     for spec, status in results:
         table.add_row(spec.name, str(spec.partitions), status, spec.role)
     Console().print(table)
+
+
+def _redis_rebuild(args: argparse.Namespace, err: Console) -> int:
+    import redis
+
+    from streams import kafka_clients
+    from streams.redis_view import rebuild
+    from streams.worker import redis_check
+    settings = Settings()
+    if settings.redis_url is None:
+        raise ValueError("set TIERSTREAM_REDIS_URL (redis://[:password@]host:port/db)")
+    redis_check(settings)
+    prefix = args.prefix or settings.redis_prefix
+    with redis.Redis.from_url(settings.redis_url.get_secret_value()) as client, \
+            replay_job.progress_bar(err) as progress:
+        result = rebuild(kafka_clients.kafka_python_config(settings),
+                         settings.topics.customer_tiers, client, prefix=prefix, progress=progress)
+    err.print(f"rebuilt {prefix} from {settings.topics.customer_tiers}: {result}")
+    return EXIT_OK
 
 
 def _worker(args: argparse.Namespace, err: Console) -> int:

@@ -8,11 +8,8 @@ from typing import Any
 from kafka import KafkaAdminClient
 from kafka.errors import KafkaError
 
+from models.errors import ConnectError
 from streams.settings import Settings
-
-
-class KafkaConnectError(RuntimeError):
-    """The cluster cannot be reached or refuses our credentials."""
 
 
 def kafka_python_config(settings: Settings) -> dict[str, Any]:
@@ -50,12 +47,12 @@ def _password(settings: Settings) -> str | None:
 
 
 def admin(settings: Settings) -> KafkaAdminClient:
-    """An admin client, or KafkaConnectError saying why there is none (never the password)."""
+    """An admin client, or ConnectError saying why there is none (never the password)."""
     try:
         return KafkaAdminClient(client_id=f"{settings.app_id}-admin",
                                 request_timeout_ms=15_000, **kafka_python_config(settings))
     except KafkaError as error:
         who = f" as {settings.kafka_username!r}" if settings.kafka_username else ""
-        raise KafkaConnectError(
+        raise ConnectError(
             f"cannot use Kafka at {settings.bootstrap_servers}{who} "
             f"({settings.kafka_security_protocol}): {type(error).__name__}: {error}") from None

@@ -17,7 +17,7 @@ from kafka import KafkaConsumer, TopicPartition
 from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 
-from models.errors import TierEngineError
+from models.errors import InvalidTierRecordError, RebuildError
 
 if TYPE_CHECKING:
     from prometheus_client import Counter, Gauge
@@ -61,14 +61,6 @@ redis.call('HSET', hash, unpack(ARGV, 7))
 if ARGV[6] ~= '' then redis.call('SADD', sets .. ARGV[6], id) end
 return 1
 """
-
-
-class InvalidTierRecordError(TierEngineError, ValueError):
-    """A `customer-tiers` record that is not the JSON `current_tier()` writes."""
-
-
-class RebuildError(TierEngineError, RuntimeError):
-    """The compacted topic could not be read to its end."""
 
 
 @dataclass(frozen=True)
@@ -324,19 +316,20 @@ class RebuildResult:
     invalid: int = 0
 
 
-def rebuild(bootstrap_servers: str, topic: str, client: redis.Redis, *,
+def rebuild(kafka: Mapping[str, Any], topic: str, client: redis.Redis, *,
             prefix: str = DEFAULT_PREFIX, progress: Progress | None = None,
             batch_size: int = BATCH_SIZE, erased_ttl_s: int = ERASED_TTL_S,
             idle_timeout_s: float = 30.0) -> RebuildResult:
     """Apply the compacted topic, from its beginning to its end offsets at the start, to Redis.
 
-    Ordered like live writes, so it can run against a live view; into an empty prefix it gives
-    exactly the topic's state. Redis errors propagate: a rebuild is run by an operator.
+    `kafka` holds the kafka-python connection settings (streams.kafka_clients). Ordered like live
+    writes, so it can run against a live view; into an empty prefix it gives exactly the topic's
+    state. Redis errors propagate: a rebuild is run by an operator.
     """
-    consumer = KafkaConsumer(bootstrap_servers=bootstrap_servers, group_id=None,
-                             enable_auto_commit=False, auto_offset_reset="earliest")
+    consumer = KafkaConsumer(**kafka, group_id=None, enable_auto_commit=False,
+                             auto_offset_reset="earliest")
     try:
-        ends = _assign_all(consumer, topic, bootstrap_servers)
+        ends = _assign_all(consumer, topic, kafka["bootstrap_servers"])
         starts = consumer.beginning_offsets(list(ends))
         total = sum(ends[tp] - starts[tp] for tp in ends)
         task = None if progress is None else progress.add_task(f"records of {topic}", total=total)

@@ -7,6 +7,7 @@ from typing import Any
 
 from kafka.errors import KafkaError, TopicAlreadyExistsError
 
+from models.errors import ConnectError
 from streams import kafka_clients
 from streams.settings import Settings
 
@@ -81,7 +82,7 @@ def check(settings: Settings) -> None:
     problems = [f"{spec.name}: {status}" for spec, status in describe(settings)
                 if status != f"{spec.partitions} partitions"]
     if problems:
-        raise kafka_clients.KafkaConnectError(
+        raise ConnectError(
             f"topics do not match TIERSTREAM_PARTITIONS={settings.partitions}: "
             f"{'; '.join(problems)}; run `tierstream topics create` (or fix the partitions)")
 
@@ -90,5 +91,5 @@ def _existing(client: Any) -> dict[str, dict]:
     try:
         described = client.describe_topics()
     except KafkaError as error:
-        raise kafka_clients.KafkaConnectError(f"cannot describe topics: {error}") from None
+        raise ConnectError(f"cannot describe topics: {error}") from None
     return {d["name"]: d for d in described if not d.get("error_code")}

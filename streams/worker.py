@@ -19,7 +19,7 @@ from typing import Any
 
 import faust
 
-from models.errors import InvalidEventError, PolicyEvaluationError
+from models.errors import ConnectError, InvalidEventError, PolicyEvaluationError
 from models.events import CustomerErased, parse_event
 from models.instants import MICROS_PER_SECOND, format_instant, to_micros
 from models.outputs import OutputEvent
@@ -30,9 +30,11 @@ from rules.engine import accept, advance, apply
 from streams import kafka_clients, topics, web
 from streams.clock import PartitionClocks, check_key, reject_future
 from streams.metrics import Metrics
+from streams.redis_view import RedisView
 from streams.settings import Settings
 
 log = logging.getLogger("tierstream.worker")
+REDIS_FLUSH_INTERVAL_S = 0.5
 
 
 def wall_micros() -> int:
@@ -76,6 +78,11 @@ class Runtime:
         self.app.timer(interval=settings.tick_interval_s)(self._send_ticks)
         self.table.on_recover(self._rebuild_due_index)
         self.app.on_partitions_revoked.connect(self._revoked)
+        self.redis = None if settings.redis_url is None else RedisView.from_url(
+            settings.redis_url.get_secret_value(), prefix=settings.redis_prefix,
+            metrics=self.metrics)
+        if self.redis is not None:
+            self.app.timer(interval=REDIS_FLUSH_INTERVAL_S)(self.redis.flush)
         web.install(self)
 
     async def _process(self, stream: Any) -> None:
@@ -174,12 +181,14 @@ class Runtime:
         pending = [await self.outputs[o.topic_kind].send(key=key,
                                                          value=o.model_dump_json().encode())
                    for o in outputs]
-        if erased:
-            pending.append(await self.customer_tiers.send(key=key, value=None))
-        elif outputs and state is not None:
-            pending.append(await self.customer_tiers.send(key=key, value=current_tier(state)))
+        record: bytes | None = None
+        if erased or (outputs and state is not None):
+            record = None if erased or state is None else current_tier(state)
+            pending.append(await self.customer_tiers.send(key=key, value=record))
         if pending:
             await asyncio.gather(*pending)
+            if self.redis is not None:  # a derived view: written behind, never blocking
+                self.redis.offer(customer, record)
         for output in outputs:
             data = output.data
             self.metrics.transitions.labels(output.type, data.from_tier or "",
@@ -237,5 +246,24 @@ def current_tier(state: CustomerState) -> bytes:
 def run(settings: Settings, policy: CompiledPolicy, loglevel: str = "WARNING") -> None:
     """Check the cluster and the topics, then run a worker until SIGTERM or Ctrl-C."""
     topics.check(settings)
+    redis_check(settings)
     runtime = Runtime(settings, policy)
     faust.Worker(runtime.app, loglevel=loglevel, quiet=True).execute_from_commandline()
+
+
+def redis_check(settings: Settings) -> None:
+    """Fail at start, clearly, when Redis is configured but unreachable or refuses us."""
+    if settings.redis_url is None:
+        return
+    import redis
+
+    url = settings.redis_url.get_secret_value()
+    client = redis.Redis.from_url(url, socket_timeout=5, socket_connect_timeout=5)
+    try:
+        client.ping()
+    except redis.RedisError as error:
+        where = url.rsplit("@", 1)[-1]  # never print the password
+        raise ConnectError(
+            f"cannot use Redis at {where}: {type(error).__name__}: {error}") from None
+    finally:
+        client.close()

@@ -263,11 +263,11 @@ def test_rebuild_from_the_compacted_topic_equals_the_live_view(
     offer_each(redis_url, live, changes)
 
     output = io.StringIO()
+    kafka = {"bootstrap_servers": kafka_bootstrap}
     with redis.Redis.from_url(redis_url) as client:
         with Progress(console=Console(file=output, width=100)) as progress:
-            first = rebuild(kafka_bootstrap, topic, client, prefix=rebuilt, progress=progress,
-                            batch_size=4)
-        again = rebuild(kafka_bootstrap, topic, client, prefix=rebuilt)
+            first = rebuild(kafka, topic, client, prefix=rebuilt, progress=progress, batch_size=4)
+        again = rebuild(kafka, topic, client, prefix=rebuilt)
 
     assert (first.read, first.invalid, first.erased) == (len(changes) + 1, 1, 2)
     assert first.applied == len(changes) - 2 and first.skipped == 0
