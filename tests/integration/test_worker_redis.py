@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
 import sys
 import time
+from datetime import UTC, datetime
 from pathlib import Path
 
 import redis
@@ -29,6 +31,7 @@ from tests.redis_server import RedisServer
 
 DEFAULT = Path(__file__).resolve().parents[2] / "rules" / "policies" / "default.yaml"
 PASSWORD = "redis-pw"
+TOKEN = "api-token"
 
 
 def view_of(url: str, prefix: str) -> dict[str, dict]:
@@ -47,7 +50,7 @@ def redis_metric(worker: Worker, name: str) -> float:
                for sample in family.samples if sample.name == name)
 
 
-def wait_for(condition, timeout: float = 60.0) -> bool:
+def wait_for(condition, timeout: float = 120.0) -> bool:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if condition():
@@ -63,7 +66,8 @@ def test_view_follows_the_stream_through_a_redis_outage(kafka_bootstrap: str,
         create_topics(settings)
         prefix = f"test:{settings.app_id}"
         worker = Worker(settings, DEFAULT, tmp_path, env_overrides={
-            "TIERSTREAM_REDIS_URL": server.url, "TIERSTREAM_REDIS_PREFIX": prefix})
+            "TIERSTREAM_REDIS_URL": server.url, "TIERSTREAM_REDIS_PREFIX": prefix,
+            "TIERSTREAM_API_TOKEN": TOKEN})
         lines = history(customers=400, seed=3)
         try:
             worker.start()
@@ -80,6 +84,19 @@ def test_view_follows_the_stream_through_a_redis_outage(kafka_bootstrap: str,
             assert wait_for(lambda: {c: (v["tier"], v["sequence"]) for c, v in
                                      view_of(server.url, prefix).items()} == want), \
                 worker.log_text()[-2000:]
+            customer = sorted(states)[0]
+            assert http_get(f"{worker.url}/customers/{customer}")[0] == 401
+            status, body = http_get(f"{worker.url}/customers/{customer}", token=TOKEN)
+            assert status == 200 and json.loads(body)["tier"] == states[customer].tier
+            produce(settings, [json.dumps({
+                "type": "customer_erased", "event_id": "erase-1", "customer_id": customer,
+                "occurred_at": datetime.now(UTC).isoformat()}).encode()])
+            assert wait_for(lambda: customer not in view_of(server.url, prefix)), [
+                line for line in http_get(f"{worker.url}/metrics")[1].decode().splitlines()
+                if ("redis" in line or "erased" in line) and not line.startswith("#")]
+            assert http_get(f"{worker.url}/customers/{customer}", token=TOKEN)[0] == 404
+            del states[customer]
+            want.pop(customer)
         finally:
             worker.stop()
         with redis.Redis.from_url(server.url) as client:
