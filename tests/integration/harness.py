@@ -28,12 +28,16 @@ from streams.settings import Settings, Topics
 
 
 def isolated_settings(bootstrap: str, data_dir: Path, **overrides: object) -> Settings:
-    """Settings with topic and group names of their own, so tests never share state."""
+    """Settings with topic and group names of their own, so tests never share state.
+
+    A partition counts as idle (and follows the wall clock) after 6 s without an event: long
+    enough that a worker busy with other partitions under load does not starve one into it,
+    which the idle rule does not guard against yet (docs/streaming.md, "Known limit")."""
     tag = uuid.uuid4().hex[:8]
     names = Topics(**{name: f"{value}-{tag}" for name, value in Topics().model_dump().items()})
     values = {"bootstrap_servers": bootstrap, "app_id": f"tierstream-test-{tag}",
               "partitions": 4, "data_dir": data_dir, "tick_interval_s": 0.5,
-              "idle_after_s": 2.0, "topics": names, **overrides}
+              "idle_after_s": 6.0, "topics": names, **overrides}
     return Settings(**values)
 
 
