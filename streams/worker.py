@@ -49,6 +49,7 @@ class Runtime:
         self.settings, self.policy = settings, policy
         self.metrics = metrics or Metrics.create()
         self.ready = False
+        self._flushes: set[asyncio.Future] = set()  # Redis writes started right after a change
         self.tiers: Counter[str] = Counter()  # customers per tier on this worker's partitions
         self.clocks = PartitionClocks(int(settings.idle_after_s * MICROS_PER_SECOND))
         self.due = DueIndex()
@@ -189,6 +190,8 @@ class Runtime:
             await asyncio.gather(*pending)
             if self.redis is not None:  # a derived view: written behind, never blocking
                 self.redis.offer(customer, record)
+                self._flushes.add(flush := asyncio.ensure_future(self.redis.flush()))
+                flush.add_done_callback(self._flushes.discard)
         for output in outputs:
             data = output.data
             self.metrics.transitions.labels(output.type, data.from_tier or "",
