@@ -14,7 +14,7 @@ from rich.table import Table
 
 from models.errors import ConnectError, PolicyError, PolicyEvaluationError, RebuildError
 from models.instants import MICROS_PER_DAY, to_micros
-from streams import policy_cmd, replay_job
+from streams import policy_cmd, replay_job, simulate_job
 from streams.files import PRESETS, CsvLayout, parse_columns
 from streams.policies import load_policy
 from streams.settings import Settings
@@ -73,6 +73,35 @@ def _parser() -> argparse.ArgumentParser:
     replay.add_argument("--strict", action="store_true",
                         help="exit with status 1 if any line was rejected")
     replay.set_defaults(run=_replay)
+
+    simulate = commands.add_parser(
+        "simulate", help="send a seeded synthetic customer population to Kafka or a file",
+        description=simulate_job.HELP, formatter_class=argparse.RawDescriptionHelpFormatter)
+    simulate.add_argument("--customers", type=int, default=500, metavar="N",
+                          help="customers to simulate (default: %(default)s)")
+    simulate.add_argument("--seed", type=int, default=1,
+                          help="seed of the population (default: %(default)s)")
+    simulate.add_argument("--start", type=_instant, metavar="TIME",
+                          help="event time of the start (RFC 3339 or YYYY-MM-DD, UTC; default: "
+                               "--days before today's UTC midnight)")
+    simulate.add_argument("--days", type=float, default=730.0,
+                          help="span of simulated history in days (default: %(default)s)")
+    simulate.add_argument("--rate", type=float, default=0.0, metavar="EVENTS_PER_S",
+                          help="send at most this many records per second (default: 0, as "
+                               "fast as possible)")
+    simulate.add_argument("--live", action="store_true",
+                          help="stamp events with the wall-clock time they are sent")
+    simulate.add_argument("--out", metavar="FILE",
+                          help="write JSONL to FILE (- for stdout) instead of Kafka")
+    simulate.add_argument("--malformed", type=float, default=0.0, metavar="FRACTION",
+                          help="share of records that break the contract: truncated JSON, "
+                               "wrong types, negative amounts, bad timestamps, invalid UTF-8, "
+                               "unknown type, missing field (0 to 0.5, default: 0)")
+    simulate.add_argument("--duplicates", type=float, default=0.0, metavar="FRACTION",
+                          help="share of records that are exact re-sends of a recent one "
+                               "(0 to 0.5, default: 0)")
+    simulate.add_argument("--limit", type=int, metavar="N", help="stop after N records")
+    simulate.set_defaults(run=_simulate)
 
     policy = commands.add_parser("policy", help="validate or explain a policy file")
     policy_commands = policy.add_subparsers(title="policy commands", metavar="COMMAND")
@@ -147,6 +176,19 @@ def _replay(args: argparse.Namespace, err: Console) -> int:
     if summary.rejected and not args.dead_letters:
         err.print("[yellow]rejected lines were counted but not kept: add --dead-letters FILE[/]")
     return EXIT_REJECTED if args.strict and summary.rejected else EXIT_OK
+
+
+def _simulate(args: argparse.Namespace, err: Console) -> int:
+    population = simulate_job.population(args.customers, args.seed, args.start, args.days,
+                                         now=datetime.now(UTC))
+    simulate_job.check_noise(args.malformed, args.duplicates)
+    stream = simulate_job.records(population, args.malformed, args.duplicates, args.live,
+                                  args.limit)
+    with simulate_job.open_sink(args.out) as (sink, destination):
+        summary = simulate_job.run(simulate_job.paced(stream, args.rate), sink, population,
+                                   args.live, err)
+    err.print(simulate_job.summary_table(summary, destination))
+    return EXIT_OK
 
 
 def _topics_create(args: argparse.Namespace, err: Console) -> int:
