@@ -14,6 +14,7 @@ from pydantic import (
     Field,
     TypeAdapter,
     ValidationError,
+    WithJsonSchema,
 )
 
 from models.errors import InvalidEventError
@@ -32,8 +33,13 @@ def _not_bool(value: Any) -> Any:
     return value
 
 
+# The published schema (tierstream schema) also names the decimal strings the parser accepts.
+_AMOUNT_SCHEMA = {"anyOf": [{"type": "number", "minimum": 0, "maximum": MAX_AMOUNT},
+                            {"type": "string", "pattern": r"^[0-9]+(\.[0-9]+)?$"}],
+                  "description": "a number or decimal string, 0 to 1e12"}
 Amount = Annotated[float, BeforeValidator(_not_bool),
-                   Field(ge=0, le=MAX_AMOUNT, allow_inf_nan=False)]
+                   Field(ge=0, le=MAX_AMOUNT, allow_inf_nan=False),
+                   WithJsonSchema(_AMOUNT_SCHEMA, mode="validation")]
 Currency = Annotated[str, Field(pattern=r"^[A-Z]{3}$")]
 InteractionKind = Annotated[str, Field(pattern=r"^[a-z][a-z0-9_]{0,31}$")]
 
@@ -50,7 +56,8 @@ def _text_or_datetime(value: Any) -> Any:
     return value
 
 
-Timestamp = Annotated[AwareDatetime, BeforeValidator(_text_or_datetime), AfterValidator(_plausible)]
+Timestamp = Annotated[AwareDatetime, BeforeValidator(_text_or_datetime), AfterValidator(_plausible),
+                      Field(description="RFC 3339 with an offset, 1970-01-01 to 2200-01-01")]
 
 
 class _Event(BaseModel):
@@ -131,6 +138,11 @@ _Wire = Annotated[Event | SegmentTrack, Field(discriminator="type")]
 _ADAPTER: TypeAdapter[Any] = TypeAdapter(_Wire)
 EVENT_TYPES = ("order_completed", "order_refunded", "order_cancelled", "interaction",
                "customer_erased")
+
+
+def json_schema() -> dict[str, Any]:
+    """The JSON Schema (validation mode) of what `parse_event` accepts: native or Segment."""
+    return _ADAPTER.json_schema()
 
 
 def parse_event(raw: bytes | str) -> Event:

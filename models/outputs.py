@@ -4,7 +4,10 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, Field
+
+from models.instants import format_instant
+from models.state import CustomerState
 
 CHURN_TYPES = ("tierstream.churn.warning", "tierstream.churn.recovered")
 OutputType = Literal["tierstream.tier.assigned", "tierstream.tier.upgraded",
@@ -14,7 +17,9 @@ MetricValue = float | int | str
 
 
 class _Frozen(BaseModel):
-    model_config = ConfigDict(frozen=True, extra="forbid")
+    # Serialized JSON always has every field, defaults included: the schemas say so.
+    model_config = ConfigDict(frozen=True, extra="forbid",
+                              json_schema_serialization_defaults_required=True)
 
 
 class PolicyRef(_Frozen):
@@ -52,3 +57,26 @@ class OutputEvent(_Frozen):
     @property
     def topic_kind(self) -> Literal["tier-changes", "churn-warnings"]:
         return "churn-warnings" if self.type in CHURN_TYPES else "tier-changes"
+
+
+class CustomerTier(_Frozen):
+    """The compacted `customer-tiers` record, key = customer id; a null value means erased."""
+
+    customer_id: str
+    tier: str | None
+    since: str | None = Field(description="RFC 3339, when the current tier was entered")
+    churn: bool = Field(description="true while a churn episode is open")
+    churn_rule: str | None = Field(description="the churn rule that opened the episode")
+    sequence: int = Field(description="the customer's output events so far")
+    created_at: int = Field(description="epoch microseconds of the customer's first event; "
+                                        "with sequence, it orders one customer's records")
+    as_of: str = Field(description="RFC 3339, the instant the record was decided at")
+
+    @classmethod
+    def from_state(cls, state: CustomerState) -> CustomerTier:
+        since = state.tier_since
+        return cls(customer_id=state.customer_id, tier=state.tier,
+                   since=format_instant(since) if since is not None else None,
+                   churn=state.churn_rule is not None, churn_rule=state.churn_rule,
+                   sequence=state.sequence, created_at=state.created_at,
+                   as_of=format_instant(state.clock))

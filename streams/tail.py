@@ -1,0 +1,162 @@
+"""`tierstream tail`: follow tier-changes and churn-warnings, filtered, as lines or JSON."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+
+from kafka import KafkaConsumer, TopicPartition
+from kafka.errors import KafkaError
+from pydantic import ValidationError
+from rich.console import Console
+from rich.text import Text
+
+from models.errors import ConnectError
+from models.outputs import OutputEvent, OutputType
+from streams import kafka_clients
+from streams.settings import Settings
+
+TYPES: tuple[str, ...] = OutputType.__args__
+# label and colour of each type on a terminal
+LOOKS = {"assigned": ("assigned", "blue"), "upgraded": ("upgrade", "green"),
+         "downgraded": ("downgrade", "red"), "downgrade_warning": ("warning", "yellow"),
+         "churn.warning": ("churn", "bold magenta"), "churn.recovered": ("recovered", "cyan")}
+POLL_MS = 200
+
+
+def short_type(kind: str) -> str:
+    """`tierstream.tier.upgraded` -> `upgraded`, `tierstream.churn.warning` -> `churn.warning`."""
+    return kind.removeprefix("tierstream.").removeprefix("tier.")
+
+
+def full_types(name: str) -> frozenset[str]:
+    """The output types a `--type` name means: a full type or a suffix after a dot."""
+    found = frozenset(t for t in TYPES if t == name or t.endswith(f".{name}"))
+    if not found:
+        known = ", ".join(short_type(t) for t in TYPES)
+        raise ValueError(f"unknown event type {name!r}; expected one of {known}")
+    return found
+
+
+@dataclass(frozen=True)
+class Filter:
+    """Which events to show; an empty set lets everything through."""
+
+    customers: frozenset[str] = frozenset()
+    tiers: frozenset[str] = frozenset()
+    types: frozenset[str] = frozenset()
+
+    @classmethod
+    def of(cls, customers: Iterable[str] = (), tiers: Iterable[str] = (),
+           types: Iterable[str] = ()) -> Filter:
+        wanted = frozenset().union(*(full_types(name) for name in types))
+        return cls(frozenset(customers), frozenset(tiers), wanted)
+
+    def matches(self, event: OutputEvent) -> bool:
+        data = event.data
+        return ((not self.customers or event.subject in self.customers)
+                and (not self.tiers or bool({data.from_tier, data.to_tier} & self.tiers))
+                and (not self.types or event.type in self.types))
+
+
+def line(event: OutputEvent) -> Text:
+    """One readable line: time, customer, what happened, tiers and why (with the values seen)."""
+    data = event.data
+    label, style = LOOKS[short_type(event.type)]
+    tiers = (data.to_tier or "-") if data.from_tier == data.to_tier else \
+        f"{data.from_tier or '-'} → {data.to_tier or '-'}"
+    text = Text(f"{event.time:<27} ")
+    text.append(f"{event.subject:<12} ", style="bold")
+    text.append(f"{label:<9} ", style=style)
+    text.append(f"{tiers:<6} ", style=style)
+    text.append(data.reason)
+    seen = [f"{name}={_number(value)}" for name, value in sorted(data.metrics.items())
+            if name in data.reason]
+    if seen:
+        text.append(f"  ({', '.join(seen)})", style="dim")
+    return text
+
+
+def _number(value: float | int | str) -> str:
+    return f"{value:g}" if isinstance(value, float) else str(value)
+
+
+@dataclass(frozen=True)
+class Options:
+    from_beginning: bool = False
+    limit: int | None = None
+    timeout_s: float | None = None  # stop once nothing was shown for this long
+    json: bool = False
+
+
+def run(settings: Settings, wanted: Filter, options: Options, out: Console,
+        err: Console) -> int:
+    """Print matching events until the limit, the timeout or Ctrl-C; return how many."""
+    consumer = _consumer(settings, options.from_beginning)
+    shown, quiet_since = 0, time.monotonic()
+    try:
+        while options.timeout_s is None or time.monotonic() - quiet_since < options.timeout_s:
+            for value in _poll(consumer):
+                if _show(value, wanted, options.json, out, err):
+                    shown, quiet_since = shown + 1, time.monotonic()
+                    if shown == options.limit:
+                        return shown
+    except KeyboardInterrupt:
+        pass
+    finally:
+        consumer.close()
+    return shown
+
+
+def _poll(consumer: KafkaConsumer) -> Iterator[bytes | None]:
+    for records in consumer.poll(timeout_ms=POLL_MS).values():
+        for record in records:
+            yield record.value
+
+
+def _show(value: bytes | None, wanted: Filter, as_json: bool, out: Console,
+          err: Console) -> bool:
+    event = _parse(value, err)
+    if event is None or not wanted.matches(event):
+        return False
+    if as_json:
+        out.file.write((value or b"").decode() + "\n")
+        out.file.flush()
+    else:
+        out.print(line(event), soft_wrap=True)
+    return True
+
+
+def _parse(value: bytes | None, err: Console) -> OutputEvent | None:
+    try:
+        return OutputEvent.model_validate_json(value or b"")
+    except ValidationError as error:
+        err.print(f"[yellow]skipped a record that is not an output event:[/] "
+                  f"{error.errors(include_url=False)[0]['msg']}", highlight=False)
+        return None
+
+
+def _consumer(settings: Settings, from_beginning: bool) -> KafkaConsumer:
+    """A consumer without a group, on every partition of both topics, at their start or end."""
+    try:
+        consumer = KafkaConsumer(group_id=None, enable_auto_commit=False,
+                                 client_id=f"{settings.app_id}-tail",
+                                 **kafka_clients.kafka_python_config(settings))
+    except KafkaError as error:
+        raise ConnectError(f"cannot use Kafka at {settings.bootstrap_servers}: "
+                           f"{type(error).__name__}: {error}") from None
+    try:
+        partitions = []
+        for topic in (settings.topics.tier_changes, settings.topics.churn_warnings):
+            found = consumer.partitions_for_topic(topic)
+            if not found:
+                raise ConnectError(f"topic {topic!r} not found on {settings.bootstrap_servers}; "
+                                   "run `tierstream topics create` first")
+            partitions += [TopicPartition(topic, p) for p in sorted(found)]
+        consumer.assign(partitions)
+        (consumer.seek_to_beginning if from_beginning else consumer.seek_to_end)(*partitions)
+        return consumer
+    except BaseException:
+        consumer.close()
+        raise
