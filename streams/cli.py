@@ -140,6 +140,36 @@ def _parser() -> argparse.ArgumentParser:
                                          "TIERSTREAM_POLICY, else default)")
     worker.add_argument("--loglevel", default="WARNING", help="default: %(default)s")
     worker.set_defaults(run=_worker)
+
+    schema = commands.add_parser(
+        "schema", help="write the JSON Schemas and the AsyncAPI document of the topics",
+        description="Generate JSON Schemas of the input and output events and an AsyncAPI 3 "
+                    "document of the topics (default names and partitions) from the models.")
+    schema.add_argument("--out", type=Path, default=Path("schemas"), metavar="DIR",
+                        help="directory of the files (default: %(default)s)")
+    schema.add_argument("--check", action="store_true",
+                        help="write nothing; exit 1 listing the files that are stale or missing")
+    schema.set_defaults(run=_schema)
+
+    tail = commands.add_parser(
+        "tail", help="follow tier-changes and churn-warnings",
+        description="Print tier and churn events as they arrive, one readable line each (or "
+                    "the CloudEvents JSON with --json). Repeated filters of one kind are ORed, "
+                    "different kinds ANDed. Kafka settings come from the environment.")
+    tail.add_argument("--customer", action="append", default=[], metavar="ID",
+                      help="only this customer (repeatable)")
+    tail.add_argument("--tier", action="append", default=[], metavar="TIER",
+                      help="only events moving from or to this tier (repeatable)")
+    tail.add_argument("--type", action="append", default=[], metavar="TYPE",
+                      help="only this event type: assigned, upgraded, downgraded, "
+                           "downgrade_warning, churn.warning, churn.recovered (repeatable)")
+    tail.add_argument("--json", action="store_true", help="print the CloudEvents JSON lines")
+    tail.add_argument("--from-beginning", action="store_true",
+                      help="start with the oldest retained events instead of new ones")
+    tail.add_argument("--limit", type=int, metavar="N", help="stop after N events")
+    tail.add_argument("--timeout", type=float, metavar="S",
+                      help="stop once no event was printed for S seconds")
+    tail.set_defaults(run=_tail)
     return parser
 
 
@@ -254,6 +284,34 @@ def _validate(args: argparse.Namespace, err: Console) -> int:
 
 def _explain(args: argparse.Namespace, err: Console) -> int:
     policy_cmd.explain(load_policy(args.file), Console())
+    return EXIT_OK
+
+
+def _schema(args: argparse.Namespace, err: Console) -> int:
+    from streams import schema
+    if args.check:
+        problems = schema.stale(args.out)
+        for problem in problems:
+            err.print(f"[red]{problem}[/]", highlight=False)
+        if problems:
+            err.print("run `tierstream schema` to regenerate them")
+            return EXIT_REJECTED
+        err.print(f"{args.out}: up to date")
+        return EXIT_OK
+    for path in schema.write(args.out):
+        print(path)
+    return EXIT_OK
+
+
+def _tail(args: argparse.Namespace, err: Console) -> int:
+    from streams import tail
+    wanted = tail.Filter.of(args.customer, args.tier, args.type)
+    options = tail.Options(from_beginning=args.from_beginning, limit=args.limit,
+                           timeout_s=args.timeout, json=args.json)
+    try:
+        tail.run(Settings(), wanted, options, Console(highlight=False), err)
+    except KeyboardInterrupt:
+        pass
     return EXIT_OK
 
 
