@@ -27,7 +27,7 @@ from models.state import CustomerState
 from rules.compiled import CompiledPolicy
 from rules.due_index import DueIndex
 from rules.engine import accept, advance, apply
-from streams import kafka_clients, topics, web
+from streams import faust_fixes, kafka_clients, topics, web
 from streams.clock import PartitionClocks, check_key, reject_future
 from streams.metrics import Metrics
 from streams.redis_view import RedisView
@@ -56,6 +56,7 @@ class Runtime:
         self.lateness = int(settings.lateness_s * MICROS_PER_SECOND)
         self.max_future = int(settings.max_future_s * MICROS_PER_SECOND)
         names = settings.topics
+        faust_fixes.install()
         self.app = faust.App(
             settings.app_id, broker=f"kafka://{settings.bootstrap_servers}",
             store=settings.store, datadir=str(settings.data_dir),

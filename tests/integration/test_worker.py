@@ -142,12 +142,7 @@ def test_two_workers_split_partitions_and_match_replay(kafka_bootstrap: str, tmp
             assert json.loads(body)["tier"] == states[customer].tier
 
 
-@pytest.mark.parametrize("store", [
-    pytest.param("memory://", marks=pytest.mark.xfail(strict=False, reason=(
-        "open bug: with the memory store, about one run in three loses or re-creates some "
-        "customers' changes after the SIGKILL (seen only when the restarted worker waits out "
-        "the dead member's session); cause not found yet, see docs/streaming.md"))),
-    "rocksdb://"])
+@pytest.mark.parametrize("store", ["memory://", "rocksdb://"])
 def test_worker_killed_mid_stream_loses_nothing(kafka_bootstrap: str, tmp_path: Path, workers,
                                                store: str) -> None:
     settings = isolated_settings(kafka_bootstrap, tmp_path, store=store)
