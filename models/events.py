@@ -57,7 +57,8 @@ def _text_or_datetime(value: Any) -> Any:
 
 
 Timestamp = Annotated[AwareDatetime, BeforeValidator(_text_or_datetime), AfterValidator(_plausible),
-                      Field(description="RFC 3339 with an offset, 1970-01-01 to 2200-01-01")]
+                      Field(description="RFC 3339 with an offset, 1970-01-01 to 2200-01-01",
+                            json_schema_extra={"pattern": "([Zz]|[+-][0-9]{2}:[0-9]{2})$"})]
 
 
 class _Event(BaseModel):

@@ -292,7 +292,7 @@ def _schema(args: argparse.Namespace, err: Console) -> int:
     if args.check:
         problems = schema.stale(args.out)
         for problem in problems:
-            err.print(f"[red]{problem}[/]", highlight=False)
+            err.print(f"[red]{problem}[/]", highlight=False, soft_wrap=True)
         if problems:
             err.print("run `tierstream schema` to regenerate them")
             return EXIT_REJECTED

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import time
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
@@ -72,7 +73,7 @@ def line(event: OutputEvent) -> Text:
     text.append(f"{tiers:<6} ", style=style)
     text.append(data.reason)
     seen = [f"{name}={_number(value)}" for name, value in sorted(data.metrics.items())
-            if name in data.reason]
+            if re.search(rf"\b{re.escape(name)}\b", data.reason)]
     if seen:
         text.append(f"  ({', '.join(seen)})", style="dim")
     return text

@@ -1,0 +1,35 @@
+"""The bundled example history (examples/events.jsonl) replayed through the default policy."""
+
+from __future__ import annotations
+
+import functools
+from pathlib import Path
+
+from models.errors import InvalidEventError
+from models.events import Event, parse_event
+from models.outputs import OutputEvent
+from rules.replay import Replay
+from streams.policies import load_policy
+from tests.builders import micros, replay
+
+EXAMPLES = Path(__file__).resolve().parent.parent / "examples" / "events.jsonl"
+AS_OF = micros("2026-12-31T00:00:00+00:00")
+
+
+def example_lines() -> list[bytes]:
+    return EXAMPLES.read_bytes().splitlines()
+
+
+def _parsed(line: bytes) -> Event | None:
+    try:
+        return parse_event(line)
+    except InvalidEventError:
+        return None
+
+
+@functools.cache
+def example_run() -> tuple[Replay, tuple[OutputEvent, ...]]:
+    """What `tierstream replay examples/events.jsonl --as-of 2026-12-31` computes."""
+    events = [e for e in map(_parsed, example_lines()) if e is not None]
+    run, outputs = replay(events, load_policy("default"), until=AS_OF)
+    return run, tuple(outputs)

@@ -1,0 +1,129 @@
+"""The published schemas: current with the models, and true of real inputs and outputs."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import yaml
+from jsonschema import Draft7Validator, Draft202012Validator
+
+from models.errors import InvalidEventError
+from models.events import parse_event
+from models.outputs import CustomerTier
+from streams import schema
+from streams.asyncapi import default_settings
+from streams.cli import main
+from streams.worker import current_tier
+from tests.example_run import example_lines, example_run
+
+ROOT = Path(__file__).resolve().parent.parent
+SCHEMAS = ROOT / "schemas"
+
+
+def validator(name: str) -> Draft202012Validator:
+    document = json.loads((SCHEMAS / schema.file_name(name)).read_text())
+    Draft202012Validator.check_schema(document)
+    return Draft202012Validator(document, format_checker=Draft202012Validator.FORMAT_CHECKER)
+
+
+def test_committed_files_are_current() -> None:
+    assert schema.stale(SCHEMAS) == [], "run `tierstream schema` and commit schemas/"
+
+
+def test_cli_writes_then_checks(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["schema", "--check", "--out", str(tmp_path)]) == 1
+    assert "asyncapi.yaml: missing" in capsys.readouterr().err
+    assert main(["schema", "--out", str(tmp_path)]) == 0
+    written = capsys.readouterr().out.split()
+    assert sorted(Path(p).name for p in written) == sorted(p.name for p in SCHEMAS.iterdir())
+    assert main(["schema", "--check", "--out", str(tmp_path)]) == 0
+    (tmp_path / "tier-change.schema.json").write_text("{}\n")
+    assert main(["schema", "--check", "--out", str(tmp_path)]) == 1
+    assert "tier-change.schema.json: stale" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("line", [line for line in example_lines() if line.startswith(b"{")
+                                  and line.endswith(b"}")], ids=lambda line: line[:40].decode())
+def test_schema_and_parser_agree_on_every_example(line: bytes) -> None:
+    try:
+        parse_event(line)
+        accepted = True
+    except InvalidEventError:
+        accepted = False
+    assert validator("InputEvent").is_valid(json.loads(line)) == accepted
+
+
+@pytest.mark.parametrize(("change", "valid"), [
+    ({"amount": 12.5}, True), ({"amount": "0.99"}, True), ({"amount": "-1"}, False),
+    ({"amount": 2e12}, False), ({"occurred_at": "2026-01-05T10:00:00"}, False),
+    ({"currency": "cny"}, False), ({"type": None}, False), ({"extra": 1}, False),
+])
+def test_input_schema_edges(change: dict, valid: bool) -> None:
+    event = {"event_id": "e1", "type": "order_completed", "customer_id": "c1", "order_id": "o1",
+             "occurred_at": "2026-01-05T10:00:00+08:00", "amount": "10.00", "currency": "CNY"}
+    event = {k: v for k, v in {**event, **change}.items() if v is not None}
+    assert validator("InputEvent").is_valid(event) == valid
+
+
+def test_replayed_outputs_validate_against_their_topic_schema() -> None:
+    tier, churn = validator("TierChange"), validator("ChurnWarning")
+    _, outputs = example_run()
+    kinds = {o.topic_kind for o in outputs}
+    assert kinds == {"tier-changes", "churn-warnings"}
+    for output in outputs:
+        document = json.loads(output.model_dump_json())
+        mine, other = (churn, tier) if output.topic_kind == "churn-warnings" else (tier, churn)
+        mine.validate(document)
+        assert not other.is_valid(document)
+
+
+def test_customer_tier_record_is_what_the_worker_writes() -> None:
+    records = validator("CustomerTier")
+    run, _ = example_run()
+    for state in run.states.values():
+        written = json.loads(current_tier(state))
+        records.validate(written)
+        assert written == CustomerTier.from_state(state).model_dump(mode="json")
+
+
+def test_asyncapi_has_a_channel_per_topic_and_resolvable_refs() -> None:
+    text = (SCHEMAS / schema.ASYNCAPI_FILE).read_text()
+    document = yaml.safe_load(text)
+    assert document["asyncapi"] == "3.0.0"
+    topics = default_settings().topics.model_dump().values()
+    channels = document["channels"].values()
+    assert sorted(c["address"] for c in channels) == sorted(topics)
+    compacted = document["channels"]["customerTiers"]["bindings"]["kafka"]
+    assert compacted["topicConfiguration"]["cleanup.policy"] == ["compact"]
+    assert {c["bindings"]["kafka"]["partitions"] for c in channels} == {8}
+    for ref in _refs(document):
+        _resolve(document, ref)
+    for component in document["components"]["schemas"].values():
+        Draft7Validator.check_schema(component)
+
+
+def test_dead_letter_headers_are_the_workers() -> None:
+    document = yaml.safe_load((SCHEMAS / schema.ASYNCAPI_FILE).read_text())
+    headers = document["components"]["messages"]["DeadLetter"]["headers"]
+    assert set(headers["required"]) == {"source_topic", "source_partition", "source_offset",
+                                        "reason", "error"}
+
+
+def _refs(node: object) -> list[str]:
+    if isinstance(node, dict):
+        own = [node["$ref"]] if isinstance(node.get("$ref"), str) else []
+        return own + [r for value in node.values() for r in _refs(value)]
+    if isinstance(node, list):
+        return [r for item in node for r in _refs(item)]
+    return []
+
+
+def _resolve(document: dict, ref: str) -> object:
+    assert ref.startswith("#/"), ref
+    node: object = document
+    for part in ref[2:].split("/"):
+        assert isinstance(node, dict) and part in node, f"unresolved {ref}"
+        node = node[part]
+    return node
