@@ -10,9 +10,16 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from rich.console import Console
+from rich.progress import Progress
 from rich.table import Table
 
-from models.errors import ConnectError, PolicyError, PolicyEvaluationError, RebuildError
+from models.errors import (
+    ConnectError,
+    InvalidEventError,
+    PolicyError,
+    PolicyEvaluationError,
+    RebuildError,
+)
 from models.instants import MICROS_PER_DAY, to_micros
 from streams import policy_cmd, replay_job, simulate_job
 from streams.files import PRESETS, CsvLayout, parse_columns
@@ -111,6 +118,26 @@ def _parser() -> argparse.ArgumentParser:
     explain = policy_commands.add_parser("explain", help="describe a policy in plain words")
     explain.add_argument("file", metavar="FILE")
     explain.set_defaults(run=_explain)
+    diff = policy_commands.add_parser(
+        "diff", help="what-if: who would change tier under a new policy",
+        description="Compare two policies on the same customers: a from/to transition matrix, "
+                    "the change in tier sizes and examples of each move with the metrics the new "
+                    "policy decided on. With --events both policies replay the same history (each "
+                    "with its own grace periods); with --live the current tiers in the worker's "
+                    "table changelog are compared with the tiers the new policy makes each "
+                    "customer eligible for now.")
+    diff.add_argument("old", metavar="OLD", help="current policy file or shipped name")
+    diff.add_argument("new", metavar="NEW", help="candidate policy file or shipped name")
+    source = diff.add_mutually_exclusive_group(required=True)
+    source.add_argument("--events", nargs="+", type=Path, metavar="FILE",
+                        help="JSONL or CSV event files to replay through both policies")
+    source.add_argument("--live", action="store_true",
+                        help="read the worker's table changelog from Kafka (TIERSTREAM_* settings)")
+    diff.add_argument("--as-of", type=_instant, metavar="TIME",
+                      help="compare at TIME (default: the last event; with --live, now)")
+    diff.add_argument("--json", action="store_true", help="print the result as one JSON document")
+    diff.set_defaults(run=_policy_diff)
+
     topics = commands.add_parser(
         "topics", help="create or describe the Kafka topics",
         description="Topics and their partitions come from the environment (TIERSTREAM_*, "
@@ -285,6 +312,51 @@ def _validate(args: argparse.Namespace, err: Console) -> int:
 def _explain(args: argparse.Namespace, err: Console) -> int:
     policy_cmd.explain(load_policy(args.file), Console())
     return EXIT_OK
+
+
+def _policy_diff(args: argparse.Namespace, err: Console) -> int:
+    import json
+
+    from streams import policy_diff
+    old, new = load_policy(args.old), load_policy(args.new)
+    if args.live:
+        settings = Settings()
+        at = args.as_of if args.as_of is not None else to_micros(datetime.now(UTC))
+        with replay_job.progress_bar(err) as progress:
+            states = policy_diff.changelog_states(_latest_values(settings, progress))
+            result = policy_diff.from_states(states, new, old, at)
+    else:
+        with replay_job.progress_bar(err) as progress:
+            records = replay_job.read_inputs(args.events, "auto", None, progress)
+            events = [r for _, r in records if not isinstance(r, InvalidEventError)]
+        result, rejected = policy_diff.from_events(events, old, new, args.as_of)
+        for reason, count in sorted(rejected.items()):
+            err.print(f"[yellow]rejected[/] {count} events: {reason}")
+    if args.json:
+        print(json.dumps(policy_diff.as_json(result), ensure_ascii=False))
+    else:
+        policy_diff.render(result, Console())
+    return EXIT_OK
+
+
+def _latest_values(settings: Settings, progress: Progress) -> list[bytes | None]:
+    """The last value of every key of the worker's table changelog."""
+    from kafka import KafkaConsumer
+
+    from streams import kafka_clients
+    topic = settings.changelog_topic
+    config = kafka_clients.kafka_python_config(settings)
+    consumer = KafkaConsumer(**config, group_id=None, enable_auto_commit=False)
+    try:
+        ends = kafka_clients.assign_from_beginning(consumer, topic, settings.bootstrap_servers)
+        task = progress.add_task(f"reading {topic}", total=sum(ends.values()))
+        latest: dict[bytes, bytes | None] = {}
+        for record in kafka_clients.read_to_end(consumer, ends, idle_timeout_s=30.0):
+            latest[record.key] = record.value
+            progress.advance(task)
+        return list(latest.values())
+    finally:
+        consumer.close()
 
 
 def _schema(args: argparse.Namespace, err: Console) -> int:

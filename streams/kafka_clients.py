@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import ssl
+import time
+from collections.abc import Iterator
 from typing import Any
 
-from kafka import KafkaAdminClient
+from kafka import KafkaAdminClient, KafkaConsumer, TopicPartition
 from kafka.errors import KafkaError
 
-from models.errors import ConnectError
+from models.errors import ConnectError, RebuildError
 from streams.settings import Settings
 
 
@@ -56,3 +58,30 @@ def admin(settings: Settings) -> KafkaAdminClient:
         raise ConnectError(
             f"cannot use Kafka at {settings.bootstrap_servers}{who} "
             f"({settings.kafka_security_protocol}): {type(error).__name__}: {error}") from None
+
+
+def assign_from_beginning(consumer: KafkaConsumer, topic: str,
+                          servers: str) -> dict[TopicPartition, int]:
+    """Assign every partition of the topic from its beginning; returns the end offsets."""
+    partitions = consumer.partitions_for_topic(topic)
+    if not partitions:
+        raise RebuildError(f"topic {topic!r} not found on {servers}: nothing to read")
+    tps = [TopicPartition(topic, p) for p in sorted(partitions)]
+    consumer.assign(tps)
+    consumer.seek_to_beginning(*tps)
+    return consumer.end_offsets(tps)
+
+
+def read_to_end(consumer: KafkaConsumer, ends: dict[TopicPartition, int],
+                idle_timeout_s: float) -> Iterator[Any]:
+    """Every record up to the end offsets (a compacted log has gaps: positions tell the end)."""
+    last_progress = time.monotonic()
+    while pending := [tp for tp, end in ends.items() if consumer.position(tp) < end]:
+        polled = consumer.poll(timeout_ms=500)
+        if polled:
+            last_progress = time.monotonic()
+        elif time.monotonic() - last_progress > idle_timeout_s:
+            raise RebuildError(f"no records for {idle_timeout_s}s from {pending} before their "
+                               f"end offsets; is the broker reachable?")
+        for records in polled.values():
+            yield from records

@@ -4,9 +4,8 @@ from __future__ import annotations
 
 import json
 import logging
-import time
 from collections import OrderedDict
-from collections.abc import Iterator, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass
 from itertools import islice
 from typing import TYPE_CHECKING, Any, Protocol
@@ -17,7 +16,8 @@ from kafka import KafkaConsumer, TopicPartition
 from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 
-from models.errors import InvalidTierRecordError, RebuildError
+from models.errors import InvalidTierRecordError
+from streams.kafka_clients import assign_from_beginning, read_to_end
 
 if TYPE_CHECKING:
     from prometheus_client import Counter, Gauge
@@ -329,7 +329,7 @@ def rebuild(kafka: Mapping[str, Any], topic: str, client: redis.Redis, *,
     consumer = KafkaConsumer(**kafka, group_id=None, enable_auto_commit=False,
                              auto_offset_reset="earliest")
     try:
-        ends = _assign_all(consumer, topic, kafka["bootstrap_servers"])
+        ends = assign_from_beginning(consumer, topic, kafka["bootstrap_servers"])
         starts = consumer.beginning_offsets(list(ends))
         total = sum(ends[tp] - starts[tp] for tp in ends)
         task = None if progress is None else progress.add_task(f"records of {topic}", total=total)
@@ -338,7 +338,7 @@ def rebuild(kafka: Mapping[str, Any], topic: str, client: redis.Redis, *,
         # live view may already hold: one int per customer, the price of rebuilding in place.
         incarnations: dict[str, int] = {}
         counts, batch = {"read": 0, "invalid": 0}, []
-        for record in _read_to(consumer, ends, idle_timeout_s):
+        for record in read_to_end(consumer, ends, idle_timeout_s):
             counts["read"] += 1
             change = _change_of(record, incarnations)
             counts["invalid"] += change is None
@@ -354,31 +354,6 @@ def rebuild(kafka: Mapping[str, Any], topic: str, client: redis.Redis, *,
         return RebuildResult(**counts, **writer.counts)
     finally:
         consumer.close()
-
-
-def _assign_all(consumer: KafkaConsumer, topic: str, servers: str) -> dict[TopicPartition, int]:
-    partitions = consumer.partitions_for_topic(topic)
-    if not partitions:
-        raise RebuildError(f"topic {topic!r} not found on {servers}: nothing to rebuild from")
-    tps = [TopicPartition(topic, p) for p in sorted(partitions)]
-    consumer.assign(tps)
-    consumer.seek_to_beginning(*tps)
-    return consumer.end_offsets(tps)
-
-
-def _read_to(consumer: KafkaConsumer, ends: dict[TopicPartition, int],
-             idle_timeout_s: float) -> Iterator[Any]:
-    """Every record up to the end offsets (a compacted log has gaps: positions tell the end)."""
-    last_progress = time.monotonic()
-    while pending := [tp for tp, end in ends.items() if consumer.position(tp) < end]:
-        polled = consumer.poll(timeout_ms=500)
-        if polled:
-            last_progress = time.monotonic()
-        elif time.monotonic() - last_progress > idle_timeout_s:
-            raise RebuildError(f"no records for {idle_timeout_s}s from {pending} before their "
-                               f"end offsets; is the broker reachable?")
-        for records in polled.values():
-            yield from records
 
 
 def _position(consumer: KafkaConsumer, starts: dict[TopicPartition, int]) -> int:

@@ -12,6 +12,8 @@ from typing import Literal
 from pydantic import AliasChoices, Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+TABLE_NAME = "customers"
+
 
 class Topics(BaseSettings):
     """Topic names; input topics must be keyed by customer id and share one partition count."""
@@ -63,6 +65,11 @@ class Settings(BaseSettings):
     redis_url: SecretStr | None = None                # redis://[:password@]host:port/db, rediss://
     redis_prefix: str = "tierstream:v1"
     topics: Topics = Field(default_factory=Topics)
+
+    @property
+    def changelog_topic(self) -> str:
+        """faust's name for the changelog of the worker's `customers` table."""
+        return f"{self.app_id}-{TABLE_NAME}-changelog"
 
     @property
     def web_url(self) -> str:

@@ -31,7 +31,7 @@ from streams import faust_fixes, kafka_clients, topics, web
 from streams.clock import PartitionClocks, check_key, reject_future
 from streams.metrics import Metrics
 from streams.redis_view import RedisView
-from streams.settings import Settings
+from streams.settings import TABLE_NAME, Settings
 
 log = logging.getLogger("tierstream.worker")
 REDIS_FLUSH_INTERVAL_S = 0.5
@@ -75,7 +75,7 @@ class Runtime:
             ("tier-changes", names.tier_changes), ("churn-warnings", names.churn_warnings))}
         self.customer_tiers = self.app.topic(names.customer_tiers, **raw)
         self.dead_letters = self.app.topic(names.dead_letters, **raw)
-        self.table = self.app.Table("customers", partitions=settings.partitions)
+        self.table = self.app.Table(TABLE_NAME, partitions=settings.partitions)
         self.app.agent(self.stream, name="tierstream")(self._process)
         self.app.timer(interval=settings.tick_interval_s)(self._send_ticks)
         self.table.on_recover(self._rebuild_due_index)
