@@ -12,12 +12,15 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from models.events import parse_event
 from models.instants import format_instant, to_micros
+from streams import policy_diff
+from streams.cli import main
 from streams.policies import load_policy
 from tests.integration.harness import (
     Worker,
     collect,
     consumer_group_members,
     create_topics,
+    environment,
     history,
     http_get,
     isolated_settings,
@@ -50,7 +53,8 @@ def now() -> int:
 
 
 def test_events_in_tier_events_out_and_bad_input_dead_lettered(kafka_bootstrap: str,
-                                                               tmp_path: Path, workers) -> None:
+                                                               tmp_path: Path, workers,
+                                                               monkeypatch, capsys) -> None:
     settings = isolated_settings(kafka_bootstrap, tmp_path)
     create_topics(settings)
     erase = (b'{"type": "customer_erased", "event_id": "erase-carol", "customer_id": "carol", '
@@ -100,6 +104,20 @@ def test_events_in_tier_events_out_and_bad_input_dead_lettered(kafka_bootstrap: 
             if s.name == "tierstream_dead_letters_total"}
     assert dead == {"invalid_field": 2, "not_json": 1, "unknown_type": 1}
     assert "tierstream_processing_seconds" in families
+    # The what-if against the live table equals the one on the replayed states.
+    stricter = tmp_path / "stricter.yaml"
+    stricter.write_text(DEFAULT.read_text(encoding="utf-8").replace(
+        "orders_365d >= 6", "orders_365d >= 8"), encoding="utf-8")
+    for name, value in environment(settings, DEFAULT).items():
+        monkeypatch.setenv(name, value)
+    at = now()
+    assert main(["policy", "diff", str(DEFAULT), str(stricter), "--live", "--json",
+                 "--as-of", format_instant(at)]) == 0
+    live = json.loads(capsys.readouterr().out)
+    offline = policy_diff.from_states(states.values(), load_policy(stricter),
+                                      load_policy(DEFAULT), at)
+    assert live == policy_diff.as_json(offline)
+    assert {"from": "A", "to": "B", "customers": 1} in live["matrix"]  # alice: 7 orders < 8
 
 
 def test_downgrade_and_churn_warning_with_no_new_events(kafka_bootstrap: str, tmp_path: Path,
