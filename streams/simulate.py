@@ -28,6 +28,7 @@ ORDERS, INTERACTIONS = "orders", "interactions"
 MAX_LEAD = timedelta(hours=12)  # the longest time an event may come before its order (a visit)
 ZONES = {"CNY": timezone(timedelta(hours=8)), "USD": timezone(timedelta(hours=-5))}
 CNY_PER_USD = 7.1
+Timed = tuple[datetime, dict[str, Any]]
 
 
 @dataclass(frozen=True)
@@ -81,7 +82,7 @@ class Record(NamedTuple):
 
 
 def seasonality(moment: datetime) -> float:
-    """Relative order rate: a yearly wave peaking around New Year and a Singles' Day bump."""
+    """Relative order rate: a yearly wave peaking in late December and a Singles' Day bump."""
     day = moment.timetuple().tm_yday
     wave = 0.25 * math.cos(2 * math.pi * (day - 355) / 365.25)
     singles_day = 1.2 * math.exp(-(((day - 315) / 4) ** 2))
@@ -94,10 +95,6 @@ def population_events(population: Population) -> Iterator[dict[str, Any]]:
     return (event for _, _, event in heapq.merge(*timelines))
 
 
-def pick_archetype(rng: random.Random) -> Archetype:
-    return rng.choices(ARCHETYPES, weights=[a.share for a in ARCHETYPES])[0]
-
-
 def _timeline(population: Population, number: int) -> Iterator[tuple[int, str, dict]]:
     """One customer's events as (micros, event id, event), sorted, generated lazily.
 
@@ -107,11 +104,11 @@ def _timeline(population: Population, number: int) -> Iterator[tuple[int, str, d
     pending: list[tuple[int, str, dict]] = []
     end = to_micros(population.end)
     for group in customer.orders():
-        release = to_micros(group[0]["_at"] - MAX_LEAD)
+        release = to_micros(group[0][0] - MAX_LEAD)
         while pending and pending[0][0] <= release:
             yield heapq.heappop(pending)
-        for event in group:
-            at = to_micros(event.pop("_at"))
+        for moment, event in group:
+            at = to_micros(moment)
             if at <= end:
                 heapq.heappush(pending, (at, event["event_id"], event))
     while pending:
@@ -124,14 +121,15 @@ class _Customer:
     def __init__(self, population: Population, number: int) -> None:
         self.rng = random.Random(f"{population.seed}:{number}")
         self.id = f"s{population.seed}-c{number:05d}"
-        self.archetype = pick_archetype(self.rng)
+        self.archetype = self.rng.choices(ARCHETYPES, weights=[a.share for a in ARCHETYPES])[0]
         self.currency = "USD" if self.rng.random() < 0.1 else "CNY"
         self.zone = ZONES[self.currency]
         self.population = population
         self.count = 0
 
-    def orders(self) -> Iterator[list[dict]]:
-        """Groups of events, the order first, in order time; the first order in the first 60%."""
+    def orders(self) -> Iterator[list[Timed]]:
+        """Each order with what follows from it, the order first, in order time; the first
+        order falls in the first 60% of the span."""
         kind, rng = self.archetype, self.rng
         at = self.population.start + timedelta(days=rng.uniform(0, 0.6 * self.population.days))
         gap_days = kind.mean_gap_days
@@ -146,7 +144,7 @@ class _Customer:
             gap = rng.gammavariate(kind.gap_shape, gap_days / kind.gap_shape) / seasonality(at)
             at += timedelta(days=max(1.0, gap), seconds=rng.randrange(36_000))
 
-    def _order_group(self, at: datetime, number: int) -> list[dict]:
+    def _order_group(self, at: datetime, number: int) -> list[Timed]:
         rng, kind = self.rng, self.archetype
         order_id = f"{self.id}-o{number}"
         amount = rng.lognormvariate(math.log(kind.median_amount), kind.amount_spread)
@@ -175,15 +173,14 @@ class _Customer:
                                            score=float(rng.randrange(5, 11))))
         return group
 
-    def _interaction(self, at: datetime, kind: str, **fields: Any) -> dict:
+    def _interaction(self, at: datetime, kind: str, **fields: Any) -> Timed:
         return self._event(at, "interaction", kind=kind, **fields)
 
-    def _event(self, at: datetime, event_type: str, **fields: Any) -> dict:
+    def _event(self, at: datetime, event_type: str, **fields: Any) -> Timed:
         self.count += 1
         moment = at.astimezone(self.zone).replace(microsecond=0)
-        return {"event_id": f"{self.id}-e{self.count}", "type": event_type,
-                "customer_id": self.id, "occurred_at": moment.isoformat(), **fields,
-                "_at": moment}
+        return moment, {"event_id": f"{self.id}-e{self.count}", "type": event_type,
+                        "customer_id": self.id, "occurred_at": moment.isoformat(), **fields}
 
 
 def to_record(event: dict[str, Any]) -> Record:

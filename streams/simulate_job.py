@@ -109,7 +109,7 @@ class KafkaSink:
                                           **kafka_clients.kafka_python_config(settings))
         except KafkaError as error:
             raise ConnectError(f"cannot use Kafka at {settings.bootstrap_servers}: "
-                               f"{type(error).__name__}: {error}") from None
+                               f"{error}") from None
         self.topics = {"orders": settings.topics.orders,
                        "interactions": settings.topics.interactions}
         self.failed = 0
@@ -156,8 +156,9 @@ def records(population: Population, malformed: float, duplicates: float, live: b
 def paced(items: Iterable[Record], rate: float | None,
           clock: Callable[[], float] = time.monotonic,
           sleep: Callable[[float], None] = time.sleep) -> Iterator[Record]:
-    """At most `rate` items per second on average; waits before taking the next item, so an
-    item made on demand (a live event's timestamp) is made at its send time."""
+    """At most `rate` items per second on average (None or 0: no limit). It waits before
+    taking the next item, so an item made on demand (a live event's timestamp) is made at its
+    send time; the price is one wait of 1/rate at the end, to find that nothing is left."""
     iterator, started = iter(items), clock()
     for number in itertools.count():
         if rate:
