@@ -121,7 +121,7 @@ def resolve_jars(cache_dir: Path | None = None) -> Path:
     raise RuntimeError("resolving the Kafka broker jars failed:\n\n" + "\n\n".join(errors))
 
 
-def _free_ports(count: int) -> list[int]:
+def free_ports(count: int) -> list[int]:
     """Ports the kernel reports free on 127.0.0.1 (all bound at once, so they differ)."""
     socks = []
     try:
@@ -143,7 +143,7 @@ def new_cluster_id() -> str:
             return text
 
 
-def _api_versions_answered(host: str, port: int, timeout: float = 2.0) -> bool:
+def api_versions_answered(host: str, port: int, timeout: float = 2.0) -> bool:
     """True if the broker answers an ApiVersions v0 request (i.e. it processes requests)."""
     client_id = b"tierstream-probe"
     header = struct.pack(">hhih", 18, 0, 7, len(client_id)) + client_id
@@ -228,7 +228,7 @@ class LocalKafka:
             raise RuntimeError("LocalKafka is already running")
         workdir = self._workdir()
         if not self._formatted:
-            self.port, self.controller_port, self.sasl_port = _free_ports(3)
+            self.port, self.controller_port, self.sasl_port = free_ports(3)
             if not self.scram_users:
                 self.sasl_port = None
             self._write_properties(workdir / "server.properties")
@@ -391,7 +391,7 @@ class LocalKafka:
         # 2. then a kafka-python admin client can list topics (the real readiness check).
         while True:
             self._check_alive()
-            if _api_versions_answered("127.0.0.1", self.port):
+            if api_versions_answered("127.0.0.1", self.port):
                 break
             self._check_deadline(deadline)
             time.sleep(0.2)

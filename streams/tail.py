@@ -94,7 +94,7 @@ class Options:
 def run(settings: Settings, wanted: Filter, options: Options, out: Console,
         err: Console) -> int:
     """Print matching events until the limit, the timeout or Ctrl-C; return how many."""
-    consumer = _consumer(settings, options.from_beginning)
+    consumer = output_consumer(settings, options.from_beginning)
     shown, quiet_since = 0, time.monotonic()
     try:
         while options.timeout_s is None or time.monotonic() - quiet_since < options.timeout_s:
@@ -138,7 +138,7 @@ def _parse(value: bytes | None, err: Console) -> OutputEvent | None:
         return None
 
 
-def _consumer(settings: Settings, from_beginning: bool) -> KafkaConsumer:
+def output_consumer(settings: Settings, from_beginning: bool) -> KafkaConsumer:
     """A consumer without a group, on every partition of both topics, at their start or end."""
     try:
         consumer = KafkaConsumer(group_id=None, enable_auto_commit=False,
