@@ -30,7 +30,7 @@ EXIT_OK, EXIT_REJECTED, EXIT_USAGE, EXIT_POLICY = 0, 1, 2, 3
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = _parser()
+    parser = build_parser()
     args = parser.parse_args(argv)
     if not hasattr(args, "run"):
         parser.print_help()
@@ -49,7 +49,7 @@ def main(argv: list[str] | None = None) -> int:
         return EXIT_USAGE
 
 
-def _parser() -> argparse.ArgumentParser:
+def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="tierstream", description=(
         "Event-driven customer tiers: replay history, check policies, run stream workers."))
     commands = parser.add_subparsers(title="commands", metavar="COMMAND")

@@ -11,7 +11,6 @@ and the engine ignores it as a duplicate.
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 import time
 from collections import Counter
@@ -21,8 +20,8 @@ import faust
 
 from models.errors import ConnectError, InvalidEventError, PolicyEvaluationError
 from models.events import CustomerErased, parse_event
-from models.instants import MICROS_PER_SECOND, format_instant, to_micros
-from models.outputs import OutputEvent
+from models.instants import MICROS_PER_SECOND, to_micros
+from models.outputs import CustomerTier, OutputEvent
 from models.state import CustomerState
 from rules.compiled import CompiledPolicy
 from rules.due_index import DueIndex
@@ -238,13 +237,7 @@ class Runtime:
 
 def current_tier(state: CustomerState) -> bytes:
     """The compacted `customer-tiers` record: what a lookup needs, keyed by customer id."""
-    return json.dumps({
-        "customer_id": state.customer_id, "tier": state.tier,
-        "since": format_instant(state.tier_since) if state.tier_since is not None else None,
-        "churn": state.churn_rule is not None, "churn_rule": state.churn_rule,
-        "sequence": state.sequence, "created_at": state.created_at,
-        "as_of": format_instant(state.clock),
-    }, ensure_ascii=False).encode()
+    return CustomerTier.from_state(state).model_dump_json().encode()
 
 
 def run(settings: Settings, policy: CompiledPolicy, loglevel: str = "WARNING") -> None:

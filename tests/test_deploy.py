@@ -21,6 +21,7 @@ import pytest
 import yaml
 from pydantic_settings import BaseSettings
 
+from streams.cli import build_parser
 from streams.metrics import Metrics
 from streams.settings import Settings
 
@@ -196,6 +197,8 @@ def test_compose_has_the_required_services() -> None:
     assert REQUIRED_SERVICES <= set(services), REQUIRED_SERVICES - set(services)
     assert set(workers()) == {"worker-1", "worker-2"}
     assert services["simulator"].get("profiles") == ["simulator"]
+    for service in tierstream_services().values():  # every command is one the CLI accepts
+        assert hasattr(build_parser().parse_args(service.get("command") or []), "run"), service
     assert services["topics"].get("restart") == "no"
 
 
