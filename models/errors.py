@@ -6,6 +6,7 @@
     │   └── PolicyEvaluationError           a valid policy failed at run time on real metrics
     ├── ConnectError (RuntimeError)         Kafka or Redis unreachable, or refusing our credentials
     ├── InvalidTierRecordError (ValueError) a customer-tiers record the Redis view cannot use
+    ├── ModelFitError (ValueError)          a lifetime-value model cannot be fitted or applied
     └── RebuildError (RuntimeError)         the Redis view cannot be rebuilt from the topic
 """
 
@@ -46,6 +47,10 @@ class ConnectError(TierEngineError, RuntimeError):
 
 class InvalidTierRecordError(TierEngineError, ValueError):
     """A `customer-tiers` record that is not in the shape the Redis view writes."""
+
+
+class ModelFitError(TierEngineError, ValueError):
+    """A lifetime-value model that cannot be fitted on the data given, or used with its values."""
 
 
 class RebuildError(TierEngineError, RuntimeError):

@@ -6,7 +6,7 @@ import argparse
 import contextlib
 import sys
 import time
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 from pathlib import Path
 
 from rich.console import Console
@@ -155,6 +155,28 @@ def build_parser() -> argparse.ArgumentParser:
     diff.add_argument("--json", action="store_true", help="print the result as one JSON document")
     diff.set_defaults(run=_policy_diff)
 
+    model = commands.add_parser("model", help="fit the lifetime-value model (BG/NBD, Gamma-Gamma)")
+    model_commands = model.add_subparsers(title="model commands", metavar="COMMAND")
+    model_fit = model_commands.add_parser(
+        "fit", help="fit BG/NBD and Gamma-Gamma by maximum likelihood and write a model file",
+        description="Summarise each customer's completed orders up to the calibration end "
+                    "(repeat purchase days, recency and age in weeks, mean repeat spend) and fit "
+                    "BG/NBD and Gamma-Gamma by maximum likelihood. See docs/engine.md.")
+    model_fit.add_argument("events", nargs="+", type=Path, metavar="EVENTS",
+                           help="JSONL or CSV event files, read as by `replay`")
+    model_fit.add_argument("--calibration-end", type=_date, metavar="DATE",
+                           help="last day of the calibration period, YYYY-MM-DD (default: the "
+                                "day of the last order)")
+    model_fit.add_argument("--out", type=Path, default=Path("model.yaml"),
+                           help="model file to write (default: %(default)s)")
+    model_fit.add_argument("--format", choices=("auto", "jsonl", "csv", *PRESETS),
+                           default="auto", help="input format, as for replay")
+    model_fit.add_argument("--columns", type=parse_columns, metavar="FIELD=COLUMN,...",
+                           help="CSV column mapping, as for replay")
+    model_fit.add_argument("--date-format", metavar="STRPTIME",
+                           help="CSV dates without offset in this format, read as UTC")
+    model_fit.set_defaults(run=_model_fit)
+
     topics = commands.add_parser(
         "topics", help="create or describe the Kafka topics",
         description="Topics and their partitions come from the environment (TIERSTREAM_*, "
@@ -223,6 +245,26 @@ def _instant(text: str) -> int:
     except ValueError:
         raise argparse.ArgumentTypeError(f"{text!r} is not an RFC 3339 time or date") from None
     return to_micros(moment if moment.tzinfo else moment.replace(tzinfo=UTC))
+
+
+def _date(text: str) -> date:
+    try:
+        return date.fromisoformat(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a date YYYY-MM-DD") from None
+
+
+def _model_fit(args: argparse.Namespace, err: Console) -> int:
+    from streams import model_cmd
+    for path in args.events:
+        if not path.is_file():
+            raise ValueError(f"no such events file: {path}")
+    layout = model_cmd.layout(args.format, args.columns, args.date_format)
+    with replay_job.progress_bar(err) as progress:
+        model = model_cmd.fit(args.events, args.format, layout, args.calibration_end, progress)
+    model_cmd.write(model, args.out)
+    Console().print(model_cmd.table(model, args.out))
+    return EXIT_OK
 
 
 def _demo(args: argparse.Namespace, err: Console) -> int:

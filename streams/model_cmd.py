@@ -1,0 +1,131 @@
+"""`tierstream model fit`: fit BG/NBD and Gamma-Gamma on order history and write the model file."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from datetime import UTC, date
+from pathlib import Path
+from typing import Any
+
+import yaml
+from rich.progress import Progress
+from rich.table import Table
+
+from models.errors import InvalidEventError, ModelFitError
+from models.events import Event, OrderCancelled, OrderCompleted, OrderRefunded
+from rules import lifetime_value as lv
+from streams import replay_job
+from streams.files import PRESETS, CsvLayout
+
+KIND = "tierstream/lifetime-value-model"
+
+
+def layout(file_format: str, columns: dict[str, str | int] | None,
+           date_format: str | None) -> CsvLayout | None:
+    """The CSV layout of `--format`, with `--columns` / `--date-format` as in `replay`."""
+    if not columns and not date_format:
+        return None
+    base = PRESETS.get(file_format, CsvLayout())
+    return CsvLayout(columns=columns or base.columns, defaults=base.defaults, header=base.header,
+                     delimiter=base.delimiter, date_format=date_format or base.date_format)
+
+
+def purchases(events: Iterable[Event]) -> tuple[list[tuple[str, date, float]], set[str]]:
+    """(customer, UTC day, net amount) of each completed order that was not cancelled."""
+    orders: dict[tuple[str, str], list[Any]] = {}
+    cancelled: set[tuple[str, str]] = set()
+    refunds: list[OrderRefunded] = []
+    for event in events:
+        if isinstance(event, OrderCompleted):
+            orders[(event.customer_id, event.order_id)] = [
+                event.customer_id, event.occurred_at.astimezone(UTC).date(), event.amount,
+                event.currency]
+        elif isinstance(event, OrderCancelled):
+            cancelled.add((event.customer_id, event.order_id))
+        elif isinstance(event, OrderRefunded):
+            refunds.append(event)
+    for refund in refunds:
+        order = orders.get((refund.customer_id, refund.order_id))
+        if order is not None:
+            order[2] = max(order[2] - refund.amount, 0.0)
+    kept = [o for key, o in orders.items() if key not in cancelled]
+    return [(c, d, a) for c, d, a, _ in kept], {o[3] for o in kept}
+
+
+def fit(paths: list[Path], file_format: str, csv_layout: CsvLayout | None,
+        calibration_end: date | None, progress: Progress) -> dict[str, Any]:
+    """Read the files, fit both models and return the model document."""
+    records = replay_job.read_inputs(paths, file_format, csv_layout, progress)
+    events: list[Event] = []
+    rejected = 0
+    for _, record in records:
+        if isinstance(record, InvalidEventError):
+            rejected += 1
+        else:
+            events.append(record)
+    bought, currencies = purchases(events)
+    if not bought:
+        raise ModelFitError(f"no completed orders in {', '.join(map(str, paths))}")
+    if len(currencies) > 1:
+        raise ModelFitError(f"orders in several currencies ({', '.join(sorted(currencies))}); "
+                            "fit one currency at a time")
+    end = calibration_end or max(d for _, d, _ in bought)
+    summaries = lv.summarize(bought, end)
+    x, t_x, T, spend = lv.arrays(summaries)
+    bgnbd, gg = lv.fit_bgnbd(x, t_x, T), lv.fit_gamma_gamma(x, spend)
+    first = min(d for _, d, _ in bought)
+    return {
+        "kind": KIND,
+        "time_unit": "week",
+        "currency": currencies.pop(),
+        "calibration": {"start": first.isoformat(), "end": end.isoformat()},
+        "source": {"files": [str(p) for p in paths], "orders": len(bought),
+                   "orders_in_calibration": sum(1 for _, d, _ in bought if d <= end),
+                   "rejected_lines": rejected},
+        "bgnbd": _section(bgnbd),
+        "gamma_gamma": _section(gg),
+    }
+
+
+def _section(result: lv.Fit) -> dict[str, Any]:
+    params = {name: round(float(value), 6) for name, value in vars(result.params).items()}
+    section = {**params, "customers": result.customers,
+               "log_likelihood": round(result.log_likelihood, 4)}
+    if result.excluded:
+        section["excluded"] = result.excluded
+    return section
+
+
+def write(model: dict[str, Any], path: Path) -> None:
+    path.write_text(yaml.safe_dump(model, sort_keys=False, allow_unicode=True), encoding="utf-8")
+
+
+def read(path: Path) -> tuple[lv.BgNbd, lv.GammaGamma]:
+    """The parameters of a model file written by `write`."""
+    model = yaml.safe_load(path.read_text(encoding="utf-8"))
+    if not isinstance(model, dict) or model.get("kind") != KIND:
+        raise ModelFitError(f"{path}: not a tierstream model file (kind: {KIND} missing)")
+    try:
+        bg, gg = model["bgnbd"], model["gamma_gamma"]
+        return (lv.BgNbd(*(float(bg[k]) for k in ("r", "alpha", "a", "b"))),
+                lv.GammaGamma(*(float(gg[k]) for k in ("p", "q", "v"))))
+    except (KeyError, TypeError, ValueError) as error:
+        raise ModelFitError(f"{path}: missing or invalid parameter {error}") from None
+
+
+def table(model: dict[str, Any], path: Path) -> Table:
+    cal = model["calibration"]
+    out = Table(title=f"{path}: calibration {cal['start']} .. {cal['end']}, "
+                      f"time unit {model['time_unit']}, spend in {model['currency']}")
+    for column in ("model", "parameter", "value"):
+        out.add_column(column)
+    for name, key, params in (("BG/NBD", "bgnbd", ("r", "alpha", "a", "b")),
+                              ("Gamma-Gamma", "gamma_gamma", ("p", "q", "v"))):
+        section = model[key]
+        for i, param in enumerate(params):
+            out.add_row(name if i == 0 else "", param, f"{section[param]:.4f}")
+        fitted = f"{section['customers']} customers, log-likelihood {section['log_likelihood']:.2f}"
+        if section.get("excluded"):
+            fitted += f", {section['excluded']} excluded (no repeat purchase or no spend)"
+        out.add_row("", "fit", fitted, end_section=True)
+    return out
