@@ -117,13 +117,14 @@ def fit_bgnbd(x: np.ndarray, t_x: np.ndarray, T: np.ndarray) -> Fit:
     """Maximum-likelihood BG/NBD parameters."""
     _check_summary(x, t_x, T)
     (x, t_x, T), weights = _distinct_rows(x, t_x, T)
+    unit = max(float(np.mean(T)), 1e-9)  # fit in units of the mean age: alpha near 1, not 1e4
 
     def loss(log_params: np.ndarray) -> float:
-        ll = bgnbd_log_likelihood(BgNbd(*np.exp(log_params)), x, t_x, T)
+        ll = bgnbd_log_likelihood(BgNbd(*np.exp(log_params)), x, t_x / unit, T / unit)
         return -float(np.dot(weights, ll)) / weights.sum()
 
-    start = np.log([1.0, max(float(np.mean(T)), 1e-3), 1.0, 1.0])
-    params = BgNbd(*_minimize(loss, start, "BG/NBD"))
+    r, alpha, a, b = _minimize(loss, np.zeros(4), "BG/NBD")
+    params = BgNbd(r, alpha * unit, a, b)
     ll = float(np.dot(weights, bgnbd_log_likelihood(params, x, t_x, T)))
     return Fit(params, int(weights.sum()), ll)
 
@@ -186,13 +187,14 @@ def fit_gamma_gamma(x: np.ndarray, spend: np.ndarray) -> Fit:
         raise ModelFitError(f"Gamma-Gamma needs customers with repeat purchases and a positive "
                             f"spend; only {int(usable.sum())} of {len(x)} have them")
     (xs, ms), weights = _distinct_rows(x[usable], spend[usable])
+    unit = float(np.mean(ms))  # fit in units of the mean spend: v is then currency-free
 
     def loss(log_params: np.ndarray) -> float:
-        ll = gamma_gamma_log_likelihood(GammaGamma(*np.exp(log_params)), xs, ms)
+        ll = gamma_gamma_log_likelihood(GammaGamma(*np.exp(log_params)), xs, ms / unit)
         return -float(np.dot(weights, ll)) / weights.sum()
 
-    start = np.log([1.0, 1.0, max(float(np.mean(ms)), 1e-3)])
-    params = GammaGamma(*_minimize(loss, start, "Gamma-Gamma"))
+    p, q, v = _minimize(loss, np.zeros(3), "Gamma-Gamma")
+    params = GammaGamma(p, q, v * unit)
     ll = float(np.dot(weights, gamma_gamma_log_likelihood(params, xs, ms)))
     return Fit(params, int(usable.sum()), ll, excluded=int((~usable).sum()))
 
@@ -252,12 +254,15 @@ def _distinct_rows(*columns: np.ndarray) -> tuple[tuple[np.ndarray, ...], np.nda
 
 def _minimize(loss: Callable[[np.ndarray], float], start: np.ndarray, model: str) -> np.ndarray:
     result = minimize(loss, start, method="Nelder-Mead",
-                      options={"xatol": 1e-8, "fatol": 1e-12, "maxiter": 20000})
+                      options={"xatol": 1e-8, "fatol": 1e-12, "maxiter": 4000})
     if not result.success or not np.isfinite(result.fun):
         raise ModelFitError(f"{model} fit did not converge: {result.message} "
                             f"(at {np.round(np.exp(result.x), 4).tolist()})")
     params = np.exp(result.x)
-    if not np.all(np.isfinite(params)) or np.any(params > 1e12):
+    # On the scaled data a parameter beyond 1e6 or below 1e-6 means the likelihood has no
+    # interior maximum (e.g. nobody drops out, or every customer spends alike)
+    if np.any(np.abs(result.x) > np.log(1e6)):
         raise ModelFitError(f"{model} fit ran off to degenerate parameters "
-                            f"{params.tolist()}: too few or too uniform customers?")
+                            f"{np.round(params, 6).tolist()}: too few customers, or too alike "
+                            "(no dropout, no spread in spend) for this model")
     return params
