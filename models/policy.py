@@ -56,6 +56,7 @@ class Policy(_Strict):
     currency: str = Field(default="CNY", pattern=r"^[A-Z]{3}$")
     rates: dict[Annotated[str, Field(pattern=r"^[A-Z]{3}$")],
                 Annotated[float, Field(gt=0, allow_inf_nan=False)]] = {}
+    model: str | None = Field(default=None, min_length=1)  # a model file, for p_alive, clv_<w>
     windows: list[Duration] = []
     tiers: list[TierRule] = Field(min_length=1)
     downgrade: Downgrade = Downgrade()

@@ -15,6 +15,8 @@ from models.policy import Policy
 from rules import horizon, metrics
 from rules.comparisons import comparisons, tokens
 from rules.conditions import Condition
+from rules.lifetime_value import GammaGamma, Model
+from rules.model_metrics import ModelMetric
 
 LineOf = Callable[[tuple[str | int, ...]], int | None]
 
@@ -31,7 +33,7 @@ class CompiledPolicy:
     """Everything the engine needs from a policy, computed once at load."""
 
     def __init__(self, policy: Policy, line_of: LineOf = lambda _: None,
-                 file: str = "<policy>") -> None:
+                 file: str = "<policy>", model: Model | None = None) -> None:
         self.policy, self.file = policy, file
         self.name, self.version = policy.name, policy.version
         self.tier_ids = policy.tier_ids
@@ -40,6 +42,7 @@ class CompiledPolicy:
         self.warn_before = parse_duration(policy.downgrade.warn_before)
         self.max_steps = policy.downgrade.max_steps
         self.rates = {policy.currency: 1.0, **policy.rates}
+        self.model = self._in_policy_currency(model, line_of)
         where = [(("tiers", i, "when"), t.when) for i, t in enumerate(policy.tiers) if t.when]
         where += [(("churn", i, "when"), c.when) for i, c in enumerate(policy.churn)]
         compiled = {loc: self._compile(source, loc, line_of) for loc, source in where}
@@ -48,7 +51,7 @@ class CompiledPolicy:
         self.churn_conditions: tuple[tuple[str, Condition], ...] = tuple(
             (c.id, compiled[("churn", i, "when")]) for i, c in enumerate(policy.churn))
         names = sorted({v for c in compiled.values() for v in c.variables})
-        self.fixed, self.windowed = self._classify(names, compiled, line_of)
+        self.fixed, self.windowed, self.modelled = self._classify(names, compiled, line_of)
         self.metric_names = tuple(names)
         self.time_metrics = tuple(n for n in names if n in metrics.TIME_METRICS)
         self.largest_window = max((parse_duration(w) for w in self.windows), default=0)
@@ -59,7 +62,8 @@ class CompiledPolicy:
         uses = Counter(t.text for c in compiled.values() for t in tokens(c.source)
                        if t.kind == "ident")
         found = [x for c in compiled.values() for x in comparisons(c.source)]
-        self.thresholds = horizon.thresholds(found, {m.name: uses[m.name] for m in self.windowed})
+        self.thresholds = horizon.thresholds(
+            found, {m.name: uses[m.name] for m in (*self.windowed, *self.modelled)})
         self._type_check(compiled, line_of)
 
     def _compile(self, source: str, location: tuple, line_of: LineOf) -> Condition:
@@ -71,24 +75,44 @@ class CompiledPolicy:
             raise PolicyError(message, file=self.file, line=line_of(location),
                               field=field) from None
 
+    def _in_policy_currency(self, model: Model | None, line_of: LineOf) -> Model | None:
+        """The model with its spend scale `v` in the policy currency, so clv_<w> is too."""
+        if model is None:
+            return None
+        if model.currency not in self.rates:
+            raise PolicyError(f"the model's spends are in {model.currency}, which is neither the "
+                              f"policy currency ({self.policy.currency}) nor in `rates`; add a "
+                              "rate for it", file=self.file, line=line_of(("model",)),
+                              field="model")
+        gg, rate = model.gamma_gamma, self.rates[model.currency]
+        return Model(model.bgnbd, GammaGamma(gg.p, gg.q, gg.v * rate), self.policy.currency,
+                     model.calibration)
+
     def _classify(self, names: list[str], compiled: dict, line_of: LineOf) -> tuple:
-        fixed, windowed = [], []
+        fixed: list[str] = []
+        windowed: list[metrics.Windowed] = []
+        modelled: list[ModelMetric] = []
         for name in names:
             try:
-                kind = metrics.classify(name, self.windows)
+                kind = metrics.classify(name, self.windows, has_model=self.model is not None)
             except ValueError as error:
                 location = next(loc for loc, c in compiled.items() if name in c.variables)
                 hint = difflib.get_close_matches(name, self.known_metrics(), n=1)
                 message = f"{error}{f'; did you mean {hint[0]!r}?' if hint else ''}"
                 raise PolicyError(message, file=self.file, line=line_of(location),
                                   field=field_path(location)) from None
-            (fixed if kind is None else windowed).append(name if kind is None else kind)
-        return tuple(fixed), tuple(windowed)
+            if kind is None:
+                fixed.append(name)
+            elif isinstance(kind, ModelMetric):
+                modelled.append(kind)
+            else:
+                windowed.append(kind)
+        return tuple(fixed), tuple(windowed), tuple(modelled)
 
     def _type_check(self, compiled: dict, line_of: LineOf) -> None:
         """Evaluate every condition, and every comparison in it on its own (so a type error
         behind a short-circuiting `&&` is found too), on typed sample values."""
-        sample = metrics.sample_values(self.fixed, self.windowed)
+        sample = metrics.sample_values(self.fixed, self.windowed, self.modelled)
         growing = {name: True for name in self.time_metrics}
         for location, condition in compiled.items():
             try:
@@ -106,10 +130,12 @@ class CompiledPolicy:
 
     def known_metrics(self) -> list[str]:
         windowed = [f"{kind}_{w}" for kind in metrics.WINDOWED for w in self.windows]
-        return [*metrics.FIXED, *windowed]
+        modelled = ["p_alive", *(f"{kind}_{w}" for kind in ("expected_orders", "clv")
+                                 for w in self.windows)]
+        return [*metrics.FIXED, *windowed, *modelled]
 
     def values(self, state: Any, t: int) -> dict[str, Any]:
-        return metrics.compute(state, t, self.fixed, self.windowed)
+        return metrics.compute(state, t, self.fixed, self.windowed, self.modelled, self.model)
 
     def eligible(self, values: dict[str, Any]) -> int:
         """Index of the first tier whose condition holds (the last tier is the default)."""

@@ -1,10 +1,12 @@
 """When could time alone next change a customer's decision? The engine's wake-up instant.
 
-Three things change with time and nothing else: a scheduled downgrade or its warning falls due,
-a window forgets an old event, and the time metrics (days since ...) grow. Window expiries are
-checked against the policy's thresholds: when every use of a windowed metric is a plain
-comparison with a number (`orders_90d >= 3`), only the expiry that makes one of those comparisons
-flip matters, so a customer is woken once per real change rather than once per expiring order.
+Four things change with time and nothing else: a scheduled downgrade or its warning falls due,
+a window forgets an old event, the time metrics (days since ...) grow, and the model metrics
+(p_alive, expected_orders_<w>, clv_<w>) move at each UTC midnight. Window expiries and model
+metrics are checked against the policy's thresholds: when every use of such a metric is a plain
+comparison with a number (`orders_90d >= 3`, `p_alive < 0.3`), only the instant that makes one
+of those comparisons flip matters, so a customer is woken once per real change rather than once
+per expiring order or per day. Other uses of a model metric wake the customer every midnight.
 """
 
 from __future__ import annotations
@@ -14,7 +16,7 @@ from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING, Any
 
 from models.state import CustomerState
-from rules import metrics
+from rules import metrics, model_metrics
 from rules.comparisons import Comparison
 
 if TYPE_CHECKING:
@@ -59,6 +61,7 @@ def next_change(state: CustomerState, policy: CompiledPolicy, values: dict[str, 
             candidates.append(state.downgrade_due - policy.warn_before)
     orders = metrics.counted_orders(state, t)
     candidates += [_window_change(m, state, orders, policy, values, t) for m in policy.windowed]
+    candidates += [_model_change(m, orders, policy, values, t) for m in policy.modelled]
     if policy.time_metrics:
         growing = metrics.time_anchors(state, policy.time_metrics)
         candidates += [c.next_flip(values, growing, t) for c in policy.timed_conditions]
@@ -82,3 +85,15 @@ def _window_change(metric: metrics.Windowed, state: CustomerState, orders: list,
         if [compare(value, number) for compare, number in checks] != now:
             return item.at + metric.micros
     return None
+
+
+def _model_change(metric: model_metrics.ModelMetric, orders: list, policy: CompiledPolicy,
+                  values: dict[str, Any], t: int) -> int | None:
+    """First UTC midnight after t at which `metric` changes how a condition sees it."""
+    if not orders or policy.model is None:
+        return None
+    checks = policy.thresholds.get(metric.name)
+    if checks is None:
+        return model_metrics.next_midnight(t)
+    return model_metrics.next_change(policy.model, metric, checks, orders, t,
+                                     values[metric.name])

@@ -54,6 +54,16 @@ class GammaGamma:
 
 
 @dataclass(frozen=True)
+class Model:
+    """A fitted model as a policy uses it: both parameter sets and the currency of the spends."""
+
+    bgnbd: BgNbd
+    gamma_gamma: GammaGamma
+    currency: str
+    calibration: tuple[str, str] = ("", "")  # first and last day of the data it was fitted on
+
+
+@dataclass(frozen=True)
 class Fit:
     """A fitted model with what it was fitted on."""
 
@@ -76,10 +86,12 @@ def summarize(purchases: Iterable[tuple[str, date, float]], calibration_end: dat
     for customer, day, amount in purchases:
         if day <= calibration_end:
             days[customer][day] += amount
-    return [_summary(customer, by_day, calibration_end) for customer, by_day in days.items()]
+    return [customer_summary(customer, by_day, calibration_end)
+            for customer, by_day in days.items()]
 
 
-def _summary(customer: str, by_day: dict[date, float], end: date) -> CustomerSummary:
+def customer_summary(customer: str, by_day: dict[date, float], end: date) -> CustomerSummary:
+    """One customer's summary from the amount bought on each purchase day, up to day `end`."""
     ordered = sorted(by_day)
     first, last = ordered[0], ordered[-1]
     repeats = [by_day[d] for d in ordered[1:]]

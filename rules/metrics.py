@@ -12,6 +12,9 @@ from typing import NamedTuple
 
 from models.instants import MICROS_PER_DAY, parse_duration
 from models.state import CustomerState
+from rules import model_metrics
+from rules.lifetime_value import Model
+from rules.model_metrics import ModelMetric
 
 FIXED = {
     "orders_total": "completed orders ever (cancelled ones excluded)",
@@ -29,7 +32,6 @@ WINDOWED = {
     "avg_order_value": "revenue / orders in the window (0.0 with none)",
     "interactions": "interactions of any kind in the window",
 }
-NEEDS_MODEL = ("p_alive", "expected_orders_", "clv_")
 # Metrics that grow by one per day between events; the engine solves conditions on them for time.
 TIME_METRICS = ("days_since_last_order", "days_since_first_order", "days_in_tier")
 STRING_METRICS = ("tier",)
@@ -46,25 +48,41 @@ class Windowed(NamedTuple):
     micros: int
 
 
-def classify(name: str, windows: tuple[str, ...]) -> Windowed | None:
-    """None for a fixed metric; a Windowed for a windowed one; ValueError for an unknown name."""
+def classify(name: str, windows: tuple[str, ...], has_model: bool = True
+             ) -> Windowed | ModelMetric | None:
+    """None for a fixed metric; a Windowed or ModelMetric for the others; ValueError if unknown.
+
+    `has_model` says whether the policy names a fitted model, which the model metrics need.
+    """
     if name in FIXED:
         return None
-    if name.startswith(NEEDS_MODEL) or name.endswith("_pct"):
-        raise ValueError(f"metric {name!r} needs a fitted model or the population's distribution, "
-                         "which this version of tierstream does not compute yet")
+    if name.endswith("_pct"):
+        raise ValueError(f"metric {name!r} needs the population's distribution, which this "
+                         "version of tierstream does not compute yet")
+    modelled = model_metrics.parse(name)
+    if modelled is not None:
+        if not has_model:
+            raise ValueError(f"metric {name!r} needs a fitted model: name a model file in the "
+                             "policy's `model:` key (write one with `tierstream model fit`)")
+        _check_window(name, modelled.window, windows)
+        return modelled
     match = _WINDOWED.match(name)
     if match is None or (match["touch"] and match["kind"] != "interactions"):
         raise ValueError(f"unknown metric {name!r}")
-    if match["window"] not in windows:
-        raise ValueError(f"metric {name!r} uses window {match['window']}, which is not in the "
-                         f"policy's windows [{', '.join(windows)}]; add it there")
+    _check_window(name, match["window"], windows)
     return Windowed(name, match["kind"], match["touch"], match["window"],
                     parse_duration(match["window"]))
 
 
+def _check_window(name: str, window: str | None, windows: tuple[str, ...]) -> None:
+    if window is not None and window not in windows:
+        raise ValueError(f"metric {name!r} uses window {window}, which is not in the "
+                         f"policy's windows [{', '.join(windows)}]; add it there")
+
+
 def compute(state: CustomerState, t: int, fixed: tuple[str, ...],
-            windowed: tuple[Windowed, ...]) -> dict[str, float | int | str]:
+            windowed: tuple[Windowed, ...], modelled: tuple[ModelMetric, ...] = (),
+            model: Model | None = None) -> dict[str, float | int | str]:
     """Values of the named metrics for `state` evaluated at instant `t`."""
     orders = counted_orders(state, t)
     values: dict[str, float | int | str] = {}
@@ -72,6 +90,8 @@ def compute(state: CustomerState, t: int, fixed: tuple[str, ...],
         values[name] = _fixed(name, state, orders, t)
     for metric in windowed:
         values[metric.name] = windowed_value(metric, state, orders, t)
+    if modelled and model is not None:
+        values.update(model_metrics.compute(model, modelled, orders, t))
     return values
 
 
@@ -131,9 +151,10 @@ def time_anchors(state: CustomerState, names: tuple[str, ...]) -> dict[str, bool
             for name in names if name in TIME_METRICS}
 
 
-def sample_values(fixed: tuple[str, ...], windowed: tuple[Windowed, ...]) -> dict:
+def sample_values(fixed: tuple[str, ...], windowed: tuple[Windowed, ...],
+                  modelled: tuple[ModelMetric, ...] = ()) -> dict:
     """Typed non-zero sample values, used to type-check conditions when a policy loads."""
-    values: dict[str, float | int | str] = {}
+    values: dict[str, float | int | str] = {m.name: 0.5 for m in modelled}
     for name in fixed:
         values[name] = "A" if name in STRING_METRICS else 1 if name in INT_METRICS else 1.5
     for metric in windowed:

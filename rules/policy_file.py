@@ -2,20 +2,28 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import yaml
 from pydantic import ValidationError
 
-from models.errors import PolicyError
+from models.errors import ModelFitError, PolicyError
 from models.policy import Policy, PolicyShapeError
 from rules.compiled import CompiledPolicy, field_path
+from rules.lifetime_value import Model
 
 Location = tuple[str | int, ...]
+ModelReader = Callable[[str], Model]
 
 
-def parse_policy(text: str, file: str = "<policy>") -> CompiledPolicy:
-    """Validate and compile the YAML text of a policy; `file` is only used in error messages."""
+def parse_policy(text: str, file: str = "<policy>",
+                 read_model: ModelReader | None = None) -> CompiledPolicy:
+    """Validate and compile the YAML text of a policy; `file` is only used in error messages.
+
+    `read_model` turns the policy's `model:` value into a fitted model (the loader reads the
+    file; ModelFitError says why it cannot), so this stays free of I/O.
+    """
     data, lines = _read_yaml(text, file)
     try:
         policy = Policy.model_validate(data)
@@ -25,7 +33,23 @@ def parse_policy(text: str, file: str = "<policy>") -> CompiledPolicy:
         location = cause.location if isinstance(cause, PolicyShapeError) else tuple(first["loc"])
         raise PolicyError(first["msg"].removeprefix("Value error, "), file=file,
                           line=_line_of(location, lines), field=field_path(location)) from None
-    return CompiledPolicy(policy, lambda location: _line_of(location, lines), file)
+    model = _model(policy, read_model, file, _line_of(("model",), lines))
+    return CompiledPolicy(policy, lambda location: _line_of(location, lines), file, model)
+
+
+def _model(policy: Policy, read_model: ModelReader | None, file: str,
+           line: int | None) -> Model | None:
+    if policy.model is None:
+        return None
+    if read_model is None:
+        raise PolicyError("the policy names a model file, but this loader reads no files; load "
+                          "it with streams.policies.load_policy", file=file, line=line,
+                          field="model")
+    try:
+        return read_model(policy.model)
+    except ModelFitError as error:
+        raise PolicyError(f"cannot use model {policy.model!r}: {error}", file=file, line=line,
+                          field="model") from None
 
 
 def _read_yaml(text: str, file: str) -> tuple[Any, dict[Location, int]]:

@@ -1,4 +1,8 @@
-"""Finds and reads policy files: a path, or the name of a policy shipped in rules/policies/."""
+"""Finds and reads policy files: a path, or the name of a policy shipped in rules/policies/.
+
+A policy's `model:` is a model file relative to the policy file, or the name of a model shipped
+in rules/policies/models/.
+"""
 
 from __future__ import annotations
 
@@ -7,9 +11,12 @@ from pathlib import Path
 import rules
 from models.errors import PolicyError
 from rules.compiled import CompiledPolicy
+from rules.lifetime_value import Model
 from rules.policy_file import parse_policy
+from streams import model_cmd
 
 BUILTIN_DIR = Path(rules.__file__).parent / "policies"
+BUILTIN_MODELS = BUILTIN_DIR / "models"
 
 
 def load_policy(path: str | Path) -> CompiledPolicy:
@@ -21,7 +28,15 @@ def load_policy(path: str | Path) -> CompiledPolicy:
         text = path.read_text(encoding="utf-8")
     except OSError as error:
         raise PolicyError(f"cannot read the policy: {error.strerror}", file=str(path)) from None
-    return parse_policy(text, str(path))
+    return parse_policy(text, str(path), lambda name: read_model(name, path.parent))
+
+
+def read_model(name: str, directory: Path) -> Model:
+    """The model file `name` (relative to `directory`), or a shipped model by name (`cdnow`)."""
+    path = directory / name
+    if not path.exists() and (BUILTIN_MODELS / f"{name}.yaml").exists():
+        path = BUILTIN_MODELS / f"{name}.yaml"
+    return model_cmd.read_model(path)
 
 
 def builtin_policies() -> list[Path]:

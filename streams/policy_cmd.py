@@ -5,7 +5,7 @@ from __future__ import annotations
 from rich.console import Console
 from rich.table import Table
 
-from rules import metrics
+from rules import metrics, model_metrics
 from rules.compiled import CompiledPolicy
 
 
@@ -24,6 +24,8 @@ def explain(policy: CompiledPolicy, console: Console) -> None:
     console.print(f"Amounts in {spec.currency}"
                   + (f"; rates: {rates}" if rates else "; other currencies are rejected")
                   + f". Windows: {', '.join(spec.windows) or 'none'}.\n")
+    if policy.model is not None:
+        console.print(_model(policy) + "\n")
     tiers = Table(title="Tiers, best first: the first whose condition holds is eligible")
     for column in ("tier", "label", "condition"):
         tiers.add_column(column)
@@ -61,11 +63,26 @@ def _hysteresis(policy: CompiledPolicy) -> str:
     return text
 
 
+def _model(policy: CompiledPolicy) -> str:
+    model = policy.model
+    assert model is not None
+    bg, gg = model.bgnbd, model.gamma_gamma
+    start, end = model.calibration
+    return (f"Model {policy.policy.model}: BG/NBD r={bg.r:.4g} alpha={bg.alpha:.4g} a={bg.a:.4g} "
+            f"b={bg.b:.4g}, Gamma-Gamma p={gg.p:.4g} q={gg.q:.4g} v={gg.v:.4g} {model.currency}, "
+            f"fitted on {start} .. {end}. Model metrics are computed from each customer's "
+            "purchase days (x repeat days, first to last, first to now, in weeks) and change by "
+            "time alone at UTC midnights.")
+
+
 def _meaning(name: str, policy: CompiledPolicy) -> str:
     if name in metrics.FIXED:
         return metrics.FIXED[name]
     windowed = metrics.classify(name, policy.windows)
     assert windowed is not None
+    if isinstance(windowed, model_metrics.ModelMetric):
+        what = model_metrics.KINDS[windowed.kind]
+        return what if windowed.window is None else f"{what} {windowed.window}"
     what = metrics.WINDOWED[windowed.kind]
     if windowed.touch:
         what = f"interactions of kind {windowed.touch!r} in the window"
