@@ -22,7 +22,7 @@ from models.errors import (
 )
 from models.instants import MICROS_PER_DAY, to_micros
 from streams import policy_cmd, replay_job, simulate_job
-from streams.files import PRESETS, CsvLayout, parse_columns
+from streams.files import PRESETS, csv_layout, parse_columns
 from streams.policies import load_policy
 from streams.settings import Settings
 
@@ -86,14 +86,7 @@ def build_parser() -> argparse.ArgumentParser:
                         help="write rejected lines with their reasons here (JSONL)")
     replay.add_argument("--state-out", type=Path, metavar="FILE",
                         help="write each customer's final tier, churn flag and metrics (JSONL)")
-    replay.add_argument("--format", choices=("auto", "jsonl", "csv", *PRESETS), default="auto",
-                        help="input format; auto picks csv for .csv/.tsv, else jsonl; "
-                             "cdnow reads the CDNOW master file (default: %(default)s)")
-    replay.add_argument("--columns", type=parse_columns, metavar="FIELD=COLUMN,...",
-                        help="CSV column mapping, e.g. customer_id=cust,amount=total "
-                             "(default: the header names are the field names)")
-    replay.add_argument("--date-format", metavar="STRPTIME",
-                        help="CSV dates without offset in this format, read as UTC")
+    _input_options(replay)
     replay.add_argument("--strict", action="store_true",
                         help="exit with status 1 if any line was rejected")
     replay.set_defaults(run=_replay)
@@ -169,12 +162,7 @@ def build_parser() -> argparse.ArgumentParser:
                                 "day of the last order)")
     model_fit.add_argument("--out", type=Path, default=Path("model.yaml"),
                            help="model file to write (default: %(default)s)")
-    model_fit.add_argument("--format", choices=("auto", "jsonl", "csv", *PRESETS),
-                           default="auto", help="input format, as for replay")
-    model_fit.add_argument("--columns", type=parse_columns, metavar="FIELD=COLUMN,...",
-                           help="CSV column mapping, as for replay")
-    model_fit.add_argument("--date-format", metavar="STRPTIME",
-                           help="CSV dates without offset in this format, read as UTC")
+    _input_options(model_fit)
     model_fit.set_defaults(run=_model_fit)
 
     topics = commands.add_parser(
@@ -239,6 +227,18 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _input_options(command: argparse.ArgumentParser) -> None:
+    """How event files are read: the same options wherever files are read."""
+    command.add_argument("--format", choices=("auto", "jsonl", "csv", *PRESETS), default="auto",
+                         help="input format; auto picks csv for .csv/.tsv, else jsonl; "
+                              "cdnow reads the CDNOW master file (default: %(default)s)")
+    command.add_argument("--columns", type=parse_columns, metavar="FIELD=COLUMN,...",
+                         help="CSV column mapping, e.g. customer_id=cust,amount=total "
+                              "(default: the header names are the field names)")
+    command.add_argument("--date-format", metavar="STRPTIME",
+                         help="CSV dates without offset in this format, read as UTC")
+
+
 def _instant(text: str) -> int:
     try:
         moment = datetime.fromisoformat(text.replace("Z", "+00:00"))
@@ -259,7 +259,7 @@ def _model_fit(args: argparse.Namespace, err: Console) -> int:
     for path in args.events:
         if not path.is_file():
             raise ValueError(f"no such events file: {path}")
-    layout = model_cmd.layout(args.format, args.columns, args.date_format)
+    layout = csv_layout(args.format, args.columns, args.date_format)
     with replay_job.progress_bar(err) as progress:
         model = model_cmd.fit(args.events, args.format, layout, args.calibration_end, progress)
     model_cmd.write(model, args.out)
@@ -278,12 +278,7 @@ def _demo(args: argparse.Namespace, err: Console) -> int:
 
 def _replay(args: argparse.Namespace, err: Console) -> int:
     policy = load_policy(args.policy)
-    layout = None
-    if args.columns or args.date_format:
-        base = PRESETS.get(args.format, CsvLayout())
-        layout = CsvLayout(columns=args.columns or base.columns, defaults=base.defaults,
-                           header=base.header, delimiter=base.delimiter,
-                           date_format=args.date_format or base.date_format)
+    layout = csv_layout(args.format, args.columns, args.date_format)
     for path in args.events:
         if not path.is_file():
             raise ValueError(f"no such events file: {path}")

@@ -151,3 +151,13 @@ def parse_columns(spec: str) -> dict[str, str | int]:
             raise ValueError(f"column mapping {pair!r} must look like field=column")
         mapping[target.strip()] = int(column) if column.strip().isdigit() else column.strip()
     return mapping
+
+
+def csv_layout(file_format: str, columns: dict[str, str | int] | None,
+               date_format: str | None) -> CsvLayout | None:
+    """The CSV layout of a `--format`, changed by `--columns` / `--date-format`; None: as is."""
+    if not columns and not date_format:
+        return None
+    base = PRESETS.get(file_format, CsvLayout())
+    return CsvLayout(columns=columns or base.columns, defaults=base.defaults, header=base.header,
+                     delimiter=base.delimiter, date_format=date_format or base.date_format)

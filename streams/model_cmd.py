@@ -16,19 +16,9 @@ from models.errors import InvalidEventError, ModelFitError
 from models.events import Event, OrderCancelled, OrderCompleted, OrderRefunded
 from rules import lifetime_value as lv
 from streams import replay_job
-from streams.files import PRESETS, CsvLayout
+from streams.files import CsvLayout
 
 KIND = "tierstream/lifetime-value-model"
-
-
-def layout(file_format: str, columns: dict[str, str | int] | None,
-           date_format: str | None) -> CsvLayout | None:
-    """The CSV layout of `--format`, with `--columns` / `--date-format` as in `replay`."""
-    if not columns and not date_format:
-        return None
-    base = PRESETS.get(file_format, CsvLayout())
-    return CsvLayout(columns=columns or base.columns, defaults=base.defaults, header=base.header,
-                     delimiter=base.delimiter, date_format=date_format or base.date_format)
 
 
 def purchases(events: Iterable[Event]) -> tuple[list[tuple[str, date, float]], set[str]]:
