@@ -49,6 +49,10 @@ class ChurnRule(_Strict):
     when: str = Field(min_length=1)
 
 
+class RelativeOptions(_Strict):
+    refresh: Duration = "1d"   # how often the population snapshot is retaken (UTC-aligned)
+
+
 class Policy(_Strict):
     name: RuleId
     version: str = Field(min_length=1, max_length=64)
@@ -61,6 +65,7 @@ class Policy(_Strict):
     tiers: list[TierRule] = Field(min_length=1)
     downgrade: Downgrade = Downgrade()
     churn: list[ChurnRule] = []
+    relative: RelativeOptions = RelativeOptions()   # for <metric>_pct and <metric>_share_above
 
     @model_validator(mode="after")
     def _consistent(self) -> Policy:
@@ -80,6 +85,9 @@ class Policy(_Strict):
             if parse_duration(window) == 0:
                 raise PolicyShapeError("a window of zero length is always empty",
                                        ("windows", index))
+        if parse_duration(self.relative.refresh) == 0:
+            raise PolicyShapeError("the relative metrics' refresh must be longer than zero",
+                                   ("relative", "refresh"))
         for field, ids in (("tiers", [t.id for t in self.tiers]),
                            ("churn", [c.id for c in self.churn]), ("windows", self.windows)):
             for index, item in enumerate(ids):

@@ -12,11 +12,12 @@ import cel
 from models.errors import PolicyError
 from models.instants import parse_duration
 from models.policy import Policy
-from rules import horizon, metrics
+from rules import horizon, metrics, relative
 from rules.comparisons import comparisons, tokens
 from rules.conditions import Condition
 from rules.lifetime_value import GammaGamma, Model
 from rules.model_metrics import ModelMetric
+from rules.relative import Population, Relative
 
 LineOf = Callable[[tuple[str | int, ...]], int | None]
 
@@ -51,8 +52,16 @@ class CompiledPolicy:
         self.churn_conditions: tuple[tuple[str, Condition], ...] = tuple(
             (c.id, compiled[("churn", i, "when")]) for i, c in enumerate(policy.churn))
         names = sorted({v for c in compiled.values() for v in c.variables})
-        self.fixed, self.windowed, self.modelled = self._classify(names, compiled, line_of)
+        self.fixed, self.windowed, self.modelled, self.relative = self._classify(
+            names, compiled, line_of)
         self.metric_names = tuple(names)
+        self.relative_bases = tuple(sorted({r.base for r in self.relative}))
+        self.time_bases = tuple(b for b in self.relative_bases if b in metrics.TIME_METRICS)
+        # a refresh of the population snapshot at every multiple of this since the epoch
+        self.refresh = parse_duration(policy.relative.refresh) if self.relative else None
+        self._bases = (tuple(n for n in self.fixed if n in self.relative_bases),
+                       tuple(m for m in self.windowed if m.name in self.relative_bases),
+                       tuple(m for m in self.modelled if m.name in self.relative_bases))
         self.time_metrics = tuple(n for n in names if n in metrics.TIME_METRICS)
         self.largest_window = max((parse_duration(w) for w in self.windows), default=0)
         self.timed_conditions = tuple(c for c in compiled.values() if c.timed)
@@ -61,9 +70,12 @@ class CompiledPolicy:
                                    for c in self.tier_conditions for v in c.variables)
         uses = Counter(t.text for c in compiled.values() for t in tokens(c.source)
                        if t.kind == "ident")
+        for placed in self.relative:  # a base also used relatively wakes at every change
+            uses[placed.base] += uses[placed.name]
         found = [x for c in compiled.values() for x in comparisons(c.source)]
         self.thresholds = horizon.thresholds(
-            found, {m.name: uses[m.name] for m in (*self.windowed, *self.modelled)})
+            found, {m.name: uses[m.name] for m in (*self.windowed, *self.modelled,
+                                                   *self.relative)})
         self._type_check(compiled, line_of)
 
     def _compile(self, source: str, location: tuple, line_of: LineOf) -> Condition:
@@ -92,27 +104,34 @@ class CompiledPolicy:
         fixed: list[str] = []
         windowed: list[metrics.Windowed] = []
         modelled: list[ModelMetric] = []
-        for name in names:
-            try:
-                kind = metrics.classify(name, self.windows, has_model=self.model is not None)
-            except ValueError as error:
-                location = next(loc for loc, c in compiled.items() if name in c.variables)
-                hint = difflib.get_close_matches(name, self.known_metrics(), n=1)
-                message = f"{error}{f'; did you mean {hint[0]!r}?' if hint else ''}"
-                raise PolicyError(message, file=self.file, line=line_of(location),
-                                  field=field_path(location)) from None
+        placed = [kind for name in names
+                  if isinstance(kind := self._kind(name, compiled, line_of), Relative)]
+        # bases of relative metrics are computed too, even where no condition names them
+        needed = sorted({*names, *(r.base for r in placed)} - {r.name for r in placed})
+        for name in needed:
+            kind = self._kind(name, compiled, line_of)
             if kind is None:
                 fixed.append(name)
             elif isinstance(kind, ModelMetric):
                 modelled.append(kind)
-            else:
+            elif isinstance(kind, metrics.Windowed):
                 windowed.append(kind)
-        return tuple(fixed), tuple(windowed), tuple(modelled)
+        return tuple(fixed), tuple(windowed), tuple(modelled), tuple(placed)
+
+    def _kind(self, name: str, compiled: dict, line_of: LineOf) -> Any:
+        try:
+            return metrics.classify(name, self.windows, has_model=self.model is not None)
+        except ValueError as error:
+            location = next(loc for loc, c in compiled.items() if name in c.variables)
+            hint = difflib.get_close_matches(name, self.known_metrics(), n=1)
+            message = f"{error}{f'; did you mean {hint[0]!r}?' if hint else ''}"
+            raise PolicyError(message, file=self.file, line=line_of(location),
+                              field=field_path(location)) from None
 
     def _type_check(self, compiled: dict, line_of: LineOf) -> None:
         """Evaluate every condition, and every comparison in it on its own (so a type error
         behind a short-circuiting `&&` is found too), on typed sample values."""
-        sample = metrics.sample_values(self.fixed, self.windowed, self.modelled)
+        sample = metrics.sample_values(self.fixed, self.windowed, self.modelled, self.relative)
         growing = {name: True for name in self.time_metrics}
         for location, condition in compiled.items():
             try:
@@ -134,8 +153,17 @@ class CompiledPolicy:
                                  for w in self.windows)]
         return [*metrics.FIXED, *windowed, *modelled]
 
-    def values(self, state: Any, t: int) -> dict[str, Any]:
-        return metrics.compute(state, t, self.fixed, self.windowed, self.modelled, self.model)
+    def values(self, state: Any, t: int, population: Population | None = None
+               ) -> dict[str, Any]:
+        """Every metric the policy uses at t; relative ones placed in `population`."""
+        values = metrics.compute(state, t, self.fixed, self.windowed, self.modelled, self.model)
+        if self.relative:
+            values.update(relative.compute(self.relative, values, population))
+        return values
+
+    def base_values(self, state: Any, t: int) -> dict[str, Any]:
+        """The values at t of the metrics the relative ones place, for a population snapshot."""
+        return metrics.compute(state, t, *self._bases, self.model)
 
     def eligible(self, values: dict[str, Any]) -> int:
         """Index of the first tier whose condition holds (the last tier is the default)."""

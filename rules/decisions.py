@@ -16,6 +16,7 @@ from models.outputs import DecisionData, OutputEvent, PolicyRef
 from models.state import RECENT_TRANSITIONS, CustomerState, Transition
 from rules import horizon
 from rules.compiled import CompiledPolicy
+from rules.relative import Population
 
 _NAMESPACE = uuid.UUID("6f1f6bb0-4a7e-5a7e-9c55-7469657273f1")
 Values = dict[str, Any]
@@ -24,9 +25,10 @@ Values = dict[str, Any]
 class _Decision:
     """The state being decided on at instant t, and the events it emits, in order."""
 
-    def __init__(self, state: CustomerState, policy: CompiledPolicy, t: int) -> None:
+    def __init__(self, state: CustomerState, policy: CompiledPolicy, t: int,
+                 population: Population | None) -> None:
         self.state, self.policy, self.t = state, policy, t
-        self.values = policy.values(state, t)
+        self.values = policy.values(state, t, population)
         self.outputs: list[OutputEvent] = []
 
     def update(self, **changes: Any) -> None:
@@ -61,17 +63,20 @@ class _Decision:
         return {name: self.values[name] for name in self.policy.tier_variables}
 
 
-def evaluate(state: CustomerState, policy: CompiledPolicy, t: int) -> tuple[
-        CustomerState, list[OutputEvent]]:
-    """Decide tier and churn at instant t; returns the new state and what it emitted."""
-    decision = _Decision(state, policy, t)
+def evaluate(state: CustomerState, policy: CompiledPolicy, t: int,
+             population: Population | None = None) -> tuple[CustomerState, list[OutputEvent]]:
+    """Decide tier and churn at instant t; returns the new state and what it emitted.
+
+    Relative metrics are placed in `population` (see rules/relative.py for None).
+    """
+    decision = _Decision(state, policy, t, population)
     # A move changes `tier` and `days_in_tier`; conditions that read them are decided again.
     for _ in range(len(policy.tier_ids) if policy.tiers_read_tier else 1):
         if not _decide_tier(decision):
             break
     _decide_churn(decision)
     decision.update(clock=t, next_change_at=horizon.next_change(
-        decision.state, policy, decision.values, t))
+        decision.state, policy, decision.values, t, population))
     return decision.state, decision.outputs
 
 
@@ -155,9 +160,10 @@ def _decide_churn(d: _Decision) -> None:
         d.update(churn_rule=None, churn_since=None)
 
 
-def explain(state: CustomerState, policy: CompiledPolicy, t: int) -> dict[str, Any]:
+def explain(state: CustomerState, policy: CompiledPolicy, t: int,
+            population: Population | None = None) -> dict[str, Any]:
     """Why the customer has its tier at t: eligibility, pending downgrade, churn, metrics."""
-    values = policy.values(state, t)
+    values = policy.values(state, t, population)
     eligible = policy.eligible(values)
     due = state.downgrade_due
     return {

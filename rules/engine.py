@@ -1,10 +1,14 @@
 """The pure tier engine: `apply(state, event, policy)` and `advance(state, policy, now)`.
 
 Both return the new state and the output events. Time is always an argument (event time), so live
-processing, replay, backfill and what-if all give the same decisions for the same events.
+processing, replay, backfill and what-if all give the same decisions for the same events. So is
+the population snapshot that relative metrics (`<metric>_pct`, `<metric>_share_above`) are placed
+in: None means no snapshot yet (see rules/relative.py); `refresh` moves a customer to a new one.
 """
 
 from __future__ import annotations
+
+import numpy as np
 
 from models.errors import InvalidEventError
 from models.events import (
@@ -18,40 +22,69 @@ from models.events import (
 from models.instants import to_micros
 from models.outputs import OutputEvent
 from models.state import CustomerState, Order, Touch
-from rules import decisions
+from rules import decisions, relative
 from rules.compiled import CompiledPolicy
+from rules.relative import Population
 
 Result = tuple[CustomerState | None, list[OutputEvent]]
 
 
-def apply(state: CustomerState | None, event: Event, policy: CompiledPolicy) -> Result:
+def apply(state: CustomerState | None, event: Event, policy: CompiledPolicy,
+          population: Population | None = None) -> Result:
     """Fold one event into the customer's state; a redelivered event changes nothing."""
     t = to_micros(event.occurred_at)
     if isinstance(event, CustomerErased):  # time first passes up to the erasure, as for any event
-        return None, advance(state, policy, t)[1] if state is not None else []
+        return None, advance(state, policy, t, population)[1] if state is not None else []
     amount = _in_policy_currency(event, policy)
     outputs: list[OutputEvent] = []
     if state is None:
         state = CustomerState(customer_id=event.customer_id, created_at=t, clock=t)
         fresh = True
     else:
-        state, outputs = advance(state, policy, t)
+        state, outputs = advance(state, policy, t, population)
         fresh = False
     ingested = _ingest(state, event, amount, t, policy)
     if ingested is None and not fresh:
         return state, outputs
-    state, more = decisions.evaluate(ingested or state, policy, max(state.clock, t))
+    state, more = decisions.evaluate(ingested or state, policy, max(state.clock, t), population)
     return state, outputs + more
 
 
-def advance(state: CustomerState, policy: CompiledPolicy, now: int) -> tuple[
-        CustomerState, list[OutputEvent]]:
+def advance(state: CustomerState, policy: CompiledPolicy, now: int,
+            population: Population | None = None) -> tuple[CustomerState, list[OutputEvent]]:
     """Let time pass up to `now` (inclusive): every time-driven change happens at its instant."""
     outputs: list[OutputEvent] = []
     while state.next_change_at is not None and state.next_change_at <= now:
-        state, more = decisions.evaluate(state, policy, state.next_change_at)
+        state, more = decisions.evaluate(state, policy, state.next_change_at, population)
         outputs += more
     return state, outputs
+
+
+def refresh(state: CustomerState, policy: CompiledPolicy, old: Population | None,
+            new: Population, changed: bool | None = None) -> tuple[
+        CustomerState, list[OutputEvent]]:
+    """Move the customer from snapshot `old` to `new` (taken at new.taken_at, not before its
+    clock): time passes up to then under `old`, and the customer is decided again under `new`
+    unless no relative metric compares differently (the same decision, skipped). `changed`
+    is that answer when the caller worked it out for many customers at once."""
+    t = new.taken_at
+    state, outputs = advance(state, policy, t, old)
+    if changed is None:
+        changed = relative_changed(state, policy, old, new)
+    if not changed:
+        return state, outputs
+    state, more = decisions.evaluate(state, policy, max(state.clock, t), new)
+    return state, outputs + more
+
+
+def relative_changed(state: CustomerState, policy: CompiledPolicy, old: Population | None,
+                     new: Population) -> bool:
+    if policy.time_bases:  # their next crossing depends on the snapshot: always look again
+        return True
+    values = policy.base_values(state, new.taken_at)
+    return any(bool(relative.changed(r, np.array([float(values[r.base])]), old, new,
+                                     policy.thresholds.get(r.name))[0])
+               for r in policy.relative)
 
 
 def accept(event: Event, policy: CompiledPolicy) -> None:

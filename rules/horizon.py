@@ -2,11 +2,14 @@
 
 Four things change with time and nothing else: a scheduled downgrade or its warning falls due,
 a window forgets an old event, the time metrics (days since ...) grow, and the model metrics
-(p_alive, expected_orders_<w>, clv_<w>) move at each UTC midnight. Window expiries and model
-metrics are checked against the policy's thresholds: when every use of such a metric is a plain
-comparison with a number (`orders_90d >= 3`, `p_alive < 0.3`), only the instant that makes one
-of those comparisons flip matters, so a customer is woken once per real change rather than once
-per expiring order or per day. Other uses of a model metric wake the customer every midnight.
+(p_alive, expected_orders_<w>, clv_<w>) move at each UTC midnight. A relative metric of a time
+metric (`days_since_last_order_pct`) moves when the growing value passes a value of the population
+snapshot; a new snapshot itself is the caller's schedule (rules/replay.py refreshes).
+Window expiries and model metrics are checked against the policy's thresholds: when every use
+of such a metric is a plain comparison with a number (`orders_90d >= 3`, `p_alive < 0.3`), only
+the instant that makes one of those comparisons flip matters, so a customer is woken once per
+real change rather than once per expiring order or per day. Other uses of a model metric wake the
+customer every midnight.
 """
 
 from __future__ import annotations
@@ -16,11 +19,12 @@ from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING, Any
 
 from models.state import CustomerState
-from rules import metrics, model_metrics
+from rules import metrics, model_metrics, relative
 from rules.comparisons import Comparison
 
 if TYPE_CHECKING:
     from rules.compiled import CompiledPolicy
+    from rules.relative import Population
 
 Threshold = tuple[Callable[[Any, Any], bool], float]   # metric OP number
 _OPERATORS = {"<": operator.lt, "<=": operator.le, ">": operator.gt, ">=": operator.ge,
@@ -52,7 +56,7 @@ def _number(text: str) -> float | None:
 
 
 def next_change(state: CustomerState, policy: CompiledPolicy, values: dict[str, Any],
-                t: int) -> int | None:
+                t: int, population: Population | None = None) -> int | None:
     """The earliest instant after t at which time alone could change a decision, if any."""
     candidates: list[int | None] = []
     if state.downgrade_due is not None:
@@ -65,6 +69,11 @@ def next_change(state: CustomerState, policy: CompiledPolicy, values: dict[str, 
     if policy.time_metrics:
         growing = metrics.time_anchors(state, policy.time_metrics)
         candidates += [c.next_flip(values, growing, t) for c in policy.timed_conditions]
+    if policy.time_bases and population is not None:
+        growing = metrics.time_anchors(state, policy.time_bases)
+        candidates += [relative.crossing(r, population, values[r.base], t,
+                                         policy.thresholds.get(r.name))
+                       for r in policy.relative if growing.get(r.base)]
     return min((c for c in candidates if c is not None and c > t), default=None)
 
 

@@ -12,9 +12,10 @@ from typing import NamedTuple
 
 from models.instants import MICROS_PER_DAY, parse_duration
 from models.state import CustomerState
-from rules import model_metrics
+from rules import model_metrics, relative
 from rules.lifetime_value import Model
 from rules.model_metrics import ModelMetric
+from rules.relative import Relative
 
 FIXED = {
     "orders_total": "completed orders ever (cancelled ones excluded)",
@@ -49,16 +50,17 @@ class Windowed(NamedTuple):
 
 
 def classify(name: str, windows: tuple[str, ...], has_model: bool = True
-             ) -> Windowed | ModelMetric | None:
-    """None for a fixed metric; a Windowed or ModelMetric for the others; ValueError if unknown.
-
-    `has_model` says whether the policy names a fitted model, which the model metrics need.
+             ) -> Windowed | ModelMetric | Relative | None:
+    """None for a fixed metric; a Windowed, ModelMetric or Relative for the others; ValueError
+    if unknown. `has_model` says whether the policy names a fitted model, which the model
+    metrics need.
     """
     if name in FIXED:
         return None
-    if name.endswith("_pct"):
-        raise ValueError(f"metric {name!r} needs the population's distribution, which this "
-                         "version of tierstream does not compute yet")
+    placed = relative.parse(name)
+    if placed is not None:
+        _check_base(placed, windows, has_model)
+        return placed
     modelled = model_metrics.parse(name)
     if modelled is not None:
         if not has_model:
@@ -72,6 +74,17 @@ def classify(name: str, windows: tuple[str, ...], has_model: bool = True
     _check_window(name, match["window"], windows)
     return Windowed(name, match["kind"], match["touch"], match["window"],
                     parse_duration(match["window"]))
+
+
+def _check_base(placed: Relative, windows: tuple[str, ...], has_model: bool) -> None:
+    if placed.base in STRING_METRICS or relative.parse(placed.base) is not None:
+        raise ValueError(f"metric {placed.name!r} places customers by {placed.base!r}, which is "
+                         "not a numeric metric of a customer; use e.g. revenue_365d_"
+                         f"{placed.kind}")
+    try:
+        classify(placed.base, windows, has_model)
+    except ValueError as error:
+        raise ValueError(f"metric {placed.name!r} needs a numeric base metric: {error}") from None
 
 
 def _check_window(name: str, window: str | None, windows: tuple[str, ...]) -> None:
@@ -152,9 +165,10 @@ def time_anchors(state: CustomerState, names: tuple[str, ...]) -> dict[str, bool
 
 
 def sample_values(fixed: tuple[str, ...], windowed: tuple[Windowed, ...],
-                  modelled: tuple[ModelMetric, ...] = ()) -> dict:
+                  modelled: tuple[ModelMetric, ...] = (), placed: tuple[Relative, ...] = ()
+                  ) -> dict:
     """Typed non-zero sample values, used to type-check conditions when a policy loads."""
-    values: dict[str, float | int | str] = {m.name: 0.5 for m in modelled}
+    values: dict[str, float | int | str] = {m.name: 0.5 for m in (*modelled, *placed)}
     for name in fixed:
         values[name] = "A" if name in STRING_METRICS else 1 if name in INT_METRICS else 1.5
     for metric in windowed:

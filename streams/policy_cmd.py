@@ -5,7 +5,7 @@ from __future__ import annotations
 from rich.console import Console
 from rich.table import Table
 
-from rules import metrics, model_metrics
+from rules import metrics, model_metrics, relative
 from rules.compiled import CompiledPolicy
 
 
@@ -26,6 +26,8 @@ def explain(policy: CompiledPolicy, console: Console) -> None:
                   + f". Windows: {', '.join(spec.windows) or 'none'}.\n")
     if policy.model is not None:
         console.print(_model(policy) + "\n")
+    if policy.relative:
+        console.print(_relative(policy) + "\n")
     tiers = Table(title="Tiers, best first: the first whose condition holds is eligible")
     for column in ("tier", "label", "condition"):
         tiers.add_column(column)
@@ -75,11 +77,22 @@ def _model(policy: CompiledPolicy) -> str:
             "time alone at UTC midnights.")
 
 
+def _relative(policy: CompiledPolicy) -> str:
+    return (f"Relative metrics place each customer among all customers by a population snapshot "
+            f"of {', '.join(policy.relative_bases)}, retaken every "
+            f"{policy.policy.relative.refresh} (UTC-aligned) and held fixed in between; each "
+            "refresh looks at every customer again. Before the first refresh a customer reads "
+            "as last (_pct 0.0, _share_above 1.0).")
+
+
 def _meaning(name: str, policy: CompiledPolicy) -> str:
     if name in metrics.FIXED:
         return metrics.FIXED[name]
     windowed = metrics.classify(name, policy.windows)
     assert windowed is not None
+    if isinstance(windowed, relative.Relative):
+        base = _meaning(windowed.base, policy)
+        return f"{relative.KINDS[windowed.kind]} {windowed.base} ({base}), in [0, 1]"
     if isinstance(windowed, model_metrics.ModelMetric):
         what = model_metrics.KINDS[windowed.kind]
         return what if windowed.window is None else f"{what} {windowed.window}"

@@ -92,7 +92,8 @@ def from_events(events: Iterable[Event], old: CompiledPolicy, new: CompiledPolic
     before, after = (r.states for r in replays)
     for customer in sorted(before.keys() | after.keys()):
         state = after.get(customer)
-        metrics = {} if state is None else _decisive(new, new.values(state, end))
+        metrics = {} if state is None else \
+            _decisive(new, new.values(state, end, replays[1].population))
         diff.add(customer, _tier(before.get(customer)), _tier(state), metrics)
     return diff, rejected
 

@@ -133,7 +133,8 @@ def _finish(replay: Replay, policy: CompiledPolicy, end: int, summary: Summary,
             since = None if state.tier_since is None else format_instant(state.tier_since)
             line = {"customer_id": customer, "tier": state.tier, "tier_since": since,
                     "churn": state.churn_rule is not None, "churn_rule": state.churn_rule,
-                    "as_of": format_instant(end), "metrics": policy.values(state, end)}
+                    "as_of": format_instant(end),
+                    "metrics": policy.values(state, end, replay.population)}
             sinks.state_out.write(json.dumps(line, ensure_ascii=False) + "\n")
 
 

@@ -16,6 +16,14 @@ instant the replay advances to, and what to `expect` then:
 
 Event fields are those of the input contract; `at` is the occurred_at (a date is UTC midnight),
 event_id defaults to one per position, and order amounts default to the policy currency.
+
+For a policy with relative metrics (`revenue_365d_pct`, `revenue_365d_share_above`) a case may
+give the population snapshot the customer is placed in, held fixed for the whole case (no
+refreshes), as every base metric's values over the other customers:
+
+      population: {revenue_365d: [5000, 500, 300, 100]}
+
+Without it the replay refreshes on the policy's schedule from its one customer `c`.
 """
 
 from __future__ import annotations
@@ -30,12 +38,13 @@ import yaml
 from models.events import event_from_fields
 from models.instants import to_micros
 from models.state import CustomerState
+from rules.relative import Population
 from rules.replay import Replay, event_order
 from streams.policies import builtin_policies, load_policy
 
 SPEC_DIR = Path(__file__).parent / "spec"
 CUSTOMER = "c"
-CASE_KEYS = {"name", "events", "as_of", "expect"}
+CASE_KEYS = {"name", "events", "as_of", "expect", "population"}
 EXPECT_KEYS = {"tier", "churn", "churn_rule", "outputs", "path"}
 MOVES = ("tierstream.tier.assigned", "tierstream.tier.upgraded", "tierstream.tier.downgraded")
 
@@ -77,7 +86,9 @@ def run_case(policy_name: str, case: dict[str, Any]) -> tuple[CustomerState | No
               for i, fields in enumerate(case["events"])]
     as_of = to_micros(instant(case["as_of"]))
     assert all(to_micros(e.occurred_at) <= as_of for e in events), "an event is after as_of"
-    replay = Replay(compiled)
+    population = case.get("population")
+    replay = Replay(compiled) if population is None else \
+        Replay(compiled, population=Population.of(0, population), refreshing=False)
     outputs = [o for e in sorted(events, key=event_order) for o in replay.feed(e)]
     outputs += replay.advance_to(as_of)
     return replay.states.get(CUSTOMER), outputs
