@@ -18,7 +18,7 @@ from typing import Any
 
 import faust
 
-from models.errors import ConnectError, InvalidEventError, PolicyEvaluationError
+from models.errors import ConnectError, InvalidEventError, PolicyError, PolicyEvaluationError
 from models.events import CustomerErased, parse_event
 from models.instants import MICROS_PER_SECOND, to_micros
 from models.outputs import CustomerTier, OutputEvent
@@ -242,6 +242,11 @@ def current_tier(state: CustomerState) -> bytes:
 
 def run(settings: Settings, policy: CompiledPolicy, loglevel: str = "WARNING") -> None:
     """Check the cluster and the topics, then run a worker until SIGTERM or Ctrl-C."""
+    if policy.relative:
+        names = ", ".join(sorted(r.name for r in policy.relative))
+        raise PolicyError(f"relative metrics ({names}) need population snapshots, which the "
+                          "streaming worker does not compute yet; use `tierstream replay`",
+                          file=policy.file)
     topics.check(settings)
     redis_check(settings)
     runtime = Runtime(settings, policy)
