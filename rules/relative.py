@@ -1,7 +1,7 @@
 """Relative metrics: a customer's place among all customers, from a population snapshot.
 
 `<metric>_pct` is the fraction of customers whose value of `<metric>` is strictly lower (0.0 for
-the lowest, ties share one value; always in [0, 1)). `<metric>_share_above` is the share of the
+the lowest, ties share one value; in [0, 1]). `<metric>_share_above` is the share of the
 metric's total held by the customers with a strictly higher value: 0.0 for the top customer, 1.0
 for one with nothing when others hold everything; with nothing to share (total 0) it is 1.0 for
 everyone, so a Pareto split puts nobody in its top class.
@@ -16,9 +16,10 @@ runtime is meant to build one from merged per-partition sketches with the same m
 from __future__ import annotations
 
 from bisect import bisect_left, bisect_right
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
-from itertools import accumulate
+from functools import cached_property
+from itertools import accumulate, islice
 from typing import Any, NamedTuple
 
 import numpy as np
@@ -84,10 +85,13 @@ class Distribution:
         above = np.asarray(self.above_from)[np.searchsorted(ordered, values, side="right")]
         return np.clip(above / self.total, 0.0, 1.0)
 
-    def steps_from(self, value: float) -> tuple[float, ...]:
-        """Distinct values at or above `value`: passing one of them changes both placements."""
-        start = bisect_left(self.values, value)
-        return tuple(sorted(set(self.values[start:])))
+    @cached_property
+    def distinct(self) -> tuple[float, ...]:
+        return tuple(sorted(set(self.values)))
+
+    def steps_from(self, value: float) -> Iterator[float]:
+        """Distinct values at or above `value`, ascending: passing one changes both placements."""
+        return islice(self.distinct, bisect_left(self.distinct, value), None)
 
 
 @dataclass(frozen=True)

@@ -146,6 +146,7 @@ def build_parser() -> argparse.ArgumentParser:
     diff.add_argument("--as-of", type=_instant, metavar="TIME",
                       help="compare at TIME (default: the last event; with --live, now)")
     diff.add_argument("--json", action="store_true", help="print the result as one JSON document")
+    _input_options(diff)
     diff.set_defaults(run=_policy_diff)
 
     model = commands.add_parser("model", help="fit the lifetime-value model (BG/NBD, Gamma-Gamma)")
@@ -220,7 +221,7 @@ def build_parser() -> argparse.ArgumentParser:
     tail.add_argument("--json", action="store_true", help="print the CloudEvents JSON lines")
     tail.add_argument("--from-beginning", action="store_true",
                       help="start with the oldest retained events instead of new ones")
-    tail.add_argument("--limit", type=int, metavar="N", help="stop after N events")
+    tail.add_argument("--limit", type=_positive, metavar="N", help="stop after N events")
     tail.add_argument("--timeout", type=float, metavar="S",
                       help="stop once no event was printed for S seconds")
     tail.set_defaults(run=_tail)
@@ -237,6 +238,13 @@ def _input_options(command: argparse.ArgumentParser) -> None:
                               "(default: the header names are the field names)")
     command.add_argument("--date-format", metavar="STRPTIME",
                          help="CSV dates without offset in this format, read as UTC")
+
+
+def _positive(text: str) -> int:
+    number = int(text)
+    if number < 1:
+        raise argparse.ArgumentTypeError(f"must be 1 or more, not {number}")
+    return number
 
 
 def _instant(text: str) -> int:
@@ -383,15 +391,21 @@ def _policy_diff(args: argparse.Namespace, err: Console) -> int:
     from streams import policy_diff
     old, new = load_policy(args.old), load_policy(args.new)
     if args.live:
+        if new.relative:
+            raise ValueError("--live cannot place customers among each other (relative metrics "
+                             "need the whole population); use --events")
         settings = Settings()
         at = args.as_of if args.as_of is not None else to_micros(datetime.now(UTC))
         with replay_job.progress_bar(err) as progress:
             states = policy_diff.changelog_states(_latest_values(settings, progress))
-            result = policy_diff.from_states(states, new, old, at)
+            result = policy_diff.from_states(states, old, new, at)
     else:
+        layout = csv_layout(args.format, args.columns, args.date_format)
         with replay_job.progress_bar(err) as progress:
-            records = replay_job.read_inputs(args.events, "auto", None, progress)
-            events = [r for _, r in records if not isinstance(r, InvalidEventError)]
+            records = list(replay_job.read_inputs(args.events, args.format, layout, progress))
+        events = [r for _, r in records if not isinstance(r, InvalidEventError)]
+        if len(events) < len(records):
+            err.print(f"[yellow]skipped[/] {len(records) - len(events)} malformed lines")
         result, rejected = policy_diff.from_events(events, old, new, args.as_of)
         for reason, count in sorted(rejected.items()):
             err.print(f"[yellow]rejected[/] {count} events: {reason}")
@@ -412,7 +426,9 @@ def _latest_values(settings: Settings, progress: Progress) -> list[bytes | None]
     consumer = KafkaConsumer(**config, group_id=None, enable_auto_commit=False)
     try:
         ends = kafka_clients.assign_from_beginning(consumer, topic, settings.bootstrap_servers)
-        task = progress.add_task(f"reading {topic}", total=sum(ends.values()))
+        starts = consumer.beginning_offsets(list(ends))
+        total = sum(ends[tp] - starts[tp] for tp in ends)
+        task = progress.add_task(f"reading {topic}", total=total)
         latest: dict[bytes, bytes | None] = {}
         for record in kafka_clients.read_to_end(consumer, ends, idle_timeout_s=30.0):
             latest[record.key] = record.value

@@ -36,7 +36,7 @@ from models.errors import ConnectError
 from models.outputs import OutputEvent
 from streams import tail, topics
 from streams.local_kafka import api_versions_answered, free_ports
-from streams.settings import Settings
+from streams.settings import Settings, Topics
 
 START_TIMEOUT_S = 30.0
 STOP_TIMEOUT_S = 10.0
@@ -55,6 +55,8 @@ class Services:
 def run(duration: float | None, customers: int, rate: float, seed: int, console: Console,
         err: Console) -> int:
     """Start everything, show the live view until --duration or Ctrl-C, stop everything."""
+    for number in (signal.SIGTERM, signal.SIGHUP):  # end like Ctrl-C, so the cleanup runs
+        signal.signal(number, _interrupt)
     with tempfile.TemporaryDirectory(prefix="tierstream-demo-") as workdir, \
             contextlib.ExitStack() as stack:
         services = stack.enter_context(_services(Path(workdir), err))
@@ -63,13 +65,13 @@ def run(duration: float | None, customers: int, rate: float, seed: int, console:
         topics.create(settings)
         env = _environment(settings, services)
         err.print("starting a worker and the simulator ...")
-        stack.enter_context(_child(["worker", "--loglevel", "INFO"], env,
-                                   services.workdir / "worker.log"))
+        worker = stack.enter_context(_child(["worker", "--loglevel", "INFO"], env,
+                                            services.workdir / "worker.log"))
         stack.enter_context(_child(["simulate", "--customers", str(customers), "--seed",
                                     str(seed), "--rate", str(rate), "--malformed", "0.01",
                                     "--duplicates", "0.02"], env,
                                    services.workdir / "simulate.log"))
-        view = LiveView(settings, services)
+        view = LiveView(settings, services, worker)
         stack.callback(view.close)
         try:
             view.show(console, duration)
@@ -80,14 +82,23 @@ def run(duration: float | None, customers: int, rate: float, seed: int, console:
     return 0
 
 
+def _interrupt(number: int, frame: object) -> None:
+    raise KeyboardInterrupt
+
+
 def _settings(services: Services) -> Settings:
+    """The user's Kafka security settings, with topics and a group of the demo's own, so a demo
+    on an existing cluster never reads or writes its real topics."""
+    tag = f"demo-{uuid.uuid4().hex[:6]}"
+    names = Topics(**{name: f"{value}-{tag}" for name, value in Topics().model_dump().items()})
     return Settings(bootstrap_servers=services.bootstrap, partitions=DEMO_PARTITIONS,
-                    app_id=f"tierstream-demo-{uuid.uuid4().hex[:6]}",
+                    app_id=f"tierstream-{tag}", topics=names,
                     data_dir=services.workdir / "data", web_port=services.web_port)
 
 
 def _environment(settings: Settings, services: Services) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("TIERSTREAM_")}
+    env = {k: v for k, v in os.environ.items()
+           if not k.startswith("TIERSTREAM_") or k.startswith("TIERSTREAM_KAFKA_")}
     env.update({"KAFKA_BOOTSTRAP_SERVERS": services.bootstrap,
                 "TIERSTREAM_APP_ID": settings.app_id,
                 "TIERSTREAM_PARTITIONS": str(settings.partitions),
@@ -215,8 +226,9 @@ class Snapshot:
 class LiveView:
     """Reads the output topics and the worker's metrics; renders one screen per refresh."""
 
-    def __init__(self, settings: Settings, services: Services) -> None:
-        self.settings, self.services = settings, services
+    def __init__(self, settings: Settings, services: Services,
+                 worker: subprocess.Popen) -> None:
+        self.settings, self.services, self.worker = settings, services, worker
         self.metrics_url = f"http://127.0.0.1:{services.web_port}/metrics"
         self.consumer = tail.output_consumer(settings, from_beginning=True)
         self.changes: deque[OutputEvent] = deque(maxlen=12)
@@ -233,6 +245,10 @@ class LiveView:
                 live.update(self.render())
 
     def poll(self) -> None:
+        if self.worker.poll() is not None:
+            log = self.services.workdir / "worker.log"
+            raise ConnectError(f"the worker stopped (exit {self.worker.returncode}); the end of "
+                               f"its log:\n{log.read_text(errors='replace')[-3000:]}")
         for records in self.consumer.poll(timeout_ms=int(REFRESH_S * 1000)).values():
             for record in records:
                 try:
@@ -240,9 +256,9 @@ class LiveView:
                 except ValidationError:
                     continue
                 self.counts[event.type.removeprefix("tierstream.")] += 1
-                kind = self.warnings if event.type.startswith("tierstream.churn") \
+                panel = self.warnings if event.type.startswith("tierstream.churn") \
                     else self.changes
-                kind.append(event)
+                panel.append(event)
         if time.monotonic() - self.latest.at >= REFRESH_S:
             snapshot = self._scrape()
             if snapshot is not None:

@@ -25,7 +25,7 @@ def purchases(events: Iterable[Event]) -> tuple[list[tuple[str, date, float]], s
     """(customer, UTC day, net amount) of each completed order that was not cancelled."""
     orders: dict[tuple[str, str], list[Any]] = {}
     cancelled: set[tuple[str, str]] = set()
-    refunds: list[OrderRefunded] = []
+    refunds: dict[str, OrderRefunded] = {}
     for event in events:
         if isinstance(event, OrderCompleted):
             orders[(event.customer_id, event.order_id)] = [
@@ -34,10 +34,13 @@ def purchases(events: Iterable[Event]) -> tuple[list[tuple[str, date, float]], s
         elif isinstance(event, OrderCancelled):
             cancelled.add((event.customer_id, event.order_id))
         elif isinstance(event, OrderRefunded):
-            refunds.append(event)
-    for refund in refunds:
+            refunds[event.event_id] = event  # a redelivered refund counts once, as in the engine
+    for refund in refunds.values():
         order = orders.get((refund.customer_id, refund.order_id))
         if order is not None:
+            if refund.currency != order[3]:
+                raise ValueError(f"refund {refund.event_id} is in {refund.currency}, its order "
+                                 f"{refund.order_id} in {order[3]}: one currency per model fit")
             order[2] = max(order[2] - refund.amount, 0.0)
     kept = [o for key, o in orders.items() if key not in cancelled]
     return [(c, d, a) for c, d, a, _ in kept], {o[3] for o in kept}
@@ -89,12 +92,6 @@ def _section(result: lv.Fit) -> dict[str, Any]:
 
 def write(model: dict[str, Any], path: Path) -> None:
     path.write_text(yaml.safe_dump(model, sort_keys=False, allow_unicode=True), encoding="utf-8")
-
-
-def read(path: Path) -> tuple[lv.BgNbd, lv.GammaGamma]:
-    """The parameters of a model file written by `write`."""
-    model = read_model(path)
-    return model.bgnbd, model.gamma_gamma
 
 
 def read_model(path: Path) -> lv.Model:

@@ -83,7 +83,11 @@ def from_events(events: Iterable[Event], old: CompiledPolicy, new: CompiledPolic
             except InvalidEventError as error:  # e.g. a currency only one policy can convert
                 rejected[f"{replay.policy.name}: {error.reason}"] += 1
     clocks = [r.clock for r in replays if r.clock is not None]
-    end = as_of if as_of is not None else max(clocks, default=None)
+    last = max(clocks, default=None)
+    if as_of is not None and last is not None and as_of < last:
+        raise ValueError(f"--as-of {format_instant(as_of)} is before the last event "
+                         f"({format_instant(last)})")
+    end = as_of if as_of is not None else last
     diff = PolicyDiff(old, new, end)
     if end is None:
         return diff, rejected
@@ -98,7 +102,7 @@ def from_events(events: Iterable[Event], old: CompiledPolicy, new: CompiledPolic
     return diff, rejected
 
 
-def from_states(states: Iterable[CustomerState], new: CompiledPolicy, old: CompiledPolicy,
+def from_states(states: Iterable[CustomerState], old: CompiledPolicy, new: CompiledPolicy,
                 as_of: int) -> PolicyDiff:
     """Current tiers against the tiers the new policy makes each customer eligible for."""
     diff = PolicyDiff(old, new, as_of)

@@ -184,7 +184,8 @@ def test_cli_model_fit_on_the_cdnow_transactions(tmp_path: Path) -> None:
                    "--columns", "customer_id=1,occurred_at=2,amount=4",
                    "--calibration-end", "1997-09-30", "--out", str(out)])
     assert status == 0
-    bgnbd, gg = model_cmd.read(out)
+    model = model_cmd.read_model(out)
+    bgnbd, gg = model.bgnbd, model.gamma_gamma
     assert_close(bgnbd, PUBLISHED_BGNBD)
     assert_close(gg, PUBLISHED_GG)
     text = out.read_text()

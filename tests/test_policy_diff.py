@@ -67,7 +67,7 @@ def test_from_states_compares_current_tier_with_new_eligibility(history: Path) -
     events = sorted(events_of(history), key=lambda e: e.occurred_at)
     for event in events:
         replay.feed(event)
-    diff = policy_diff.from_states(replay.states.values(), new, old, replay.clock)
+    diff = policy_diff.from_states(replay.states.values(), old, new, replay.clock)
     for (a, b), moves in diff.examples.items():
         for move in moves:
             state = replay.states[move.customer]

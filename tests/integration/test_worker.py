@@ -114,8 +114,8 @@ def test_events_in_tier_events_out_and_bad_input_dead_lettered(kafka_bootstrap: 
     assert main(["policy", "diff", str(DEFAULT), str(stricter), "--live", "--json",
                  "--as-of", format_instant(at)]) == 0
     live = json.loads(capsys.readouterr().out)
-    offline = policy_diff.from_states(states.values(), load_policy(stricter),
-                                      load_policy(DEFAULT), at)
+    offline = policy_diff.from_states(states.values(), load_policy(DEFAULT),
+                                      load_policy(stricter), at)
     assert live == policy_diff.as_json(offline)
     assert {"from": "A", "to": "B", "customers": 1} in live["matrix"]  # alice: 7 orders < 8
 
