@@ -34,7 +34,7 @@ from rich.text import Text
 
 from models.errors import ConnectError
 from models.outputs import OutputEvent
-from streams import tail, topics
+from streams import kafka_clients, tail, topics
 from streams.local_kafka import api_versions_answered, free_ports
 from streams.settings import Settings, Topics
 
@@ -50,6 +50,7 @@ class Services:
     redis_url: str
     web_port: int
     workdir: Path
+    external_kafka: bool
 
 
 def run(duration: float | None, customers: int, rate: float, seed: int, console: Console,
@@ -62,6 +63,8 @@ def run(duration: float | None, customers: int, rate: float, seed: int, console:
         services = stack.enter_context(_services(Path(workdir), err))
         settings = _settings(services)
         err.print("creating topics ...")
+        if services.external_kafka:  # an embedded broker forgets them by itself
+            stack.callback(_remove_topics, settings, err)
         topics.create(settings)
         env = _environment(settings, services)
         err.print("starting a worker and the simulator ...")
@@ -80,6 +83,18 @@ def run(duration: float | None, customers: int, rate: float, seed: int, console:
         err.print("stopping ...")
     err.print(f"demo over: {view.summary()}")
     return 0
+
+
+def _remove_topics(settings: Settings, err: Console) -> None:
+    """The demo's topics and faust's internal ones for its app id, from an existing cluster."""
+    client = kafka_clients.admin(settings)
+    try:
+        ours = {spec.name for spec in topics.specs(settings)}
+        names = [n for n in client.list_topics() if n in ours or n.startswith(settings.app_id)]
+        client.delete_topics(names)
+        err.print(f"removed the demo's {len(names)} topics")
+    finally:
+        client.close()
 
 
 def _interrupt(number: int, frame: object) -> None:
@@ -125,7 +140,8 @@ def _services(workdir: Path, err: Console) -> Iterator[Services]:
         else:
             redis_url = stack.enter_context(embedded_redis(workdir))
             err.print(f"started an embedded Redis at {redis_url}")
-        yield Services(bootstrap, redis_url, free_ports(1)[0], workdir)
+        yield Services(bootstrap, redis_url, free_ports(1)[0], workdir,
+                       external_kafka=bool(os.environ.get("KAFKA_BOOTSTRAP_SERVERS")))
 
 
 @contextlib.contextmanager
