@@ -1,21 +1,44 @@
-"""One correction to faust-streaming 0.15.x that at-least-once delivery depends on.
+"""Two corrections to faust-streaming 0.15.x that at-least-once delivery depends on.
 
-`Recovery.on_recovery_completed` resumes the stream partitions and only then seeks them back to
+1. `Recovery.on_recovery_completed` resumes the stream partitions and only then seeks them back to
 their committed offsets. The consumer keeps fetching stream partitions while the tables recover
 from their changelogs, so after a restart that had a changelog to read (always with `memory://`)
 the fetcher can hand the agent those early records in the window between resume and seek; the
 read offsets then get tangled with the seek and a block of input records is skipped for good:
 found by the SIGKILL test (about one restart in three lost a block of one partition's events;
 with this fix, none in repeated runs). The fix seeks first and resumes after, the order faust's
-own `_resume_streams` was given in faust-streaming PR #217. Everything else is faust's code as is.
+own `_resume_streams` was given in faust-streaming PR #217.
+
+2. The fetcher hands aiokafka faust's live set of active partitions (`Consumer._active_partitions`,
+shared with the consumer thread), and aiokafka's `Fetcher.fetched_records` takes an empty
+collection to mean every partition (`if partitions and tp not in partitions`). faust only starts
+a fetch while the set is non-empty, but one is usually still waiting (up to 1 s) when recovery
+pauses the changelog partitions and the set becomes empty. The next fetch response then makes
+aiokafka hand over, and move its position past, the buffered records of every partition, stream
+partitions included; faust's `getmany` drops them since they are not active. Before the seek of
+(1) that is harmless, but the block from the committed offset on is gone for good, without any
+log, when the response is the stream partition's first one after that seek and the main thread
+has not resumed it yet (a window that grows when the machine is loaded), and at any moment for a
+partition with no committed offset yet (a worker killed before its first commit: aiokafka's
+`seek_to_committed` then seeks nothing); once a later record of that partition is processed,
+faust's read-offset gap logic even commits past the block. That was the rare SIGKILL-test failure
+on `memory://` (`rocksdb://` with its data dir reads no changelog, so no fetch is waiting then).
+robinhood/faust PR #69 named this race (a reference to the active set, paused to empty during a
+fetch) and fixed it with a lock that faust-streaming no longer has. The fix gives aiokafka a view
+of the live set that is never empty-means-all, so aiokafka only takes records of partitions that
+are active at that moment; a partition paused after that is always seeked before it resumes.
+
+Everything else is faust's code as is.
 """
 
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Set as AbstractSet
 from typing import Any, cast
 
 from faust.tables.recovery import Recovery
+from faust.transport.drivers.aiokafka import AIOKafkaConsumerThread
 
 
 async def _on_recovery_completed(self: Recovery, generation_id: int = 0) -> None:
@@ -49,5 +72,35 @@ async def _on_recovery_completed(self: Recovery, generation_id: int = 0) -> None
     self.log.info("Worker ready")
 
 
+class _ActivePartitions:
+    """The live active set as aiokafka's `fetched_records` reads it: `tp in view` asks the live
+    set at the moment aiokafka would take tp's records, and the view is never empty (an empty
+    collection means "all partitions" to aiokafka, but "none" to faust)."""
+
+    __slots__ = ("tps",)
+
+    def __init__(self, tps: AbstractSet[Any]) -> None:
+        self.tps = tps
+
+    def __bool__(self) -> bool:
+        return True
+
+    def __contains__(self, tp: object) -> bool:
+        return tp in self.tps
+
+
+_fetch_records = AIOKafkaConsumerThread._fetch_records
+
+
+async def _fetch_active_records(self: AIOKafkaConsumerThread, consumer: Any,
+                                active_partitions: Any, timeout: float | None = None,
+                                max_records: int | None = None) -> Any:
+    if active_partitions is not None:  # None: a client-only app, which reads everything
+        active_partitions = _ActivePartitions(active_partitions)
+    return await _fetch_records(self, consumer, active_partitions, timeout=timeout,
+                                max_records=max_records)
+
+
 def install() -> None:
     Recovery.on_recovery_completed = _on_recovery_completed
+    AIOKafkaConsumerThread._fetch_records = _fetch_active_records

@@ -160,12 +160,7 @@ def test_two_workers_split_partitions_and_match_replay(kafka_bootstrap: str, tmp
             assert json.loads(body)["tier"] == states[customer].tier
 
 
-@pytest.mark.parametrize("store", [
-    pytest.param("memory://", marks=pytest.mark.xfail(strict=False, reason=(
-        "open bug, rarer since streams/faust_fixes.py: about one restart in twelve on the "
-        "memory store, seen only while other test suites loaded the machine, still loses a "
-        "block of input; see docs/streaming.md"))),
-    "rocksdb://"])
+@pytest.mark.parametrize("store", ["memory://", "rocksdb://"])
 def test_worker_killed_mid_stream_loses_nothing(kafka_bootstrap: str, tmp_path: Path, workers,
                                                store: str) -> None:
     settings = isolated_settings(kafka_bootstrap, tmp_path, store=store)
