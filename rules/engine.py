@@ -81,7 +81,9 @@ def relative_changed(state: CustomerState, policy: CompiledPolicy, old: Populati
                      new: Population) -> bool:
     if policy.time_bases:  # their next crossing depends on the snapshot: always look again
         return True
-    values = policy.base_values(state, new.taken_at)
+    # the values the customer is decided on: at its own clock when that is past the snapshot (a
+    # worker whose partition ran ahead of the population decided it there, in an older one)
+    values = policy.base_values(state, max(state.clock, new.taken_at))
     return any(bool(relative.changed(r, np.array([float(values[r.base])]), old, new,
                                      policy.thresholds.get(r.name))[0])
                for r in policy.relative)

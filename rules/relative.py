@@ -9,8 +9,9 @@ everyone, so a Pareto split puts nobody in its top class.
 A `Population` is taken at one instant (a refresh) and held fixed until the next one, so tiers
 do not jitter; a customer's own value still moves with its events and is placed against the
 fixed snapshot. Without a snapshot every relative metric reads as if the customer were last:
-`_pct` 0.0, `_share_above` 1.0. The snapshot here is exact (sorted values); the streaming
-runtime is meant to build one from merged per-partition sketches with the same methods.
+`_pct` 0.0, `_share_above` 1.0. Replay's snapshot is exact (every customer's value, weight 1);
+the streaming runtime builds one from merged per-partition sketches (rules/sketches.py), whose
+retained items carry the weight of the customers they stand for; the methods are the same.
 """
 
 from __future__ import annotations
@@ -47,23 +48,33 @@ def parse(name: str) -> Relative | None:
 
 @dataclass(frozen=True)
 class Distribution:
-    """The values of one metric over all customers, ascending, with sums from the top down."""
+    """The values of one metric over all customers, ascending, each with a weight (the number of
+    customers it stands for: 1 for an exact snapshot, more for an item of a merged sketch), with
+    cumulative weights from the bottom and weighted sums from the top down."""
 
     values: tuple[float, ...]
-    above_from: tuple[float, ...]   # above_from[i] = sum of values[i:]; one extra 0.0 at the end
+    below: tuple[float, ...]        # below[i] = weight of values[:i]; one extra entry, the count
+    above_from: tuple[float, ...]   # above_from[i] = weighted sum of values[i:]; extra 0.0 at end
 
     @classmethod
-    def of(cls, values: Iterable[float]) -> Distribution:
-        ordered = tuple(sorted(float(v) for v in values))
-        tail = list(accumulate(reversed(ordered), initial=0.0))
-        return cls(ordered, tuple(reversed(tail)))
+    def of(cls, values: Iterable[float], weights: Iterable[float] | None = None) -> Distribution:
+        items = sorted((float(v), 1.0) for v in values) if weights is None else \
+            sorted((float(v), float(w)) for v, w in zip(values, weights, strict=True))
+        ordered = tuple(v for v, _ in items)
+        below = tuple(accumulate((w for _, w in items), initial=0.0))
+        tail = list(accumulate((v * w for v, w in reversed(items)), initial=0.0))
+        return cls(ordered, below, tuple(reversed(tail)))
+
+    @property
+    def count(self) -> float:
+        return self.below[-1]
 
     @property
     def total(self) -> float:
         return self.above_from[0]
 
     def pct(self, value: float) -> float:
-        return bisect_left(self.values, value) / len(self.values) if self.values else 0.0
+        return self.below[bisect_left(self.values, value)] / self.count if self.values else 0.0
 
     def share_above(self, value: float) -> float:
         if self.total <= 0.0:
@@ -79,7 +90,8 @@ class Distribution:
         if kind == "pct":
             if not self.values:
                 return np.zeros(len(values))
-            return np.searchsorted(ordered, values, side="left") / len(ordered)
+            return np.asarray(self.below)[np.searchsorted(ordered, values, side="left")] / \
+                self.count
         if self.total <= 0.0:
             return np.ones(len(values))
         above = np.asarray(self.above_from)[np.searchsorted(ordered, values, side="right")]

@@ -27,6 +27,7 @@ CHANNELS: dict[str, tuple[str, tuple[str, ...], tuple[str, ...]]] = {
     "churnWarnings": ("churn_warnings", ("ChurnWarning",), ("send",)),
     "customerTiers": ("customer_tiers", ("CustomerTier",), ("send",)),
     "deadLetters": ("dead_letters", ("DeadLetter",), ("send",)),
+    "population": ("population", ("PopulationReport",), ("send", "receive")),
 }
 
 
@@ -119,7 +120,28 @@ def _messages() -> Doc:
             {"type": "string", "pattern": "^[0-9]+$",
              "description": "wall-clock time of the sending worker, epoch microseconds"},
             key={"type": "string", "const": "tick"}),
+        "PopulationReport": message(
+            "PopulationReport", "Internal, relative metrics only: one partition's sketches of "
+            "each base metric at its latest refresh boundaries (streams/population.py).",
+            "application/json", _population_report(),
+            key={"type": "string", "pattern": "^[0-9]+$", "description": "the partition"}),
     }
+
+
+def _population_report() -> Doc:
+    digits = {"type": "integer", "minimum": 0}
+    report = {"type": "object", "required": ["boundary", "customers", "sketches"],
+              "properties": {
+                  "boundary": {**digits, "description": "the refresh boundary, epoch us"},
+                  "customers": {**digits, "description": "customers summarised"},
+                  "sketches": {"type": "object", "description": "base metric -> serialised "
+                               "Apache DataSketches KLL doubles sketch, base64",
+                               "additionalProperties": {"type": "string",
+                                                        "contentEncoding": "base64"}}}}
+    return {"type": "object", "required": ["partition", "partitions", "reports"],
+            "properties": {"partition": digits, "partitions": digits,
+                           "reports": {"type": "array", "maxItems": 2, "items": report,
+                                       "description": "newest first"}}}
 
 
 def _dead_headers() -> Doc:

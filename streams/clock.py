@@ -53,10 +53,16 @@ class PartitionClocks:
             self._watermark.pop(partition, None)
             self._last_event_wall.pop(partition, None)
 
+    def watermark(self, partition: int) -> int | None:
+        return self._watermark.get(partition)
+
+    def idle(self, partition: int, wall: int) -> bool:
+        last = self._last_event_wall.get(partition)
+        return last is not None and wall - last >= self.idle_after
+
     def now(self, partition: int, wall: int) -> int | None:
         """The partition's clock: its watermark, or the wall clock once it has been idle."""
         watermark = self._watermark.get(partition)
-        last = self._last_event_wall.get(partition)
-        if last is not None and wall - last >= self.idle_after:
+        if self.idle(partition, wall):
             return wall if watermark is None else max(watermark, wall)
         return watermark

@@ -23,6 +23,7 @@ class Metrics:
     churn_warnings: Counter
     customers: Gauge
     timer_due: Gauge
+    population_taken_at: Gauge
     redis_errors: Counter
     redis_backlog: Gauge
 
@@ -52,6 +53,10 @@ class Metrics:
                             "partitions", ["tier"], registry=r),
             timer_due=Gauge("tierstream_timer_due_customers",
                             "Customers due for time-driven work at the last tick", registry=r),
+            population_taken_at=Gauge(
+                "tierstream_population_taken_at_seconds",
+                "Boundary (Unix time) of the population relative metrics are placed in; "
+                "relative policies only", registry=r),
             redis_errors=Counter("tierstream_redis_errors_total",
                                  "Failed writes to the Redis view", registry=r),
             redis_backlog=Gauge("tierstream_redis_backlog_records",

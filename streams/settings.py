@@ -27,6 +27,7 @@ class Topics(BaseSettings):
     churn_warnings: str = "churn-warnings"
     customer_tiers: str = "customer-tiers"
     dead_letters: str = "dead-letters"
+    population: str = "tierstream-population"
 
     @property
     def inputs(self) -> tuple[str, str]:
@@ -58,6 +59,7 @@ class Settings(BaseSettings):
     idle_after_s: float = Field(default=30.0, gt=0)   # a quiet partition follows the wall clock
     lateness_s: float = Field(default=0.0, ge=0)       # time-driven work waits this much longer
     max_future_s: float = Field(default=86_400.0, ge=0)  # events further ahead are rejected
+    sketch_k: int = Field(default=4000, ge=8, le=65_535)  # population sketches, relative metrics
     web_host: str = "127.0.0.1"                       # 0.0.0.0 in containers
     web_port: int = Field(default=6066, ge=1, le=65535)
     canonical_url: str | None = None                  # how other workers reach this one

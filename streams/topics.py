@@ -34,6 +34,8 @@ def specs(settings: Settings) -> list[TopicSpec]:
         TopicSpec(t.churn_warnings, n, r, {}, "output: churn.* CloudEvents"),
         TopicSpec(t.customer_tiers, n, r, compacted, "output: current tier per customer"),
         TopicSpec(t.dead_letters, n, r, {}, "output: rejected input, original bytes"),
+        TopicSpec(t.population, 1, r, compacted,
+                  "internal: per-partition population sketches for relative metrics"),
     ]
 
 
@@ -73,18 +75,22 @@ def describe(settings: Settings) -> list[tuple[TopicSpec, str]]:
     for spec in specs(settings):
         found = existing.get(spec.name)
         results.append((spec, "missing" if found is None else
-                        f"{len(found['partitions'])} partitions"))
+                        _partitions(len(found["partitions"]))))
     return results
 
 
 def check(settings: Settings) -> None:
     """Refuse to run on missing topics or partition counts that break co-partitioning."""
     problems = [f"{spec.name}: {status}" for spec, status in describe(settings)
-                if status != f"{spec.partitions} partitions"]
+                if status != _partitions(spec.partitions)]
     if problems:
         raise ConnectError(
             f"topics do not match TIERSTREAM_PARTITIONS={settings.partitions}: "
             f"{'; '.join(problems)}; run `tierstream topics create` (or fix the partitions)")
+
+
+def _partitions(count: int) -> str:
+    return f"{count} partition{'' if count == 1 else 's'}"
 
 
 def _existing(client: Any) -> dict[str, dict]:

@@ -18,15 +18,17 @@ from typing import Any
 
 import faust
 
-from models.errors import ConnectError, InvalidEventError, PolicyError, PolicyEvaluationError
+from models.errors import ConnectError, InvalidEventError, PolicyEvaluationError
 from models.events import CustomerErased, parse_event
 from models.instants import MICROS_PER_SECOND, to_micros
 from models.outputs import CustomerTier, OutputEvent
 from models.state import CustomerState
+from rules import sketches
 from rules.compiled import CompiledPolicy
 from rules.due_index import DueIndex
-from rules.engine import accept, advance, apply
-from streams import faust_fixes, kafka_clients, topics, web
+from rules.engine import accept, advance, apply, refresh
+from rules.relative import Population
+from streams import faust_fixes, kafka_clients, population, topics, web
 from streams.clock import PartitionClocks, check_key, reject_future
 from streams.metrics import Metrics
 from streams.redis_view import RedisView
@@ -52,6 +54,13 @@ class Runtime:
         self.tiers: Counter[str] = Counter()  # customers per tier on this worker's partitions
         self.clocks = PartitionClocks(int(settings.idle_after_s * MICROS_PER_SECOND))
         self.due = DueIndex()
+        self.members: dict[int, set[str]] = {}  # customers per assigned partition
+        # Relative metrics: the complete populations read from Kafka, and the one each partition's
+        # customers have been moved to (a partition missing here is moved on its next tick).
+        self.reports = population.Reports(settings.partitions, policy.relative_bases) \
+            if policy.relative else None
+        self.moved: dict[int, Population | None] = {}
+        self.late: set[int] = set()  # partitions with events dated before their last report
         self.lateness = int(settings.lateness_s * MICROS_PER_SECOND)
         self.max_future = int(settings.max_future_s * MICROS_PER_SECOND)
         names = settings.topics
@@ -74,6 +83,7 @@ class Runtime:
             ("tier-changes", names.tier_changes), ("churn-warnings", names.churn_warnings))}
         self.customer_tiers = self.app.topic(names.customer_tiers, **raw)
         self.dead_letters = self.app.topic(names.dead_letters, **raw)
+        self.population_topic = self.app.topic(names.population, **raw)
         self.table = self.app.Table(TABLE_NAME, partitions=settings.partitions)
         self.app.agent(self.stream, name="tierstream")(self._process)
         self.app.timer(interval=settings.tick_interval_s)(self._send_ticks)
@@ -104,17 +114,26 @@ class Runtime:
             await self._dead_letter(message, error)
             return
         partition, customer = message.partition, parsed.customer_id
+        t = to_micros(parsed.occurred_at)
+        # boundaries before the event (one at its instant comes after it, as in replay); a late
+        # event never makes the partition report a boundary it has already passed
+        await self._pass_boundary(partition, max(t, self.clocks.watermark(partition) or t) - 1)
+        await self._move_to_latest(partition)
         before = self.load(customer)
         try:
-            state, outputs = apply(before, parsed, self.policy)
+            state, outputs = apply(before, parsed, self.policy, self.population(partition))
         except PolicyEvaluationError as error:
             await self._dead_letter(message, InvalidEventError(str(error), "policy_error"),
                                     parsed.type)
             return
         wall = wall_micros()
-        self.clocks.observe(partition, to_micros(parsed.occurred_at), wall)
+        self.clocks.observe(partition, t, wall)
         await self._publish(customer, state, outputs, erased=isinstance(parsed, CustomerErased))
         self._store(partition, customer, before, state)
+        if self.reports is not None and state is not before:
+            published = self.reports.of(partition)
+            if published and t <= published[0].boundary:
+                self.late.add(partition)
         outcome = "duplicate" if state is before else "applied"
         self.metrics.events.labels(message.topic, parsed.type, outcome).inc()
         self.metrics.event_time_lag.observe(
@@ -125,21 +144,96 @@ class Runtime:
         now = self.clocks.now(partition, wall_micros())
         if now is None:
             return
+        await self._pass_boundary(partition, now - self.lateness,
+                                  again=self.clocks.idle(partition, wall_micros()))
+        await self._move_to_latest(partition)
+        self.metrics.timer_due.set(await self._advance_due(partition, now - self.lateness))
+
+    async def _advance_due(self, partition: int, now: int) -> int:
+        """Let time pass up to `now` for the partition's customers with a change due by then."""
         due_customers = 0
-        while (entry := self.due.pop_next(partition, now - self.lateness)) is not None:
+        while (entry := self.due.pop_next(partition, now)) is not None:
             due, customer = entry
             before = self.load(customer)
             if before is None or before.next_change_at != due:
                 continue  # stale: re-evaluated or erased since it was scheduled
             try:
-                state, outputs = advance(before, self.policy, now - self.lateness)
+                state, outputs = advance(before, self.policy, now, self.population(partition))
             except PolicyEvaluationError as error:
                 log.error("customer %s not advanced: %s", customer, error)
                 continue
             due_customers += 1
             await self._publish(customer, state, outputs)
             self._store(partition, customer, before, state)
-        self.metrics.timer_due.set(due_customers)
+        return due_customers
+
+    def population(self, partition: int) -> Population | None:
+        """The population the partition's customers are decided in (None without relative
+        metrics or before the first complete one)."""
+        if self.reports is None:
+            return None
+        return self.moved[partition] if partition in self.moved else self.reports.latest()
+
+    async def _pass_boundary(self, partition: int, horizon: int, again: bool = False) -> None:
+        """Once the partition's time reaches a refresh boundary (the latest at or before
+        `horizon`) not yet reported, report its population there: what replay snapshots at that
+        boundary, after every change due by then and before any later event.
+
+        Events dated before the last report can still come (a partition that followed the wall
+        clock while idle, then a backfill; late events): with `again` (the partition is idle
+        now) a partition that had such events reports that boundary again, from its customers'
+        values as of the boundary, which later orders do not change."""
+        if self.reports is None:
+            return
+        boundary = horizon // self.policy.refresh * self.policy.refresh
+        published = self.reports.of(partition)
+        if published and boundary <= published[0].boundary:
+            if not (again and partition in self.late):
+                return
+            boundary, published = published[0].boundary, published[1:]
+        self.late.discard(partition)
+        await self._advance_due(partition, boundary)
+        values = [self.policy.base_values(state, boundary) for customer in
+                  sorted(self.members.get(partition, ())) if (state := self.load(customer))]
+        report = population.Report(boundary, len(values), {
+            base: sketches.sketch((v[base] for v in values), self.settings.sketch_k)
+            for base in self.policy.relative_bases})
+        record = population.encode(partition, self.settings.partitions, [report, *published])
+        await (await self.population_topic.send(key=str(partition).encode(), value=record))
+        self.reports.add(record)  # the feed will read it again: the same record, no change
+        log.info("partition %s reported its population at %s: %s customers", partition,
+                 boundary, len(values))
+
+    async def _move_to_latest(self, partition: int) -> None:
+        """Move every customer of the partition to the latest complete population, if newer
+        than the one they are in (engine.refresh: only changed comparisons decide again)."""
+        latest = None if self.reports is None else self.reports.latest()
+        if latest is None:
+            return
+        current = self.moved.get(partition)
+        if current is latest:
+            return
+        # After a restart or rebalance the population the partition's customers were decided in
+        # is unknown (the previous one, an earlier report of this boundary, or this one), so
+        # every customer is decided again; deciding again in the same population at the same
+        # instant changes nothing (tests/test_relative.py).
+        known = partition in self.moved
+        old = current if known else self.reports.before(latest)
+        for customer in sorted(self.members.get(partition, ())):
+            before = self.load(customer)
+            if before is None:
+                continue
+            try:
+                state, outputs = refresh(before, self.policy, old, latest,
+                                         changed=None if known else True)
+            except PolicyEvaluationError as error:
+                log.error("customer %s not moved to the population at %s: %s", customer,
+                          latest.taken_at, error)
+                continue
+            await self._publish(customer, state, outputs)
+            self._store(partition, customer, before, state)
+        self.moved[partition] = latest
+        self.metrics.population_taken_at.set(latest.taken_at / MICROS_PER_SECOND)
 
     async def _send_ticks(self) -> None:
         """One tick per assigned partition, so time-driven work runs inside stream iteration."""
@@ -163,7 +257,9 @@ class Runtime:
         self._count(state, +1)
         if state is None:
             self.table.pop(customer, None)
+            self.members.get(partition, set()).discard(customer)
             return
+        self.members.setdefault(partition, set()).add(customer)
         if state is before:
             return  # a duplicate: nothing changed
         self.table[customer] = {"partition": partition, "state": state.model_dump(mode="json")}
@@ -218,9 +314,12 @@ class Runtime:
         partitions, wall = set(self.assigned()), wall_micros()
         self.due.drop(list(range(self.settings.partitions)))
         self.tiers.clear()
+        self.members.clear()
+        self.moved.clear()
         for customer, stored in self.table.items():
             partition, state = stored["partition"], stored["state"]
             if partition in partitions:
+                self.members.setdefault(partition, set()).add(customer)
                 self.due.schedule(partition, state.get("next_change_at"), customer)
                 self.clocks.observe(partition, state["clock"], wall)
                 if state["tier"] is not None:
@@ -233,6 +332,10 @@ class Runtime:
         partitions = {tp.partition for tp in revoked if tp.topic == self.settings.topics.ticks}
         self.due.drop(partitions)
         self.clocks.forget(partitions)
+        for partition in partitions:
+            self.members.pop(partition, None)
+            self.moved.pop(partition, None)
+            self.late.discard(partition)
 
 
 def current_tier(state: CustomerState) -> bytes:
@@ -242,14 +345,13 @@ def current_tier(state: CustomerState) -> bytes:
 
 def run(settings: Settings, policy: CompiledPolicy, loglevel: str = "WARNING") -> None:
     """Check the cluster and the topics, then run a worker until SIGTERM or Ctrl-C."""
-    if policy.relative:
-        names = ", ".join(sorted(r.name for r in policy.relative))
-        raise PolicyError(f"relative metrics ({names}) need population snapshots, which the "
-                          "streaming worker does not compute yet; use `tierstream replay`",
-                          file=policy.file)
     topics.check(settings)
     redis_check(settings)
     runtime = Runtime(settings, policy)
+    if runtime.reports is not None:  # the populations so far, before the first event
+        feed = population.Feed(settings, runtime.reports)
+        feed.load()
+        feed.start()
     faust.Worker(runtime.app, loglevel=loglevel, quiet=True).execute_from_commandline()
 
 

@@ -137,8 +137,3 @@ def test_console_script_help() -> None:
                             capture_output=True, text=True, check=True)
     assert "--as-of" in result.stdout and "--dead-letters" in result.stdout
 
-
-def test_worker_refuses_relative_policies_it_cannot_serve_yet(
-        capsys: pytest.CaptureFixture[str]) -> None:
-    assert main(["worker", "--policy", "pareto-abc"]) == 3
-    assert "revenue_365d_share_above" in capsys.readouterr().err

@@ -8,7 +8,7 @@ import pytest
 from models.errors import PolicyError
 from models.instants import MICROS_PER_DAY
 from rules import relative
-from rules.engine import apply
+from rules.engine import apply, refresh
 from rules.relative import Distribution, Population
 from rules.replay import Replay
 from tests.builders import US, day, order, policy, steps
@@ -134,6 +134,32 @@ def test_replay_refreshes_at_each_boundary_and_holds_between() -> None:
     replay.advance_to(day(17))
     assert replay.population.taken_at == day(17)         # retaken: now `big` is second
     assert replay.states["big"].tier == "B"
+
+
+def test_deciding_again_in_the_same_population_changes_nothing() -> None:
+    """What a worker relies on after a rebalance, when it does not know which population a
+    partition's customers were decided in: it decides every one again in the latest one."""
+    compiled = policy(PARETO)
+    old = Population.of(day(3), {"revenue_365d": [5000, 500, 300]})
+    new = Population.of(day(10), {"revenue_365d": [50, 60, 70]})
+    state, _ = apply(None, order("c", day(1), 400), compiled, old)
+    moved, outputs = refresh(state, compiled, old, new)
+    assert moved.tier == "A" and outputs
+    again, more = refresh(moved, compiled, None, new, changed=True)
+    assert again == moved and more == []
+
+
+def test_a_customer_decided_after_the_snapshot_is_compared_on_its_value_then() -> None:
+    """A worker whose partition ran ahead decides an order of day 20 in the day-3 population
+    before the day-10 one is complete; moving to day 10 must look at the value the customer was
+    decided on (400 on day 20), not its value on day 10 (nothing yet, the same in both)."""
+    compiled = policy(PARETO)
+    old = Population.of(day(3), {"revenue_365d": [50, 60]})
+    new = Population.of(day(10), {"revenue_365d": [5000, 500, 300]})
+    state, _ = apply(None, order("c", day(20), 400), compiled, old)
+    assert state.tier == "A"
+    moved, _ = refresh(state, compiled, old, new)
+    assert moved.tier == "B"
 
 
 def test_relative_time_metric_crosses_the_snapshot_at_its_exact_instant() -> None:

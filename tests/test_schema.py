@@ -11,8 +11,10 @@ from jsonschema import Draft7Validator, Draft202012Validator
 
 from models.errors import InvalidEventError
 from models.events import parse_event
+from models.instants import MICROS_PER_DAY
 from models.outputs import CustomerTier
-from streams import schema
+from rules import sketches
+from streams import population, schema
 from streams.asyncapi import default_settings
 from streams.cli import main
 from streams.worker import current_tier
@@ -97,7 +99,8 @@ def test_asyncapi_has_a_channel_per_topic_and_resolvable_refs() -> None:
     assert sorted(c["address"] for c in channels) == sorted(topics)
     compacted = document["channels"]["customerTiers"]["bindings"]["kafka"]
     assert compacted["topicConfiguration"]["cleanup.policy"] == ["compact"]
-    assert {c["bindings"]["kafka"]["partitions"] for c in channels} == {8}
+    assert {c["address"]: c["bindings"]["kafka"]["partitions"] for c in channels} == {
+        topic: 1 if topic == "tierstream-population" else 8 for topic in topics}
     for ref in _refs(document):
         _resolve(document, ref)
     for component in document["components"]["schemas"].values():
@@ -109,6 +112,14 @@ def test_dead_letter_headers_are_the_workers() -> None:
     headers = document["components"]["messages"]["DeadLetter"]["headers"]
     assert set(headers["required"]) == {"source_topic", "source_partition", "source_offset",
                                         "reason", "error"}
+
+
+def test_population_reports_are_as_documented() -> None:
+    document = yaml.safe_load((SCHEMAS / schema.ASYNCAPI_FILE).read_text())
+    payload = document["components"]["messages"]["PopulationReport"]["payload"]
+    reports = [population.Report(day, 2, {"revenue_365d": sketches.sketch([1.0, 2.5])})
+               for day in (2 * MICROS_PER_DAY, MICROS_PER_DAY)]
+    Draft7Validator(payload).validate(json.loads(population.encode(3, 8, reports)))
 
 
 def _refs(node: object) -> list[str]:

@@ -20,7 +20,8 @@ def test_create_is_idempotent_and_describe_lists_partitions(kafka_bootstrap: str
     assert "created" in capsys.readouterr().out
     assert main(["topics", "create"]) == 0
     assert "created" not in capsys.readouterr().out
-    assert [status for _, status in topics.describe(settings)] == ["3 partitions"] * 7
+    assert [status for _, status in topics.describe(settings)] == \
+        ["3 partitions"] * 7 + ["1 partition"]   # the population topic has one
     admin = KafkaAdminClient(bootstrap_servers=kafka_bootstrap)
     try:
         resource = ConfigResource(ConfigResourceType.TOPIC, settings.topics.customer_tiers)
