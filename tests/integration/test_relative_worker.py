@@ -9,6 +9,7 @@ from collections import Counter
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from models.instants import MICROS_PER_SECOND
@@ -49,11 +50,12 @@ def population_taken_at(worker: Worker) -> float | None:
     return samples[0].value if samples and samples[0].value > 0 else None
 
 
+@pytest.mark.parametrize("store", ["memory://", "rocksdb://"])
 def test_two_workers_place_customers_in_one_population_like_replay(
-        kafka_bootstrap: str, tmp_path: Path) -> None:
+        kafka_bootstrap: str, tmp_path: Path, store: str) -> None:
     """Each worker reports its partitions' sketches; both merge all four partitions into the
     same population, and after the refresh every customer's Pareto class equals replay's."""
-    settings = isolated_settings(kafka_bootstrap, tmp_path)
+    settings = isolated_settings(kafka_bootstrap, tmp_path, store=store)
     create_topics(settings)
     lines = recent_history(customers=200, seed=3)
     workers = []
