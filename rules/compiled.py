@@ -135,6 +135,9 @@ class CompiledPolicy:
         growing = {name: True for name in self.time_metrics}
         for location, condition in compiled.items():
             try:
+                if condition.native is not None and \
+                        condition.native(sample) != condition.holds_in_cel(sample):
+                    condition.native = None  # never expected: CEL decides
                 condition.holds(sample)
                 condition.next_flip(sample, growing, 0)
                 for part in comparisons(condition.source):

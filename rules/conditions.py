@@ -18,8 +18,9 @@ import cel
 
 from models.errors import PolicyEvaluationError
 from models.instants import MICROS_PER_DAY
-from rules.comparisons import comparisons, is_linear, shift
+from rules.comparisons import comparisons, is_linear, shift, tokens
 from rules.metrics import TIME_METRICS
+from rules.native import compile_predicate
 
 Values = dict[str, Any]
 _GROWTH = "_growth_{}"  # context variable: 1.0 if the time metric grows, 0.0 if it is stuck at 0
@@ -32,9 +33,16 @@ class Condition:
         self.source, self.where = source, where
         self.program = cel.compile(source)
         self.variables = tuple(self.program.variables())
+        self.native = compile_predicate(source)
         self.timed = _TimeGaps(source)
+        self.steady = _Steady(source) if self.timed else None
 
     def holds(self, values: Values) -> bool:
+        if self.native is not None:
+            return self.native(values)
+        return self.holds_in_cel(values)
+
+    def holds_in_cel(self, values: Values) -> bool:
         try:
             result = self.program.execute({v: values[v] for v in self.variables})
         except Exception as error:  # CEL raises several builtin types for evaluation failures
@@ -50,7 +58,9 @@ class Condition:
 
     def next_flip(self, values: Values, growing: dict[str, bool], now: int) -> int | None:
         """Earliest instant after `now` at which a time comparison inside could flip, if any."""
-        return self.timed.next_flip(values, growing, now) if self.timed else None
+        if not self.timed or (self.steady is not None and self.steady.holds(values)):
+            return None
+        return self.timed.next_flip(values, growing, now)
 
 
 class _TimeGaps:
@@ -100,3 +110,86 @@ def _flip(now_gap: float, next_day_gap: float, now: int) -> int | None:
     if now_gap == 0.0:
         return now + 1  # on the boundary now: a strict comparison flips right after
     return max(now + 1, now + math.floor(-now_gap / slope * MICROS_PER_DAY))
+
+
+class _Steady:
+    """Whether a condition's value is settled until something other than time changes.
+
+    Time alone moves only the time metrics (every other metric changes at an event or at a
+    wake-up of its own, and each evaluation looks again). So `orders_total >= 2 && <time
+    comparison>` stays false while `orders_total >= 2` is false, and `<no time metric> || ...`
+    stays true while its first part holds: its time comparisons need no wake-up.
+    """
+
+    def __init__(self, source: str) -> None:
+        self.holders: list[_Part] = []            # time-free disjuncts: one true settles it
+        self.blocked: list[list[_Part]] = []      # per timed disjunct, its time-free conjuncts
+        disjuncts = _split(source, "||")
+        for disjunct in disjuncts or ():
+            conjuncts = _split(disjunct, "&&") or [disjunct]
+            if not _reads_time(disjunct):
+                self.holders.append(_Part(disjunct))
+            else:
+                self.blocked.append([_Part(c) for c in conjuncts if not _reads_time(c)])
+        if disjuncts is None:
+            self.blocked = [[]]
+
+    def holds(self, values: Values) -> bool:
+        if any(part.holds(values) is True for part in self.holders):
+            return True
+        return all(any(part.holds(values) is False for part in parts) for parts in self.blocked)
+
+
+class _Part:
+    """One time-free part of a condition; None when it cannot be evaluated on its own."""
+
+    def __init__(self, source: str) -> None:
+        self.native = compile_predicate(source)
+        self.program = None if self.native else cel.compile(source)
+
+    def holds(self, values: Values) -> bool | None:
+        if self.native is not None:
+            return self.native(values)
+        assert self.program is not None
+        try:
+            result = self.program.execute({v: values[v] for v in self.program.variables()})
+        except Exception:  # an error inside && or || may still be absorbed by another part
+            return None
+        return result if isinstance(result, bool) else None
+
+
+def _reads_time(source: str) -> bool:
+    return any(t.kind == "ident" and t.text in TIME_METRICS for t in tokens(source))
+
+
+def _split(source: str, operator: str) -> list[str] | None:
+    """`source` cut at its top-level `operator` (outer parentheses removed first); None when a
+    top-level `?:` makes the cut meaningless."""
+    found = tokens(source)
+    while found and found[0].text == "(" and _closing(found, 0) == len(found) - 1:
+        source = source[found[0].end:found[-1].start]
+        found = tokens(source)
+    parts, depth, start = [], 0, 0
+    for token in found:
+        if token.kind != "op":
+            continue
+        if token.text in "([{":
+            depth += 1
+        elif token.text in ")]}":
+            depth -= 1
+        elif depth == 0 and token.text == "?":
+            return None
+        elif depth == 0 and token.text == operator:
+            parts.append(source[start:token.start])
+            start = token.end
+    return [*parts, source[start:]]
+
+
+def _closing(found: list, opening: int) -> int:
+    depth = 0
+    for index in range(opening, len(found)):
+        depth += found[index].text == "("
+        depth -= found[index].text == ")"
+        if depth == 0:
+            return index
+    return -1

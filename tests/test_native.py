@@ -1,0 +1,76 @@
+"""Conditions compiled to Python agree with CEL; time comparisons behind a settled part sleep."""
+
+from __future__ import annotations
+
+import cel
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from rules.conditions import Condition
+from rules.native import compile_predicate
+from tests.builders import T0, day
+
+NATIVE = [
+    "orders_90d >= 3",
+    "revenue_365d >= 500.0 && orders_365d >= 6",
+    "revenue_365d >= 100.0 || orders_90d >= 3",
+    "orders_365d >= 1.0",
+    "6 <= orders_365d",
+    "revenue_365d < -1.5e2",
+    "orders_90d != 0x2",
+    'tier == "A" && (days_since_last_order > 60.0 || orders_90d == 2)',
+    "tier != 'B' || tier < \"C\"",
+    "revenue_365d > revenue_30d && orders_total >= 2",
+    "((orders_90d >= 3))",
+]
+CEL_ONLY = [
+    "days_since_last_order > 3.0 * avg_days_between_orders",
+    "orders_90d >= 3u",
+    "!(orders_90d >= 3)",
+    "int(days_since_last_order) > 14",
+    'tier == "A\\n"',
+    "orders_90d >= 3 ? true : false",
+    "tier in ['A', 'B']",
+    "size(tier) > 0",
+]
+VALUES = st.fixed_dictionaries({
+    "orders_90d": st.integers(0, 8), "orders_365d": st.integers(0, 8),
+    "orders_total": st.integers(0, 8),
+    "revenue_365d": st.sampled_from([0.0, 99.99, 100.0, 150.0, 500.0, 1e9, -150.0]),
+    "revenue_30d": st.sampled_from([0.0, 100.0, 150.0]),
+    "days_since_last_order": st.sampled_from([0.0, 60.0, 60.000001]),
+    "tier": st.sampled_from(["", "A", "B", "C"]),
+})
+
+
+@pytest.mark.parametrize("source", CEL_ONLY)
+def test_other_shapes_stay_with_cel(source: str) -> None:
+    assert compile_predicate(source) is None
+
+
+@settings(max_examples=200, deadline=None)
+@given(values=VALUES)
+def test_native_equals_cel(values: dict) -> None:
+    for source in NATIVE:
+        native = compile_predicate(source)
+        assert native is not None, source
+        program = cel.compile(source)
+        expected = program.execute({v: values[v] for v in program.variables()})
+        assert native(values) is expected, (source, values)
+
+
+def test_settled_conditions_need_no_wake_up() -> None:
+    overdue = Condition("orders_total >= 2 && days_since_last_order > 3.0 * "
+                        "avg_days_between_orders", "churn[0].when")
+    values = {"orders_total": 1, "days_since_last_order": 0.0, "avg_days_between_orders": 0.0}
+    growing = {"days_since_last_order": True}
+    assert overdue.next_flip(values, growing, T0) is None
+    values.update(orders_total=2, avg_days_between_orders=1.0)
+    assert overdue.next_flip(values, growing, T0) == day(3)
+
+    either = Condition("revenue_total > 50.0 || days_since_last_order > 10.0", "tiers[0].when")
+    values = {"revenue_total": 60.0, "days_since_last_order": 0.0}
+    assert either.next_flip(values, growing, T0) is None
+    values["revenue_total"] = 10.0
+    assert either.next_flip(values, growing, T0) == day(10)
