@@ -1,0 +1,445 @@
+"""Benchmark of the streaming pipeline against the ceilings of its own stack (not a test: prints a
+table). Every row is measured in this run, on one broker, so the ratios hold on a noisy machine.
+
+    python bench/pipeline_bench.py [--customers N] [--recovery-customers N] [--timer-customers N]
+
+Rows: the raw aiokafka consume + JSON decode ceiling; a faust no-op agent (the worker's app
+settings and iteration, no work); `tierstream worker` end to end with one and with two workers
+(events/s per worker, and the speed-up); the pure engine through replay of the same events;
+p50/p99 event-to-output latency at half the measured one-worker capacity (broker append time of
+the input to broker append time of its tier event, LogAppendTime on both topics); state bytes per
+customer in the table changelog; changelog recovery time of a worker for many customers; and how
+fast the timers re-evaluate due customers with no new events.
+
+A local Apache Kafka broker is started from Maven jars (streams/local_kafka.py) unless
+KAFKA_BOOTSTRAP_SERVERS is set; a local redis-server serves the Redis view when one is installed
+(the pipeline rows then include it). Results and the machine: docs/benchmarks.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import json
+import os
+import platform
+import re
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+from kafka import KafkaAdminClient, KafkaConsumer, KafkaProducer
+from kafka.admin import ConfigResource, ConfigResourceType, NewTopic
+from prometheus_client.parser import text_string_to_metric_families
+from rich.console import Console
+from rich.table import Table
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from models.events import parse_event  # noqa: E402
+from rules.replay import Replay, event_order  # noqa: E402
+from streams import kafka_clients  # noqa: E402
+from streams.local_kafka import LocalKafka  # noqa: E402
+from streams.policies import load_policy  # noqa: E402
+from streams.settings import Settings, Topics  # noqa: E402
+from tests.integration.harness import Worker, create_topics, history, http_get  # noqa: E402
+from tests.redis_server import RedisServer  # noqa: E402
+
+DEFAULT_POLICY = ROOT / "rules" / "policies" / "default.yaml"
+TIMER_POLICY = Path(__file__).resolve().parent / "timer_policy.yaml"
+PARTITIONS = 4
+console = Console()
+
+
+class Bench:
+    """One broker, one input topic of generated history, and fresh apps measured against it."""
+
+    def __init__(self, bootstrap: str, redis_url: str | None, workdir: Path) -> None:
+        self.bootstrap, self.redis_url, self.workdir = bootstrap, redis_url, workdir
+        self.tag = uuid.uuid4().hex[:6]
+        self.orders = f"bench-orders-{self.tag}"
+        self.rows: list[tuple[str, str, str]] = []
+
+    def row(self, what: str, value: str, note: str = "") -> None:
+        self.rows.append((what, value, note))
+        console.print(f"[bold]{what}[/]: {value}  [dim]{note}[/]")
+
+    def settings(self, name: str, **overrides: object) -> Settings:
+        """A fresh app reading the shared input topic, with outputs and state of its own."""
+        names = Topics(**{field: f"{value}-{self.tag}-{name}"
+                          for field, value in Topics().model_dump().items()})
+        names = names.model_copy(update={"orders": self.orders})
+        values = {"bootstrap_servers": self.bootstrap, "app_id": f"bench-{self.tag}-{name}",
+                  "partitions": PARTITIONS, "data_dir": self.workdir / name, "topics": names,
+                  "tick_interval_s": 1.0, "idle_after_s": 5.0, **overrides}
+        settings = Settings(**values)
+        create_topics(settings)
+        return settings
+
+    def worker(self, settings: Settings, policy: Path, name: str) -> Worker:
+        workdir = self.workdir / f"{settings.app_id}-{name}"
+        workdir.mkdir(parents=True)
+        env = {"TIERSTREAM_REDIS_URL": self.redis_url} if self.redis_url else {}
+        return Worker(settings, policy, workdir, env_overrides=env)
+
+
+# -- input ---------------------------------------------------------------------------------------
+
+def produce(bootstrap: str, topic: str, records: Iterator[tuple[bytes, bytes]],
+            rate: float | None = None, partition: Callable[[int], int] | None = None) -> int:
+    """Send (key, value) records, at `rate` per second if given; the count sent."""
+    producer = KafkaProducer(bootstrap_servers=bootstrap, linger_ms=20, batch_size=256 * 1024,
+                             max_request_size=4 * 1024 * 1024)
+    started, sent = time.perf_counter(), 0
+    try:
+        for sent, (key, value) in enumerate(records, 1):
+            if rate is not None:
+                delay = started + sent / rate - time.perf_counter()
+                if delay > 0:
+                    time.sleep(delay)
+            producer.send(topic, key=key, value=value,
+                          partition=None if partition is None else partition(sent))
+        producer.flush()
+    finally:
+        producer.close()
+    return sent
+
+
+def keyed(lines: list[bytes]) -> Iterator[tuple[bytes, bytes]]:
+    for line in lines:
+        yield json.loads(line)["customer_id"].encode(), line
+
+
+def log_append_time(bootstrap: str, *topic_names: str) -> None:
+    """Timestamps set by the broker when it appends: latency from the broker's one clock."""
+    admin = KafkaAdminClient(bootstrap_servers=bootstrap)
+    try:
+        admin.alter_configs([ConfigResource(ConfigResourceType.TOPIC, name,
+                                            configs={"message.timestamp.type": "LogAppendTime"})
+                             for name in topic_names])
+    finally:
+        admin.close()
+
+
+def read_all(bootstrap: str, topic: str, timeout_s: float = 10.0) -> list:
+    """Every record of `topic` from the beginning to its end now."""
+    consumer = KafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False)
+    try:
+        ends = kafka_clients.assign_from_beginning(consumer, topic, bootstrap)
+        return list(kafka_clients.read_to_end(consumer, ends, idle_timeout_s=timeout_s))
+    finally:
+        consumer.close()
+
+
+# -- ceilings ------------------------------------------------------------------------------------
+
+def raw_aiokafka(bootstrap: str, topic: str, expected: int) -> float:
+    """events/s of aiokafka getmany + json.loads over the whole topic, no other work."""
+    from aiokafka import AIOKafkaConsumer
+
+    async def consume() -> float:
+        consumer = AIOKafkaConsumer(topic, bootstrap_servers=bootstrap, group_id=None,
+                                    auto_offset_reset="earliest", enable_auto_commit=False)
+        await consumer.start()
+        try:
+            seen, first = 0, None
+            while seen < expected:
+                batches = await consumer.getmany(timeout_ms=1000, max_records=10_000)
+                first = first or time.perf_counter()
+                for records in batches.values():
+                    for record in records:
+                        json.loads(record.value)
+                    seen += len(records)
+            return expected / (time.perf_counter() - first)
+        finally:
+            await consumer.stop()
+
+    return asyncio.run(consume())
+
+
+NOOP_AGENT = """
+import json, os, sys, time
+import faust
+from streams import faust_fixes
+faust_fixes.install()
+bootstrap, topic = os.environ["BENCH_BOOTSTRAP"], os.environ["BENCH_TOPIC"]
+datadir = os.environ["BENCH_DIR"]
+expected = int(os.environ["BENCH_EXPECTED"])
+app = faust.App(f"bench-noop-{os.getpid()}", broker=f"kafka://{bootstrap}", store="memory://",
+                datadir=datadir, consumer_auto_offset_reset="earliest", web_enabled=False,
+                processing_guarantee="at_least_once", key_serializer="json",
+                value_serializer="json")
+first, seen = None, 0
+
+@app.agent(app.topic(topic, key_serializer="raw", value_serializer="raw"))
+async def noop(stream):
+    global first, seen
+    async for event in stream.events():
+        first = first or time.perf_counter()
+        seen += 1
+        if seen == expected:
+            print(json.dumps({"rate": expected / (time.perf_counter() - first)}), flush=True)
+            os._exit(0)
+
+app.main()
+"""
+
+
+def faust_noop(bootstrap: str, topic: str, expected: int, workdir: Path) -> float:
+    """events/s of a faust agent with the worker's app settings that does nothing per event."""
+    env = {**os.environ, "BENCH_BOOTSTRAP": bootstrap, "BENCH_TOPIC": topic,
+           "BENCH_EXPECTED": str(expected), "BENCH_DIR": str(workdir)}
+    result = subprocess.run([sys.executable, "-c", NOOP_AGENT, "worker", "--loglevel", "warn"],
+                            capture_output=True, text=True, timeout=900, cwd=ROOT, env=env)
+    # faust redirects stdout into its log, so the answer can be on either stream
+    found = re.search(r'\{"rate": [0-9.e+]+\}', result.stdout + result.stderr)
+    if found is None:
+        raise RuntimeError(f"faust no-op agent failed:\n{result.stderr[-3000:]}")
+    return json.loads(found.group())["rate"]
+
+
+# -- the worker ----------------------------------------------------------------------------------
+
+def events_processed(worker: Worker) -> float:
+    text = http_get(f"{worker.url}/metrics")[1].decode()
+    return sum(sample.value for family in text_string_to_metric_families(text)
+               if family.name == "tierstream_events" for sample in family.samples
+               if sample.name == "tierstream_events_total")
+
+
+def pipeline(bench: Bench, workers: int, expected: int) -> tuple[float, list[Worker]]:
+    """events/s of `workers` tierstream workers over the whole input, from the first event
+    processed to the last (the workers are left running)."""
+    settings = bench.settings(f"pipeline{workers}")
+    running = [bench.worker(settings, DEFAULT_POLICY, f"w{n}").start() for n in range(workers)]
+    first, deadline = None, time.monotonic() + 1800
+    while time.monotonic() < deadline:
+        done = sum(events_processed(w) for w in running)
+        now = time.perf_counter()
+        if done and first is None:
+            first = now
+        if done >= expected:
+            return expected / (now - first), running
+        time.sleep(0.2)
+    raise RuntimeError(f"{workers} worker(s) did not process {expected} events in time")
+
+
+def stop(workers: list[Worker]) -> None:
+    for worker in workers:
+        worker.stop()
+
+
+def latency(bench: Bench, worker: Worker, rate: float, seconds: float) -> tuple[float, float]:
+    """p50 and p99 (ms) from an input's broker append time to its tier event's, for first
+    orders of new customers sent at `rate` to a caught-up worker."""
+    settings = worker.settings
+    log_append_time(bench.bootstrap, bench.orders, settings.topics.tier_changes)
+    before = {r.key for r in read_all(bench.bootstrap, settings.topics.tier_changes, 2.0)}
+    count = int(rate * seconds)
+    now = datetime.now(UTC)
+
+    def first_orders() -> Iterator[tuple[bytes, bytes]]:
+        for n in range(count):
+            customer = f"lat-{bench.tag}-{n}"
+            yield customer.encode(), json.dumps({
+                "type": "order_completed", "event_id": f"{customer}-o", "customer_id": customer,
+                "occurred_at": (now + timedelta(seconds=n / rate)).isoformat(),
+                "order_id": f"{customer}-o", "currency": "CNY", "amount": "300"}).encode()
+
+    produce(bench.bootstrap, bench.orders, first_orders(), rate=rate)
+    sent = {r.key: r.timestamp for r in read_all(bench.bootstrap, bench.orders, 2.0)
+            if r.key and r.key.startswith(f"lat-{bench.tag}-".encode())}
+    deadline, delays = time.monotonic() + 120, []
+    while time.monotonic() < deadline:
+        outputs = [r for r in read_all(bench.bootstrap, settings.topics.tier_changes, 2.0)
+                   if r.key not in before and r.key in sent]
+        delays = sorted(r.timestamp - sent[r.key] for r in outputs)
+        if len(delays) >= len(sent):
+            break
+        time.sleep(1.0)
+    if len(delays) < len(sent):
+        raise RuntimeError(f"only {len(delays)} of {len(sent)} latency probes answered")
+    return delays[len(delays) // 2], delays[int(len(delays) * 0.99)]
+
+
+def state_bytes(bench: Bench, settings: Settings) -> tuple[float, list]:
+    """Mean size of the latest changelog value per customer, and those records."""
+    latest = {r.key: r for r in read_all(bench.bootstrap, settings.changelog_topic, 5.0)}
+    records = [r for r in latest.values() if r.value is not None]
+    return sum(len(r.value) for r in records) / len(records), records
+
+
+def engine_rate(lines: list[bytes]) -> float:
+    """events/s of the pure engine over the same events, parsed beforehand (replay's core)."""
+    policy = load_policy(DEFAULT_POLICY)
+    events = sorted((parse_event(line) for line in lines), key=event_order)
+    replay = Replay(policy)
+    started = time.perf_counter()
+    for event in events:
+        replay.feed(event)
+    return len(events) / (time.perf_counter() - started)
+
+
+def until_ready(worker: Worker, timeout_s: float = 1800) -> float:
+    """Seconds from now until the worker answers /health with 200."""
+    started = time.perf_counter()
+    while http_get(f"{worker.url}/health", timeout=timeout_s)[0] != 200:
+        if time.perf_counter() - started > timeout_s:
+            raise RuntimeError("worker not ready in time")
+        time.sleep(0.2)
+    return time.perf_counter() - started
+
+
+def recovery(bench: Bench, template: list, customers: int) -> tuple[float, float]:
+    """Seconds from start to ready of a worker with an empty table, and of one whose table
+    changelog holds `customers` customers (real states of the pipeline run, renamed)."""
+    empty = bench.worker(bench.settings("empty"), DEFAULT_POLICY, "w0")
+    empty.start()
+    empty_s = until_ready(empty)
+    empty.stop()
+    settings = bench.settings("recovery")
+
+    def states() -> Iterator[tuple[bytes, bytes]]:
+        for n in range(customers):
+            record = template[n % len(template)]
+            stored = json.loads(record.value)
+            customer = f"rec-{n}"
+            stored["state"]["customer_id"] = customer
+            stored["partition"] = n % PARTITIONS
+            yield json.dumps(customer).encode(), json.dumps(stored).encode()
+
+    admin = KafkaAdminClient(bootstrap_servers=bench.bootstrap)
+    try:  # as the worker would create it, so its start finds it filled
+        admin.create_topics([NewTopic(settings.changelog_topic, PARTITIONS, 1,
+                                      topic_configs={"cleanup.policy": "compact"})])
+    finally:
+        admin.close()
+    with console.status(f"writing {customers:,} customers to the changelog"):
+        produce(bench.bootstrap, settings.changelog_topic, states(),
+                partition=lambda n: (n - 1) % PARTITIONS)
+    worker = bench.worker(settings, DEFAULT_POLICY, "w0").start()
+    try:
+        return empty_s, until_ready(worker)
+    finally:
+        worker.stop()
+
+
+def timers(bench: Bench, customers: int) -> float:
+    """Customers re-evaluated per second by the timers alone: `customers` each with one order
+    that leaves the 30-day window while their partitions are idle, all due at once when the
+    partitions follow the wall clock."""
+    settings = bench.settings("timers", topics=Topics(**{
+        field: f"{value}-{bench.tag}-timers" for field, value in Topics().model_dump().items()}))
+    log_append_time(bench.bootstrap, settings.topics.tier_changes)
+    start = datetime.now(UTC) - timedelta(days=30, seconds=90)
+
+    def orders() -> Iterator[tuple[bytes, bytes]]:
+        for n in range(customers):
+            customer = f"due-{n}"
+            at = start + timedelta(seconds=60 * n / customers)
+            yield customer.encode(), json.dumps({
+                "type": "order_completed", "event_id": f"{customer}-o", "customer_id": customer,
+                "occurred_at": at.isoformat(), "order_id": f"{customer}-o", "currency": "CNY",
+                "amount": "100"}).encode()
+
+    produce(bench.bootstrap, settings.topics.orders, orders())
+    worker = bench.worker(settings, TIMER_POLICY, "w0").start()
+    try:
+        deadline = time.monotonic() + 1800
+        while time.monotonic() < deadline:
+            records = read_all(bench.bootstrap, settings.topics.tier_changes, 2.0)
+            downgrades = [r.timestamp for r in records
+                          if json.loads(r.value)["type"] == "tierstream.tier.downgraded"]
+            if len(downgrades) >= customers:
+                span_s = (max(downgrades) - min(downgrades)) / 1000
+                return customers / max(span_s, 0.001)
+            time.sleep(2.0)
+        raise RuntimeError("the timers did not downgrade every customer in time")
+    finally:
+        worker.stop()
+
+
+# -- the run -------------------------------------------------------------------------------------
+
+@contextlib.contextmanager
+def services() -> Iterator[tuple[str, str | None]]:
+    with contextlib.ExitStack() as stack:
+        bootstrap = os.environ.get("KAFKA_BOOTSTRAP_SERVERS")
+        if not bootstrap:
+            with console.status("starting a local Apache Kafka broker"):
+                bootstrap = stack.enter_context(LocalKafka(heap="1g")).bootstrap_servers
+        redis_url = None
+        if shutil.which("redis-server"):
+            redis_url = stack.enter_context(RedisServer()).url
+        yield bootstrap, redis_url
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--customers", type=int, default=20_000,
+                        help="customers in the generated history (about 3.3 orders each)")
+    parser.add_argument("--latency-seconds", type=float, default=20.0)
+    parser.add_argument("--recovery-customers", type=int, default=1_000_000)
+    parser.add_argument("--timer-customers", type=int, default=20_000)
+    args = parser.parse_args()
+
+    with services() as (bootstrap, redis_url), tempfile.TemporaryDirectory() as tmp:
+        bench = Bench(bootstrap, redis_url, Path(tmp))
+        lines = history(args.customers)
+        n = len(lines)
+        with console.status(f"producing {n:,} order events"):
+            Settings(bootstrap_servers=bootstrap)  # validates the address early
+            bench.settings("input")
+            produce(bootstrap, bench.orders, keyed(lines))
+        bench.row("input", f"{n:,} events", f"{args.customers:,} customers, {PARTITIONS} "
+                  f"partitions, Redis view {'on' if redis_url else 'off'}")
+
+        raw = raw_aiokafka(bootstrap, bench.orders, n)
+        bench.row("raw aiokafka consume + json", f"{raw:,.0f} events/s", "ceiling")
+        noop = faust_noop(bootstrap, bench.orders, n, Path(tmp) / "noop")
+        bench.row("faust no-op agent", f"{noop:,.0f} events/s", "ceiling of faust")
+
+        one, running = pipeline(bench, 1, n)
+        bench.row("tierstream, 1 worker", f"{one:,.0f} events/s",
+                  f"{one / noop:.0%} of faust no-op (target 70%)")
+        size, template = state_bytes(bench, running[0].settings)
+        p50, p99 = latency(bench, running[0], one / 2, args.latency_seconds)
+        bench.row("event to output at half capacity", f"p50 {p50:,.0f} ms, p99 {p99:,.0f} ms",
+                  f"{one / 2:,.0f} events/s of first orders, broker append times")
+        stop(running)
+        two, running = pipeline(bench, 2, n)
+        stop(running)
+        bench.row("tierstream, 2 workers", f"{two / 2:,.0f} events/s per worker",
+                  f"{two / one:.2f}x one worker (target 1.7x)")
+        engine = engine_rate(lines)
+        bench.row("pure engine (replay core)", f"{engine:,.0f} events/s", "target 50,000")
+        bench.row("state per customer", f"{size:,.0f} B", "changelog JSON (target < 1 KB)")
+        rate = timers(bench, args.timer_customers)
+        bench.row("due customers re-evaluated by timers", f"{rate:,.0f} customers/s",
+                  f"{args.timer_customers:,} due at once, no new events")
+        empty_s, full_s = recovery(bench, template, args.recovery_customers)
+        bench.row("worker start to ready", f"{empty_s:,.1f} s, empty table", "")
+        bench.row(f"changelog recovery, {args.recovery_customers:,} customers",
+                  f"{full_s:,.1f} s to ready",
+                  f"{args.recovery_customers / max(full_s - empty_s, 0.001):,.0f} customers/s")
+
+    table = Table(title="tierstream pipeline benchmark (every row from this run)")
+    for column in ("what", "result", "note"):
+        table.add_column(column)
+    for row in bench.rows:
+        table.add_row(*row)
+    console.print(table)
+    console.print(f"{platform.python_implementation()} {platform.python_version()} on "
+                  f"{platform.machine()}, {os.cpu_count()} cpus; {n:,} events")
+
+
+if __name__ == "__main__":
+    main()
