@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import os
 from collections.abc import Iterator
+from dataclasses import dataclass, fields
 from pathlib import Path
 
 import pytest
 
 from streams.local_kafka import LocalKafka
+from tests.integration.harness import Worker
 from tests.redis_server import RedisServer
 
 HERE = Path(__file__).resolve().parent
@@ -41,3 +43,69 @@ def redis_url() -> Iterator[str]:
         return
     with RedisServer() as server:
         yield server.url
+
+
+@pytest.fixture
+def workers() -> Iterator[list[Worker]]:
+    """Workers started by the test (harness.new_worker), stopped at its end."""
+    started: list[Worker] = []
+    yield started
+    for worker in started:
+        worker.stop()
+
+
+@dataclass
+class FaultRow:
+    """One line of the fault-injection table: what went in, what came out, what went wrong."""
+
+    events_in: int | None = None       # input messages produced (re-sends and malformed included)
+    dead_letters: int | None = None    # distinct input messages dead-lettered
+    outputs: int | None = None         # distinct output event ids
+    lost: int | None = None            # replay's output ids the workers never emitted
+    duplicate_ids: int | None = None   # outputs emitted more than once (always identical)
+    result: str = "not run"
+    seconds: float = 0.0                # of the test itself, without session fixtures
+
+
+FAULT_ROWS: dict[str, FaultRow] = {}
+
+
+@pytest.fixture
+def fault_row(request: pytest.FixtureRequest) -> FaultRow:
+    """The table row of this fault case; the test fills in its counts."""
+    return FAULT_ROWS.setdefault(request.node.nodeid, FaultRow())
+
+
+def pytest_runtest_logreport(report: pytest.TestReport) -> None:
+    row = FAULT_ROWS.get(report.nodeid)
+    if row is None:
+        return
+    if report.when == "call":
+        row.seconds = report.duration
+    if hasattr(report, "wasxfail"):
+        row.result = "xfail" if report.skipped else "XPASS"
+    elif report.failed:
+        row.result = f"FAILED ({report.when})" if report.when != "call" else "FAILED"
+    elif report.when == "call":
+        row.result = report.outcome
+
+
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
+    if not FAULT_ROWS:
+        return
+    names = [f.name for f in fields(FaultRow)]
+    header = ["case", *(n.replace("_", " ") for n in names)]
+    rows = [[nodeid.split("::", 1)[-1], *(_cell(getattr(row, n)) for n in names)]
+            for nodeid, row in FAULT_ROWS.items()]
+    widths = [max(len(line[i]) for line in [header, *rows]) for i in range(len(header))]
+    terminalreporter.write_sep("=", "fault-injection cases")
+    for line in [header, *rows]:
+        terminalreporter.write_line("  ".join(cell.ljust(width) if i == 0 else cell.rjust(width)
+                                              for i, (cell, width) in
+                                              enumerate(zip(line, widths, strict=True))))
+
+
+def _cell(value: object) -> str:
+    if value is None:
+        return "-"
+    return f"{value:.0f}" if isinstance(value, float) else str(value)

@@ -13,18 +13,26 @@ import time
 import urllib.error
 import urllib.request
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+import redis
 from kafka import KafkaAdminClient, KafkaConsumer, KafkaProducer
+from prometheus_client.parser import text_string_to_metric_families
 
 from models.events import parse_event
 from models.state import CustomerState
 from rules.compiled import CompiledPolicy
 from rules.replay import Replay, event_order
-from streams import topics
-from streams.settings import Settings, Topics
+from streams import kafka_clients, topics
+from streams.policy_diff import changelog_states
+from streams.redis_view import Keys, decode_hash
+from streams.settings import TABLE_NAME, Settings, Topics
+from streams.simulate import Population, population_events
+
+DEFAULT_POLICY = Path(__file__).resolve().parents[2] / "rules" / "policies" / "default.yaml"
 
 
 def isolated_settings(bootstrap: str, data_dir: Path, **overrides: object) -> Settings:
@@ -48,7 +56,9 @@ def environment(settings: Settings, policy: Path) -> dict[str, str]:
                 "TIERSTREAM_PARTITIONS": str(settings.partitions),
                 "TIERSTREAM_STORE": settings.store,
                 "TIERSTREAM_TICK_INTERVAL_S": str(settings.tick_interval_s),
-                "TIERSTREAM_IDLE_AFTER_S": str(settings.idle_after_s)})
+                "TIERSTREAM_IDLE_AFTER_S": str(settings.idle_after_s),
+                "TIERSTREAM_LATENESS_S": str(settings.lateness_s),
+                "TIERSTREAM_MAX_FUTURE_S": str(settings.max_future_s)})
     for name, value in settings.topics.model_dump().items():
         env[f"TIERSTREAM_TOPIC_{name.upper()}"] = value
     return env
@@ -102,6 +112,16 @@ class Worker:
         return "\n".join(p.read_text(errors="replace") for p in self.logs if p.exists())
 
 
+def new_worker(settings: Settings, tmp_path: Path, name: str, started: list[Worker],
+               policy: Path = DEFAULT_POLICY, **env_overrides: str) -> Worker:
+    """Start a worker in its own dir under tmp_path; `started` (the `workers` fixture) stops it."""
+    workdir = tmp_path / name
+    workdir.mkdir()
+    worker = Worker(settings, policy, workdir, env_overrides=env_overrides)
+    started.append(worker)
+    return worker.start()
+
+
 def free_port() -> int:
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
@@ -135,10 +155,16 @@ def create_topics(settings: Settings) -> None:
 
 def produce(settings: Settings, lines: list[bytes], topic: str | None = None) -> None:
     """Send raw event lines keyed by customer id (or by `bad-key` when there is none)."""
+    produce_records(settings, [(_key(line), line) for line in lines], topic)
+
+
+def produce_records(settings: Settings, records: list[tuple[bytes | None, bytes]],
+                    topic: str | None = None) -> None:
+    """Send (key, value) messages as given, in order."""
     producer = KafkaProducer(bootstrap_servers=settings.bootstrap_servers, linger_ms=5)
     try:
-        for line in lines:
-            producer.send(topic or settings.topics.orders, key=_key(line), value=line)
+        for key, value in records:
+            producer.send(topic or settings.topics.orders, key=key, value=value)
         producer.flush(timeout=30)
     finally:
         producer.close(timeout=10)
@@ -157,6 +183,7 @@ class Emitted:
 
     events: list[dict] = field(default_factory=list)
     dead_letters: list[tuple[bytes, dict[str, str]]] = field(default_factory=list)
+    dead_letter_keys: list[bytes | None] = field(default_factory=list)  # of dead_letters
     tiers: dict[str, dict | None] = field(default_factory=dict)
 
     @property
@@ -180,6 +207,7 @@ def collect(settings: Settings, until: callable, timeout: float = 90.0,
                 if record.topic == names.dead_letters:
                     headers = {k: v.decode() for k, v in record.headers}
                     emitted.dead_letters.append((record.value, headers))
+                    emitted.dead_letter_keys.append(record.key)
                 elif record.topic == names.customer_tiers:
                     emitted.tiers[record.key.decode()] = \
                         None if record.value is None else json.loads(record.value)
@@ -201,6 +229,46 @@ def reference(lines: list[bytes], policy: CompiledPolicy, as_of: int
         outputs += run.feed(event)
     outputs += run.advance_to(as_of)
     return run.states, [json.loads(o.model_dump_json()) for o in outputs]
+
+
+def reference_in_arrival_order(lines: list[bytes], policy: CompiledPolicy, as_of: int
+                               ) -> tuple[dict[str, CustomerState], list[dict]]:
+    """What the engine gives when each customer's events come in the order of `lines`: an event
+    older than its customer's clock is folded in at that clock (docs/engine.md), not at its own
+    time as the sorted replay of `reference` has it. Equals `reference` for input in time order;
+    it is what a worker gives whose time-driven work never runs ahead of a partition's late
+    events (TIERSTREAM_LATENESS_S at least the disorder)."""
+    by_customer: dict[str, list] = {}
+    for event in (parse_event(x) for x in lines if _valid(x)):
+        by_customer.setdefault(event.customer_id, []).append(event)
+    states, outputs = {}, []
+    for events in by_customer.values():
+        run = Replay(policy)
+        for event in events:
+            outputs += run.feed(event)
+        outputs += run.advance_to(as_of)
+        states.update(run.states)
+    return states, [json.loads(o.model_dump_json()) for o in outputs]
+
+
+def table_states(settings: Settings) -> dict[str, CustomerState]:
+    """Every customer's state in the workers' table, read from its changelog topic."""
+    consumer = KafkaConsumer(**kafka_clients.kafka_python_config(settings), group_id=None,
+                             enable_auto_commit=False)
+    try:
+        topic = f"{settings.app_id}-{TABLE_NAME}-changelog"
+        ends = kafka_clients.assign_from_beginning(consumer, topic, settings.bootstrap_servers)
+        latest = {r.key: r.value for r in kafka_clients.read_to_end(consumer, ends, 30.0)}
+    finally:
+        consumer.close()
+    return {s.customer_id: s for s in changelog_states(latest.values())}
+
+
+def simulated(customers: int, seed: int) -> list[bytes]:
+    """A `tierstream simulate` population in 2021 (long settled by now): orders, refunds,
+    cancellations and interactions, several currencies, in time order."""
+    population = Population(customers, seed, datetime(2021, 1, 1, tzinfo=UTC), days=400)
+    return [json.dumps(event).encode() for event in population_events(population)]
 
 
 def history(customers: int, seed: int = 7) -> list[bytes]:
@@ -225,6 +293,38 @@ def _valid(line: bytes) -> bool:
     except ValueError:
         return False
     return True
+
+
+def metric_samples(worker: Worker, name: str) -> list[tuple[dict[str, str], float]]:
+    """The samples named `name` (e.g. `tierstream_dead_letters_total`) on a worker's /metrics."""
+    text = http_get(f"{worker.url}/metrics")[1].decode()
+    return [(sample.labels, sample.value) for family in text_string_to_metric_families(text)
+            for sample in family.samples if sample.name == name]
+
+
+def metric_total(worker: Worker, name: str) -> float:
+    return sum(value for _, value in metric_samples(worker, name))
+
+
+def redis_view(url: str, prefix: str) -> dict[str, dict]:
+    """Every customer hash of the Redis view under `prefix`, decoded."""
+    keys = Keys(prefix)
+    with redis.Redis.from_url(url) as client:
+        found = {}
+        for key in client.scan_iter(match=keys.customer("*")):
+            customer = key.decode().removeprefix(keys.customer(""))
+            found[customer] = decode_hash(customer, client.hgetall(key))
+        return found
+
+
+def wait_for(condition: Callable[[], bool], timeout: float = 120.0) -> bool:
+    """Poll `condition` until it holds or `timeout` s passed; its last answer."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if condition():
+            return True
+        time.sleep(0.5)
+    return condition()
 
 
 def consumer_group_members(settings: Settings) -> int:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -16,7 +15,6 @@ from streams import policy_diff
 from streams.cli import main
 from streams.policies import load_policy
 from tests.integration.harness import (
-    Worker,
     collect,
     consumer_group_members,
     create_topics,
@@ -24,28 +22,13 @@ from tests.integration.harness import (
     history,
     http_get,
     isolated_settings,
+    new_worker,
     produce,
     reference,
 )
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples" / "events.jsonl"
 DEFAULT = Path(__file__).resolve().parents[2] / "rules" / "policies" / "default.yaml"
-
-
-@pytest.fixture
-def workers(tmp_path: Path) -> Iterator[list[Worker]]:
-    started: list[Worker] = []
-    yield started
-    for worker in started:
-        worker.stop()
-
-
-def new_worker(settings, tmp_path: Path, name: str, started: list[Worker]) -> Worker:
-    workdir = tmp_path / name
-    workdir.mkdir()
-    worker = Worker(settings, DEFAULT, workdir)
-    started.append(worker)
-    return worker.start()
 
 
 def now() -> int:

@@ -12,10 +12,9 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import redis
-from prometheus_client.parser import text_string_to_metric_families
 
 from streams.policies import load_policy
-from streams.redis_view import Keys, decode_hash
+from streams.redis_view import Keys
 from tests.integration.harness import (
     Worker,
     collect,
@@ -24,39 +23,17 @@ from tests.integration.harness import (
     history,
     http_get,
     isolated_settings,
+    metric_total,
     produce,
+    redis_view,
     reference,
+    wait_for,
 )
 from tests.redis_server import RedisServer
 
 DEFAULT = Path(__file__).resolve().parents[2] / "rules" / "policies" / "default.yaml"
 PASSWORD = "redis-pw"
 TOKEN = "api-token"
-
-
-def view_of(url: str, prefix: str) -> dict[str, dict]:
-    keys = Keys(prefix)
-    with redis.Redis.from_url(url) as client:
-        found = {}
-        for key in client.scan_iter(match=keys.customer("*")):
-            customer = key.decode().removeprefix(keys.customer(""))
-            found[customer] = decode_hash(customer, client.hgetall(key))
-        return found
-
-
-def redis_metric(worker: Worker, name: str) -> float:
-    text = http_get(f"{worker.url}/metrics")[1].decode()
-    return sum(sample.value for family in text_string_to_metric_families(text)
-               for sample in family.samples if sample.name == name)
-
-
-def wait_for(condition, timeout: float = 120.0) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if condition():
-            return True
-        time.sleep(0.5)
-    return condition()
 
 
 def test_view_follows_the_stream_through_a_redis_outage(kafka_bootstrap: str,
@@ -77,12 +54,12 @@ def test_view_follows_the_stream_through_a_redis_outage(kafka_bootstrap: str,
             states, expected = reference(lines, load_policy(DEFAULT), time.time_ns() // 1000)
             emitted = collect(settings, until=lambda e: e.ids >= {x["id"] for x in expected})
             assert emitted.ids == {x["id"] for x in expected}, "processing went on without Redis"
-            assert wait_for(lambda: redis_metric(worker, "tierstream_redis_errors_total") > 0)
-            assert redis_metric(worker, "tierstream_redis_backlog_records") > 0
+            assert wait_for(lambda: metric_total(worker, "tierstream_redis_errors_total") > 0)
+            assert metric_total(worker, "tierstream_redis_backlog_records") > 0
             os.kill(server.process.pid, signal.SIGCONT)
             want = {c: (s.tier, s.sequence) for c, s in states.items()}
             assert wait_for(lambda: {c: (v["tier"], v["sequence"]) for c, v in
-                                     view_of(server.url, prefix).items()} == want), \
+                                     redis_view(server.url, prefix).items()} == want), \
                 worker.log_text()[-2000:]
             customer = sorted(states)[0]
             assert http_get(f"{worker.url}/customers/{customer}")[0] == 401
@@ -91,7 +68,7 @@ def test_view_follows_the_stream_through_a_redis_outage(kafka_bootstrap: str,
             produce(settings, [json.dumps({
                 "type": "customer_erased", "event_id": "erase-1", "customer_id": customer,
                 "occurred_at": datetime.now(UTC).isoformat()}).encode()])
-            assert wait_for(lambda: customer not in view_of(server.url, prefix)), [
+            assert wait_for(lambda: customer not in redis_view(server.url, prefix)), [
                 line for line in http_get(f"{worker.url}/metrics")[1].decode().splitlines()
                 if ("redis" in line or "erased" in line) and not line.startswith("#")]
             assert http_get(f"{worker.url}/customers/{customer}", token=TOKEN)[0] == 404
@@ -109,7 +86,7 @@ def test_view_follows_the_stream_through_a_redis_outage(kafka_bootstrap: str,
                                  "--prefix", rebuilt], env=env, capture_output=True, text=True,
                                 timeout=120, check=False)
         assert result.returncode == 0, result.stderr
-        assert {c: (v["tier"], v["sequence"]) for c, v in view_of(server.url, rebuilt).items()} \
+        assert {c: (v["tier"], v["sequence"]) for c, v in redis_view(server.url, rebuilt).items()} \
             == want
 
         wrong = {**env, "TIERSTREAM_REDIS_URL": server.url.replace(PASSWORD, "wrong")}

@@ -1,0 +1,458 @@
+"""Fault injection on a real broker and Redis: each case ends equal to the replay of its input.
+
+Every case compares, at its end, what the workers left behind with the engine's replay of the
+same input (`harness.reference`, or `reference_in_arrival_order` where events come late on
+purpose): the set of output event ids (none lost, none extra, a repeated id only ever the same
+event), each output's content, the compacted `customer-tiers` record of every customer, every
+customer's full state in the table (its changelog), and lookups through `/customers/{id}`.
+Counts go to the table printed at the end of the run (conftest.FaultRow). Cases marked `slow`
+run only in the full run: `pytest -m slow tests/integration/test_faults.py` (docs/streaming.md).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import signal
+import time
+from collections import Counter
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from functools import cache
+from pathlib import Path
+
+import pytest
+import redis
+
+from models.events import parse_event
+from models.state import CustomerState
+from rules.compiled import CompiledPolicy
+from rules.decisions import explain
+from rules.replay import Replay, event_order
+from streams.local_kafka import LocalKafka
+from streams.policies import load_policy
+from streams.redis_view import Keys, version_of
+from streams.settings import Settings
+from streams.worker import current_tier
+from tests.integration.conftest import FaultRow
+from tests.integration.harness import (
+    DEFAULT_POLICY,
+    Emitted,
+    Worker,
+    collect,
+    consumer_group_members,
+    create_topics,
+    http_get,
+    isolated_settings,
+    metric_samples,
+    metric_total,
+    new_worker,
+    produce,
+    produce_records,
+    redis_view,
+    reference,
+    reference_in_arrival_order,
+    simulated,
+    table_states,
+    wait_for,
+)
+from tests.malformed import corpus
+from tests.redis_server import RedisServer
+
+# faust reads these from the environment: a SIGKILLed worker's group membership expires after
+# 10 s instead of 60, so a restarted or surviving worker gets its partitions back that much
+# sooner. What happens after the expiry is the same, only the waiting is shorter.
+FAILOVER = {"BROKER_SESSION_TIMEOUT": "10", "BROKER_HEARTBEAT_INTERVAL": "1"}
+
+
+def start_worker(settings: Settings, tmp_path: Path, name: str, workers: list[Worker],
+                 **env: str) -> Worker:
+    return new_worker(settings, tmp_path, name, workers, **FAILOVER, **env)
+
+
+@cache
+def policy() -> CompiledPolicy:
+    return load_policy(DEFAULT_POLICY)
+
+
+def now() -> int:
+    return time.time_ns() // 1000
+
+
+@dataclass(frozen=True)
+class Expected:
+    """The replay of a case's input: final states and output events."""
+
+    states: dict[str, CustomerState]
+    outputs: list[dict]
+
+    @property
+    def ids(self) -> set[str]:
+        return {e["id"] for e in self.outputs}
+
+
+def replayed(lines: list[bytes], how=reference) -> Expected:
+    return Expected(*how(lines, policy(), now()))
+
+
+def dead_lettered(emitted: Emitted) -> set[tuple[str, str]]:
+    """The input messages dead-lettered (a redelivered one is dead-lettered again, same place)."""
+    return {(h["source_partition"], h["source_offset"]) for _, h in emitted.dead_letters}
+
+
+def settle(settings: Settings, expected: Expected, dead_letters: int = 0,
+           timeout: float = 180.0) -> Emitted:
+    """Everything emitted once every expected output id and dead letter is there."""
+    return collect(settings, until=lambda e: e.ids >= expected.ids
+                   and len(dead_lettered(e)) >= dead_letters, timeout=timeout)
+
+
+def verify(settings: Settings, expected: Expected, emitted: Emitted, row: FaultRow,
+           workers: list[Worker] = ()) -> None:
+    """The end of every case: outputs, current tiers, table and lookups equal the replay's."""
+    row.outputs, row.dead_letters = len(emitted.ids), len(dead_lettered(emitted))
+    row.duplicate_ids = len(emitted.events) - len(emitted.ids)
+    lost = [e for e in expected.outputs if e["id"] not in emitted.ids]
+    extra = [e for e in emitted.events if e["id"] not in expected.ids]
+    row.lost = len(lost)
+    assert not lost and not extra, (
+        f"{len(lost)} lost, {len(extra)} extra; lost {_brief(lost)}; extra {_brief(extra)}")
+    first: dict[str, dict] = {}
+    for event in emitted.events:  # a repeated id is only ever the very same event again
+        assert first.setdefault(event["id"], event) == event
+    assert first == {e["id"]: e for e in expected.outputs}
+    assert emitted.tiers == {c: json.loads(current_tier(s)) for c, s in expected.states.items()}
+    # The table is written after the outputs: wait for its last writes, then compare it all.
+    wait_for(lambda: table_states(settings) == expected.states, timeout=60)
+    table = table_states(settings)
+    wrong = sorted(c for c in table.keys() | expected.states.keys()
+                   if table.get(c) != expected.states.get(c))
+    assert not wrong, f"{len(wrong)} customers' table states differ from replay, e.g. " \
+        f"{wrong[0]}: table {table.get(wrong[0])!r} replay {expected.states.get(wrong[0])!r}"
+    alive = [w for w in workers if w.process is not None and w.process.poll() is None]
+    for customer in sorted(expected.states)[:6]:
+        for worker in alive:  # any worker answers, forwarding to the owner
+            status, body = http_get(f"{worker.url}/customers/{customer}")
+            state = expected.states[customer]
+            assert status == 200, (worker.url, customer, body)
+            assert json.loads(body) == json.loads(json.dumps(
+                explain(state, policy(), state.clock))), customer
+
+
+def _brief(events: list[dict]) -> list[tuple[str, str, str, str]]:
+    return [(e["subject"], e["type"], e["time"], e["sequence"]) for e in events[:5]]
+
+
+def outcomes(workers: list[Worker]) -> Counter[str]:
+    """Input messages by outcome (applied, duplicate, dead_letter), summed over the workers."""
+    total: Counter[str] = Counter()
+    for worker in workers:
+        for labels, value in metric_samples(worker, "tierstream_events_total"):
+            total[labels["outcome"]] += int(value)
+    return total
+
+
+# -- 5. duplicate floods ---------------------------------------------------------------------
+
+def test_duplicate_flood(kafka_bootstrap: str, tmp_path: Path, workers: list[Worker],
+                         fault_row: FaultRow) -> None:
+    """Every event re-sent up to three times in a row, twenty events re-sent 25 times each
+    anywhere later in the stream, and the first 300 events re-sent once more at the end: the
+    duplicates change nothing and are counted as such."""
+    settings = isolated_settings(kafka_bootstrap, tmp_path)
+    create_topics(settings)
+    lines = simulated(customers=100, seed=21)
+    rng = random.Random(21)
+    sent = [copy for line in lines for copy in [line] * rng.choice([1, 1, 1, 2, 3])]
+    for line in rng.sample(lines, 20):
+        after = sent.index(line) + 1
+        for _ in range(25):
+            sent.insert(rng.randrange(after, len(sent) + 1), line)
+    sent += lines[:300]
+    fault_row.events_in = len(sent)
+    worker = start_worker(settings, tmp_path, "w1", workers)
+    produce(settings, sent)
+    expected = replayed(lines)
+    verify(settings, expected, settle(settings, expected), fault_row, workers)
+    # One worker, never restarted: each message was processed exactly once.
+    assert outcomes([worker]) == {"applied": len(lines), "duplicate": len(sent) - len(lines)}
+
+
+# -- 1. worker SIGKILLed mid-stream, again and again ---------------------------------------------
+
+@pytest.mark.parametrize("store", ["memory://", pytest.param("rocksdb://", marks=pytest.mark.slow)])
+def test_worker_sigkilled_mid_stream_three_times(kafka_bootstrap: str, tmp_path: Path,
+                                                 workers: list[Worker], fault_row: FaultRow,
+                                                 store: str) -> None:
+    """Input in four parts; after each of the first three, SIGKILL the worker as soon as it has
+    emitted something new, and start it again at once."""
+    settings = isolated_settings(kafka_bootstrap, tmp_path, store=store)
+    create_topics(settings)
+    lines = simulated(customers=120, seed=31)
+    fault_row.events_in = len(lines)
+    worker = start_worker(settings, tmp_path, "w1", workers)
+    parts = [lines[len(lines) * i // 4:len(lines) * (i + 1) // 4] for i in range(4)]
+    for part in parts[:3]:
+        before = len(collect(settings, until=lambda e: True, quiet=0.0, timeout=5).events)
+        produce(settings, part)
+        collect(settings, until=lambda e, n=before: len(e.events) > n, quiet=0.0, timeout=120)
+        worker.kill()
+        worker.start()
+    produce(settings, parts[3])
+    expected = replayed(lines)
+    verify(settings, expected, settle(settings, expected), fault_row, workers)
+    assert worker.starts == 4
+
+
+# -- 6. out of order within the largest window -----------------------------------------------
+
+DISORDER = timedelta(days=30)  # well inside the default policy's largest window, 365 days
+
+
+def test_events_out_of_order_within_the_largest_window(kafka_bootstrap: str, tmp_path: Path,
+                                                       workers: list[Worker],
+                                                       fault_row: FaultRow) -> None:
+    """Each event comes after events up to 30 days newer, of other customers and its own, with
+    TIERSTREAM_LATENESS_S = 30 days as docs/streaming.md prescribes: the result is the engine's
+    for that arrival order (a late event folded in at its customer's clock, docs/engine.md), and
+    every customer keeps all its orders, as in the sorted replay."""
+    settings = isolated_settings(kafka_bootstrap, tmp_path,
+                                 lateness_s=DISORDER.total_seconds())
+    create_topics(settings)
+    lines = simulated(customers=100, seed=41)
+    rng = random.Random(41)
+    jitter = {line: rng.uniform(0, DISORDER.total_seconds()) for line in lines}
+    arrival = sorted(lines, key=lambda line: occurred(line).timestamp() + jitter[line])
+    late_own = sum(1 for i, line in enumerate(arrival)
+                   if any(customer(x) == customer(line) and occurred(x) > occurred(line)
+                          for x in arrival[max(0, i - 200):i]))
+    assert late_own > 20, "the input must have customers whose own events come late"
+    fault_row.events_in = len(arrival)
+    start_worker(settings, tmp_path, "w1", workers)
+    produce(settings, arrival)
+    expected = replayed(arrival, how=reference_in_arrival_order)
+    verify(settings, expected, settle(settings, expected), fault_row, workers)
+    sorted_states, _ = reference(lines, policy(), now())
+    assert {c: sorted(s.orders) for c, s in expected.states.items()} == \
+        {c: sorted(s.orders) for c, s in sorted_states.items()}
+
+
+def occurred(line: bytes) -> datetime:
+    return parse_event(line).occurred_at
+
+
+def customer(line: bytes) -> str:
+    return parse_event(line).customer_id
+
+
+# -- 7. older than the largest window --------------------------------------------------------
+
+def test_events_older_than_the_largest_window(kafka_bootstrap: str, tmp_path: Path,
+                                              workers: list[Worker],
+                                              fault_row: FaultRow) -> None:
+    """Once the worker has settled, orders and interactions dated over a year before their
+    customers' clocks. docs/engine.md: a late event is folded in and evaluated at the
+    customer's clock, never in the past; an order is kept for life (orders_total, revenue_total
+    count it, no window does); an interaction older than the largest window is dropped. A stale
+    event of a customer never seen starts that customer at its own time."""
+    settings = isolated_settings(kafka_bootstrap, tmp_path)
+    create_topics(settings)
+    lines = simulated(customers=100, seed=51)
+    worker = start_worker(settings, tmp_path, "w1", workers)
+    produce(settings, lines)
+    settled = replayed(lines)
+    settle(settings, settled)
+    assert wait_for(lambda: table_states(settings) == settled.states, timeout=90)
+    rng = random.Random(51)
+    stale = []
+    for name in rng.sample(sorted(settled.states), 25):
+        at = datetime.fromtimestamp(settled.states[name].clock / 1e6, UTC) \
+            - timedelta(days=366 + rng.randrange(400))
+        stale += [event_line("order_completed", name, at, order_id=f"{name}-stale",
+                             amount="800", currency="CNY"),
+                  event_line("interaction", name, at, kind="complaint")]
+    stale.append(event_line("order_completed", "newcomer", datetime(2019, 5, 1, tzinfo=UTC),
+                            order_id="newcomer-1", amount="30000", currency="CNY"))
+    fault_row.events_in = len(lines) + len(stale)
+    produce(settings, stale)
+    expected = Expected(*in_phases([lines, stale]))
+    verify(settings, expected, settle(settings, expected), fault_row, workers)
+    for line in stale:
+        event = parse_event(line)
+        state = expected.states[event.customer_id]
+        if event.type == "order_completed":
+            assert event.order_id in {o.order_id for o in state.orders}
+        else:
+            assert event.event_id not in {t.event_id for t in state.touches}
+    assert expected.states["newcomer"].tier == "D", "assigned in 2019, downgraded since"
+    changed = {name for name in settled.states
+               if expected.states[name].sequence > settled.states[name].sequence}
+    assert changed, "some stale orders must change a decision (churn: orders_total, gaps)"
+    assert outcomes([worker]) == {"applied": len(lines) + 26, "duplicate": 25}
+
+
+def event_line(event_type: str, name: str, at: datetime, **fields: str) -> bytes:
+    return json.dumps({"event_id": f"{name}-{event_type}-{at:%Y%m%d}", "type": event_type,
+                       "customer_id": name, "occurred_at": at.isoformat(), **fields}).encode()
+
+
+def in_phases(phases: list[list[bytes]]) -> tuple[dict[str, CustomerState], list[dict]]:
+    """Replay of input delivered in phases, each sorted, each after time has passed up to now
+    for everything before it (what a worker that settled in between has done)."""
+    run, outputs = Replay(policy()), []
+    for phase in phases:
+        for event in sorted(map(parse_event, phase), key=event_order):
+            outputs += run.feed(event)
+        outputs += run.advance_to(now())
+    return run.states, [json.loads(o.model_dump_json()) for o in outputs]
+
+
+# -- 8. a generated corpus of malformed input ------------------------------------------------
+
+def test_malformed_corpus_dead_lettered_while_valid_events_match_replay(
+        kafka_bootstrap: str, tmp_path: Path, workers: list[Worker], fault_row: FaultRow) -> None:
+    """Six Hypothesis-drawn messages of each kind of damage (tests/malformed.py: truncated JSON,
+    wrong types, NaN/inf/huge/negative amounts, bad and future timestamps, oversized, deeply
+    nested, invalid UTF-8, missing/unknown fields, unknown type and currency, wrong message
+    key) mixed into valid input for two workers: each lands in the dead-letter topic with its
+    key, its bytes and its reason, is counted in /metrics, and the workers go on."""
+    settings = isolated_settings(kafka_bootstrap, tmp_path)
+    create_topics(settings)
+    lines = simulated(customers=80, seed=61)
+    bad = corpus(per_kind=6)
+    rng = random.Random(61)
+    records = [(customer(line).encode(), line) for line in lines]
+    for message in bad:
+        records.insert(rng.randrange(len(records) + 1), (message.key, message.value))
+    fault_row.events_in = len(records)
+    started = [start_worker(settings, tmp_path, name, workers) for name in ("w1", "w2")]
+    produce_records(settings, records)
+    expected = replayed(lines)
+    emitted = settle(settings, expected, dead_letters=len(bad))
+    verify(settings, expected, emitted, fault_row, workers)
+    once: dict[tuple[str, str], tuple[bytes | None, bytes, str]] = {}
+    for key, (value, headers) in zip(emitted.dead_letter_keys, emitted.dead_letters,
+                                     strict=True):
+        assert headers["source_topic"] == settings.topics.orders and headers["error"]
+        found = once.setdefault((headers["source_partition"], headers["source_offset"]),
+                                (key, value, headers["reason"]))
+        assert found == (key, value, headers["reason"]), "a redelivery is dead-lettered alike"
+    assert Counter(once.values()) == Counter((m.key, m.value, m.reason) for m in bad)
+    errors = {(key, value): headers["error"] for key, (value, headers)
+              in zip(emitted.dead_letter_keys, emitted.dead_letters, strict=True)}
+    for message in bad:
+        assert message.field is None or message.field in errors[message.key, message.value]
+    counted: Counter[str] = Counter()
+    for worker in started:
+        assert worker.process.poll() is None and http_get(f"{worker.url}/health")[0] == 200
+        for labels, value in metric_samples(worker, "tierstream_dead_letters_total"):
+            counted[labels["reason"]] += int(value)
+    assert counted == Counter(headers["reason"] for _, headers in emitted.dead_letters)
+
+
+# -- 2. the broker stopped and restarted during load -----------------------------------------
+
+@pytest.mark.slow
+def test_broker_stopped_and_restarted_during_load(tmp_path: Path, workers: list[Worker],
+                                                  fault_row: FaultRow) -> None:
+    """A broker of this test's own (the session's is shared): stopped with SIGTERM while the
+    worker works through the first third of the input, and later SIGKILLed during the second;
+    each time started again on the same port and log dirs."""
+    with LocalKafka(workdir=tmp_path / "kafka") as broker:
+        settings = isolated_settings(broker.bootstrap_servers, tmp_path)
+        create_topics(settings)
+        lines = simulated(customers=120, seed=71)
+        fault_row.events_in = len(lines)
+        parts = [lines[len(lines) * i // 3:len(lines) * (i + 1) // 3] for i in range(3)]
+        start_worker(settings, tmp_path, "w1", workers)
+        for part, outage in zip(parts, (broker.stop, broker.kill, None), strict=True):
+            before = len(collect(settings, until=lambda e: True, quiet=0.0, timeout=5).events)
+            produce(settings, part)
+            if outage is not None:
+                collect(settings, until=lambda e, n=before: len(e.events) > n, quiet=0.0)
+                outage()
+                time.sleep(3)  # down for a while (how long does not matter to the result)
+                broker.restart()
+        expected = replayed(lines)
+        verify(settings, expected, settle(settings, expected, timeout=240), fault_row, workers)
+        assert all(w.process.poll() is None for w in workers), workers[0].log_text()[-3000:]
+
+
+# -- 3. Redis unavailable for a while --------------------------------------------------------
+
+@pytest.mark.slow
+def test_redis_unavailable_during_load(kafka_bootstrap: str, tmp_path: Path,
+                                       workers: list[Worker], fault_row: FaultRow) -> None:
+    """Redis first hangs (SIGSTOP) while the worker is busy, then, resumed, refuses the
+    worker's user (ACL off, connections killed); processing goes on, and once Redis serves
+    again the view catches up: every customer's hash and the tier sets equal the replay."""
+    with RedisServer() as server:
+        settings = isolated_settings(kafka_bootstrap, tmp_path)
+        create_topics(settings)
+        prefix = f"faults:{settings.app_id}"
+        lines = simulated(customers=120, seed=81)
+        fault_row.events_in = len(lines)
+        worker = start_worker(settings, tmp_path, "w1", workers, TIERSTREAM_REDIS_URL=server.url,
+                            TIERSTREAM_REDIS_PREFIX=prefix)
+        produce(settings, lines[:len(lines) // 2])
+        collect(settings, until=lambda e: len(e.events) > 0, quiet=0.0)
+        os.kill(server.process.pid, signal.SIGSTOP)
+        try:
+            produce(settings, lines[len(lines) // 2:])
+            assert wait_for(lambda: metric_total(worker, "tierstream_redis_errors_total") > 0)
+        finally:
+            os.kill(server.process.pid, signal.SIGCONT)
+        admin = f"redis://faults:admin-pw@127.0.0.1:{server.port}/0"
+        with redis.Redis.from_url(server.url) as client:
+            client.acl_setuser("faults", enabled=True, passwords=["+admin-pw"], keys=["*"],
+                               channels=["*"], commands=["+@all"])
+        errors = metric_total(worker, "tierstream_redis_errors_total")
+        with redis.Redis.from_url(admin) as client:
+            client.acl_setuser("default", enabled=False, nopass=True, keys=["*"],
+                               channels=["*"], commands=["+@all"])
+            client.client_kill_filter(_type="normal", skipme=True)
+            refused = wait_for(lambda: metric_total(worker, "tierstream_redis_errors_total")
+                               > errors, timeout=60)
+            client.acl_setuser("default", enabled=True, nopass=True, keys=["*"],
+                               channels=["*"], commands=["+@all"])
+        expected = replayed(lines)
+        verify(settings, expected, settle(settings, expected), fault_row, workers)
+        assert refused, "the worker wrote to Redis while its user was off"
+        want = {c: {**json.loads(current_tier(s)), "version": version_of(s.created_at,
+                                                                          s.sequence)}
+                for c, s in expected.states.items()}
+        assert wait_for(lambda: redis_view(server.url, prefix) == want), \
+            worker.log_text()[-3000:]
+        with redis.Redis.from_url(server.url) as client:
+            for tier in policy().tier_ids:
+                members = {m.decode() for m in client.smembers(Keys(prefix).tier(tier))}
+                assert members == {c for c, s in expected.states.items() if s.tier == tier}
+
+
+# -- 4. workers joining and leaving ----------------------------------------------------------
+
+@pytest.mark.slow
+def test_third_worker_joins_and_one_leaves_during_load(kafka_bootstrap: str, tmp_path: Path,
+                                                       workers: list[Worker],
+                                                       fault_row: FaultRow) -> None:
+    """Two workers on six partitions; a third joins during the first part of the input, the
+    first leaves (SIGTERM) during the second: two rebalances under load."""
+    settings = isolated_settings(kafka_bootstrap, tmp_path, partitions=6)
+    create_topics(settings)
+    lines = simulated(customers=150, seed=91)
+    fault_row.events_in = len(lines)
+    parts = [lines[len(lines) * i // 3:len(lines) * (i + 1) // 3] for i in range(3)]
+    first, _ = (start_worker(settings, tmp_path, name, workers) for name in ("w1", "w2"))
+    changes = [lambda: start_worker(settings, tmp_path, "w3", workers), first.stop, None]
+    for part, change in zip(parts, changes, strict=True):
+        before = len(collect(settings, until=lambda e: True, quiet=0.0, timeout=5).events)
+        produce(settings, part)
+        if change is not None:
+            collect(settings, until=lambda e, n=before: len(e.events) > n, quiet=0.0)
+            change()
+    expected = replayed(lines)
+    verify(settings, expected, settle(settings, expected, timeout=240), fault_row, workers)
+    assert consumer_group_members(settings) == 2
+    assert first.process.poll() is not None and all(w.process.poll() is None
+                                                    for w in workers[1:])

@@ -1,0 +1,49 @@
+"""Every kind of malformed input gets its specific dead-letter reason (Hypothesis, no Kafka)."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import pytest
+from hypothesis import given, settings
+
+from models.errors import InvalidEventError
+from models.events import parse_event
+from rules.engine import accept
+from streams.clock import check_key, reject_future
+from streams.policies import load_policy
+from tests.malformed import KINDS, Malformed, corpus
+
+DEFAULT = Path(__file__).resolve().parents[1] / "rules" / "policies" / "default.yaml"
+POLICY = load_policy(DEFAULT)
+DAY_US = 86_400 * 1_000_000
+
+
+def rejection(message: Malformed) -> InvalidEventError:
+    """The error the worker dead-letters the message with: its checks, in its order."""
+    with pytest.raises(InvalidEventError) as caught:
+        event = parse_event(message.value)
+        accept(event, POLICY)
+        check_key(message.key, event.customer_id)
+        reject_future(event, time.time_ns() // 1000, DAY_US)
+    return caught.value
+
+
+@pytest.mark.parametrize("kind", sorted(KINDS))
+def test_each_kind_is_rejected_with_its_reason(kind: str) -> None:
+    @settings(max_examples=60, deadline=None)
+    @given(KINDS[kind]())
+    def check(message: Malformed) -> None:
+        error = rejection(message)
+        assert error.reason == message.reason, (message.value[:200], str(error))
+        if message.field is not None:
+            assert message.field in str(error), str(error)
+
+    check()
+
+
+def test_the_corpus_is_the_same_on_every_draw() -> None:
+    first = corpus(per_kind=3)
+    assert first == corpus(per_kind=3)
+    assert {m.kind for m in first} == set(KINDS) and len(first) == 3 * len(KINDS)
