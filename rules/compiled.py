@@ -11,6 +11,7 @@ import cel
 
 from models.errors import PolicyError
 from models.instants import parse_duration
+from models.outputs import PolicyRef
 from models.policy import Policy
 from rules import horizon, metrics, relative
 from rules.comparisons import comparisons, tokens
@@ -37,6 +38,8 @@ class CompiledPolicy:
                  file: str = "<policy>", model: Model | None = None) -> None:
         self.policy, self.file = policy, file
         self.name, self.version = policy.name, policy.version
+        self.reference = PolicyRef(name=policy.name, version=policy.version)
+        self.source = f"/tierstream/policies/{policy.name}"
         self.tier_ids = policy.tier_ids
         self.windows = tuple(policy.windows)
         self.grace = parse_duration(policy.downgrade.grace)
@@ -156,10 +159,12 @@ class CompiledPolicy:
                                  for w in self.windows)]
         return [*metrics.FIXED, *windowed, *modelled]
 
-    def values(self, state: Any, t: int, population: Population | None = None
-               ) -> dict[str, Any]:
-        """Every metric the policy uses at t; relative ones placed in `population`."""
-        values = metrics.compute(state, t, self.fixed, self.windowed, self.modelled, self.model)
+    def values(self, state: Any, t: int, population: Population | None = None,
+               orders: list | None = None) -> dict[str, Any]:
+        """Every metric the policy uses at t; relative ones placed in `population`. `orders`:
+        the state's metrics.counted_orders at t, when the caller has them already."""
+        values = metrics.compute(state, t, self.fixed, self.windowed, self.modelled, self.model,
+                                 orders)
         if self.relative:
             values.update(relative.compute(self.relative, values, population))
         return values

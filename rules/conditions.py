@@ -20,7 +20,7 @@ from models.errors import PolicyEvaluationError
 from models.instants import MICROS_PER_DAY
 from rules.comparisons import comparisons, is_linear, shift, tokens
 from rules.metrics import TIME_METRICS
-from rules.native import compile_predicate
+from rules.native import compile_gaps, compile_predicate
 
 Values = dict[str, Any]
 _GROWTH = "_growth_{}"  # context variable: 1.0 if the time metric grows, 0.0 if it is stuck at 0
@@ -69,7 +69,7 @@ class _TimeGaps:
     def __init__(self, source: str) -> None:
         timed = [c for c in comparisons(source)
                  if c.identifiers & set(TIME_METRICS) and not c.nested]
-        gaps = []
+        gaps, pairs = [], []
         self.daily = False  # some comparison is not plainly linear: look again every day
         for c in timed:
             names = c.identifiers & set(TIME_METRICS)
@@ -78,9 +78,10 @@ class _TimeGaps:
                 continue
             for days in (0, 1):
                 by = f"{days}.0 * {_GROWTH}"
-                gaps.append(f"double({shift(c.left, names, by)}) - "
-                            f"double({shift(c.right, names, by)})")
+                pairs.append((shift(c.left, names, by), shift(c.right, names, by)))
+                gaps.append(f"double({pairs[-1][0]}) - double({pairs[-1][1]})")
         self.program = cel.compile(f"[{', '.join(gaps)}]") if timed else None
+        self.native = compile_gaps(pairs) if timed else None
         self.variables = tuple(v for v in self.program.variables()
                                if not v.startswith("_growth_")) if self.program else ()
         self.time_variables = tuple(sorted({n for c in timed for n in c.identifiers
@@ -95,7 +96,7 @@ class _TimeGaps:
         context = {v: values[v] for v in self.variables}
         for v in self.time_variables:
             context[_GROWTH.format(v)] = 1.0 if growing.get(v) else 0.0
-        gaps = self.program.execute(context)
+        gaps = self.native(context) if self.native else self.program.execute(context)
         flips = [f for i in range(0, len(gaps), 2) if (f := _flip(gaps[i], gaps[i + 1], now))]
         if self.daily:
             flips.append(now + MICROS_PER_DAY)

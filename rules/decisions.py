@@ -9,12 +9,13 @@ one warning and close it with one recovery event.
 from __future__ import annotations
 
 import uuid
+from types import SimpleNamespace
 from typing import Any
 
 from models.instants import format_instant
-from models.outputs import DecisionData, OutputEvent, PolicyRef
+from models.outputs import DecisionData, OutputEvent
 from models.state import RECENT_TRANSITIONS, CustomerState, Transition
-from rules import horizon
+from rules import horizon, metrics
 from rules.compiled import CompiledPolicy
 from rules.relative import Population
 
@@ -23,16 +24,23 @@ Values = dict[str, Any]
 
 
 class _Decision:
-    """The state being decided on at instant t, and the events it emits, in order."""
+    """The state being decided on at instant t, and the events it emits, in order.
+
+    `state` is a mutable working copy; evaluate() freezes it into one new CustomerState.
+    """
 
     def __init__(self, state: CustomerState, policy: CompiledPolicy, t: int,
                  population: Population | None) -> None:
-        self.state, self.policy, self.t = state, policy, t
-        self.values = policy.values(state, t, population)
+        self.policy, self.t = policy, t
+        self.state = SimpleNamespace(**state.__dict__)
+        self.changes: dict[str, Any] = {}
+        self.orders = metrics.counted_orders(state, t)
+        self.values = policy.values(state, t, population, self.orders)
         self.outputs: list[OutputEvent] = []
 
     def update(self, **changes: Any) -> None:
-        self.state = self.state.model_copy(update=changes)
+        self.state.__dict__.update(changes)
+        self.changes.update(changes)
 
     def move(self, kind: str, to_tier: str, *, rule: str, reason: str) -> None:
         self.emit(kind, self.state.tier, to_tier, rule, reason, self.tier_inputs())
@@ -52,10 +60,10 @@ class _Decision:
         key = "\n".join(map(str, (policy.name, policy.version, customer, self.state.created_at,
                                   sequence, kind, from_tier, to_tier, rule, self.t)))
         data = DecisionData(customer_id=customer, from_tier=from_tier, to_tier=to_tier,
-                            policy=PolicyRef(name=policy.name, version=policy.version),
-                            rule=rule, reason=reason, metrics=inputs, **extra)
+                            policy=policy.reference, rule=rule, reason=reason, metrics=inputs,
+                            **extra)
         self.outputs.append(OutputEvent(
-            id=str(uuid.uuid5(_NAMESPACE, key)), source=f"/tierstream/policies/{policy.name}",
+            id=str(uuid.uuid5(_NAMESPACE, key)), source=policy.source,
             type=f"tierstream.{kind}", subject=customer, time=format_instant(self.t),
             sequence=str(sequence), data=data))
 
@@ -76,8 +84,8 @@ def evaluate(state: CustomerState, policy: CompiledPolicy, t: int,
             break
     _decide_churn(decision)
     decision.update(clock=t, next_change_at=horizon.next_change(
-        decision.state, policy, decision.values, t, population))
-    return decision.state, decision.outputs
+        decision.state, policy, decision.values, t, population, decision.orders))
+    return state.model_copy(update=decision.changes), decision.outputs
 
 
 def _decide_tier(d: _Decision) -> bool:

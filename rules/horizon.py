@@ -56,14 +56,17 @@ def _number(text: str) -> float | None:
 
 
 def next_change(state: CustomerState, policy: CompiledPolicy, values: dict[str, Any],
-                t: int, population: Population | None = None) -> int | None:
-    """The earliest instant after t at which time alone could change a decision, if any."""
+                t: int, population: Population | None = None, orders: list | None = None
+                ) -> int | None:
+    """The earliest instant after t at which time alone could change a decision, if any;
+    `orders` are the state's metrics.counted_orders at t when the caller has them."""
     candidates: list[int | None] = []
     if state.downgrade_due is not None:
         candidates.append(state.downgrade_due)
         if policy.warn_before and not state.downgrade_warned:
             candidates.append(state.downgrade_due - policy.warn_before)
-    orders = metrics.counted_orders(state, t)
+    if orders is None:
+        orders = metrics.counted_orders(state, t)
     candidates += [_window_change(m, state, orders, policy, values, t) for m in policy.windowed]
     candidates += [_model_change(m, orders, policy, values, t) for m in policy.modelled]
     if policy.time_metrics:
@@ -87,10 +90,12 @@ def _window_change(metric: metrics.Windowed, state: CustomerState, orders: list,
     if checks is None:
         return inside[0].at + metric.micros
     now = [compare(values[metric.name], number) for compare, number in checks]
+    counting = metric.kind in ("orders", "interactions")
+    last = len(inside) - 1
     for index, item in enumerate(inside):
-        if index + 1 < len(inside) and inside[index + 1].at == item.at:
+        if index < last and inside[index + 1].at == item.at:
             continue  # items placed at the same instant expire together
-        value = metrics.of_items(metric, inside[index + 1:])
+        value = last - index if counting else metrics.of_items(metric, inside[index + 1:])
         if [compare(value, number) for compare, number in checks] != now:
             return item.at + metric.micros
     return None

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import re
 from math import fsum
+from operator import attrgetter
 from typing import NamedTuple
 
 from models.instants import MICROS_PER_DAY, parse_duration
@@ -39,6 +40,9 @@ STRING_METRICS = ("tier",)
 INT_METRICS = ("orders_total",)
 _WINDOWED = re.compile(r"^(?P<kind>orders|revenue|refunds|avg_order_value|interactions)"
                        r"(?:_(?P<touch>[a-z][a-z0-9_]*?))?_(?P<window>\d+[smhdw])$")
+
+
+_placed = attrgetter("at")
 
 
 class Windowed(NamedTuple):
@@ -95,9 +99,12 @@ def _check_window(name: str, window: str | None, windows: tuple[str, ...]) -> No
 
 def compute(state: CustomerState, t: int, fixed: tuple[str, ...],
             windowed: tuple[Windowed, ...], modelled: tuple[ModelMetric, ...] = (),
-            model: Model | None = None) -> dict[str, float | int | str]:
-    """Values of the named metrics for `state` evaluated at instant `t`."""
-    orders = counted_orders(state, t)
+            model: Model | None = None, orders: list | None = None
+            ) -> dict[str, float | int | str]:
+    """Values of the named metrics for `state` evaluated at instant `t`; `orders` are its
+    counted_orders at t when the caller has them already."""
+    if orders is None:
+        orders = counted_orders(state, t)
     values: dict[str, float | int | str] = {}
     for name in fixed:
         values[name] = _fixed(name, state, orders, t)
@@ -110,7 +117,9 @@ def compute(state: CustomerState, t: int, fixed: tuple[str, ...],
 
 def counted_orders(state: CustomerState, t: int) -> list:
     """Orders that count at t (amount known, not cancelled), oldest first."""
-    return sorted((o for o in state.orders if o.counts and o.at <= t), key=lambda o: o.at)
+    counted = [o for o in state.orders if o.amount is not None and not o.cancelled and o.at <= t]
+    counted.sort(key=_placed)
+    return counted
 
 
 def _fixed(name: str, state: CustomerState, orders: list, t: int) -> float | int | str:

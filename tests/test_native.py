@@ -23,9 +23,15 @@ NATIVE = [
     "tier != 'B' || tier < \"C\"",
     "revenue_365d > revenue_30d && orders_total >= 2",
     "((orders_90d >= 3))",
+    "orders_total >= 2 && days_since_last_order > 3.0 * avg_days_between_orders",
+    "(revenue_30d + revenue_365d) / 2.0 >= 100.0 || -revenue_30d < -50.0",
+    "orders_90d + orders_365d * 2 > 5 && (days_since_last_order - 1.5) / -0.5 < 2.0",
 ]
 CEL_ONLY = [
-    "days_since_last_order > 3.0 * avg_days_between_orders",
+    "revenue_30d / revenue_365d > 0.5",
+    "orders_90d / 2 > 1",
+    "revenue_30d / 0.0 > 1.0",
+    "orders_90d % 2 == 0",
     "orders_90d >= 3u",
     "!(orders_90d >= 3)",
     "int(days_since_last_order) > 14",
@@ -39,7 +45,8 @@ VALUES = st.fixed_dictionaries({
     "orders_total": st.integers(0, 8),
     "revenue_365d": st.sampled_from([0.0, 99.99, 100.0, 150.0, 500.0, 1e9, -150.0]),
     "revenue_30d": st.sampled_from([0.0, 100.0, 150.0]),
-    "days_since_last_order": st.sampled_from([0.0, 60.0, 60.000001]),
+    "days_since_last_order": st.sampled_from([0.0, 60.0, 60.000001, 0.1 + 0.2]),
+    "avg_days_between_orders": st.sampled_from([0.0, 20.0, 20.000001, 0.3, 1e308]),
     "tier": st.sampled_from(["", "A", "B", "C"]),
 })
 
@@ -58,6 +65,19 @@ def test_native_equals_cel(values: dict) -> None:
         program = cel.compile(source)
         expected = program.execute({v: values[v] for v in program.variables()})
         assert native(values) is expected, (source, values)
+
+
+@settings(max_examples=100, deadline=None)
+@given(values=VALUES, growing=st.floats(0.0, 1.0))
+def test_native_time_gaps_equal_cel(values: dict, growing: float) -> None:
+    for source in NATIVE + ["int(days_since_last_order) > 14 || days_since_last_order < 0.3"]:
+        gaps = Condition(source, "tiers[0].when").timed
+        if not gaps:
+            continue
+        context = {v: values[v] for v in gaps.variables}
+        context |= {f"_growth_{v}": growing for v in gaps.time_variables}
+        assert gaps.native is not None
+        assert gaps.native(context) == gaps.program.execute(context), source
 
 
 def test_settled_conditions_need_no_wake_up() -> None:
