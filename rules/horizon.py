@@ -15,6 +15,7 @@ customer every midnight.
 from __future__ import annotations
 
 import operator
+from bisect import bisect_left
 from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING, Any
 
@@ -29,6 +30,9 @@ if TYPE_CHECKING:
 Threshold = tuple[Callable[[Any, Any], bool], float]   # metric OP number
 _OPERATORS = {"<": operator.lt, "<=": operator.le, ">": operator.gt, ">=": operator.ge,
               "==": operator.eq, "!=": operator.ne}
+# Sums of non-negative amounts and counts: forgetting old items can only lower them.
+_FALLING = ("orders", "interactions", "revenue", "refunds")
+_ORDERING = (operator.lt, operator.le, operator.gt, operator.ge)
 _MIRRORED = {"<": ">", "<=": ">=", ">": "<", ">=": "<=", "==": "==", "!=": "!="}
 
 
@@ -83,22 +87,38 @@ def next_change(state: CustomerState, policy: CompiledPolicy, values: dict[str, 
 def _window_change(metric: metrics.Windowed, state: CustomerState, orders: list,
                    policy: CompiledPolicy, values: dict[str, Any], t: int) -> int | None:
     """First instant after t at which forgetting old events changes how `metric` compares."""
+    checks = policy.thresholds.get(metric.name)
+    if checks is not None:
+        now = [compare(values[metric.name], number) for compare, number in checks]
+        if metric.kind in _FALLING and all(
+                _stays(compare, holds) for (compare, _), holds in zip(checks, now, strict=True)):
+            return None
     inside = metrics.in_window(metric, state, orders, t)
     if not inside:
         return None
-    checks = policy.thresholds.get(metric.name)
     if checks is None:
         return inside[0].at + metric.micros
-    now = [compare(values[metric.name], number) for compare, number in checks]
-    counting = metric.kind in ("orders", "interactions")
-    last = len(inside) - 1
-    for index, item in enumerate(inside):
-        if index < last and inside[index + 1].at == item.at:
-            continue  # items placed at the same instant expire together
-        value = last - index if counting else metrics.of_items(metric, inside[index + 1:])
-        if [compare(value, number) for compare, number in checks] != now:
-            return item.at + metric.micros
-    return None
+    # the last item of each group placed at one instant: such items expire together
+    ends = [i for i, item in enumerate(inside[:-1]) if inside[i + 1].at != item.at]
+    ends.append(len(inside) - 1)
+
+    def flips(end: int) -> bool:
+        value = len(inside) - 1 - end if metric.kind in ("orders", "interactions") else \
+            metrics.of_items(metric, inside[end + 1:])
+        return [compare(value, number) for compare, number in checks] != now
+
+    if metric.kind in _FALLING and all(c in _ORDERING for c, _ in checks):
+        # each comparison flips at most once as the value falls: the first flip by bisection
+        first = bisect_left(ends, True, key=flips)
+    else:
+        first = next((k for k, end in enumerate(ends) if flips(end)), len(ends))
+    return inside[ends[first]].at + metric.micros if first < len(ends) else None
+
+
+def _stays(compare: Callable[[Any, Any], bool], holds: bool) -> bool:
+    """Whether `value OP number` keeps its truth while the value can only fall."""
+    return holds if compare in (operator.lt, operator.le) else \
+        not holds and compare in (operator.gt, operator.ge)
 
 
 def _model_change(metric: model_metrics.ModelMetric, orders: list, policy: CompiledPolicy,
