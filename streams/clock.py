@@ -39,6 +39,7 @@ class PartitionClocks:
         self.idle_after = idle_after
         self._watermark: dict[int, int] = {}
         self._last_event_wall: dict[int, int] = {}
+        self._last_tick_wall: dict[int, int] = {}
 
     def observe(self, partition: int, event_time: int, wall: int) -> None:
         self._watermark[partition] = max(self._watermark.get(partition, event_time), event_time)
@@ -48,10 +49,22 @@ class PartitionClocks:
         for partition in partitions:
             self._last_event_wall.setdefault(partition, wall)
 
+    def ticked(self, partition: int, wall: int) -> None:
+        """A tick of the partition is being processed. No tick for half the idle time or more
+        means this worker was not reading (broker unreachable, rebalance, paused process), not
+        that the partition was quiet: its idle timer restarts, so that input waiting behind the
+        gap is not applied as late events after the partition moved to the wall clock."""
+        last = self._last_tick_wall.get(partition)
+        self._last_tick_wall[partition] = wall
+        if last is not None and wall - last >= self.idle_after // 2:
+            self._last_event_wall[partition] = max(self._last_event_wall.get(partition, wall),
+                                                   wall)
+
     def forget(self, partitions: Iterable[int]) -> None:
         for partition in partitions:
             self._watermark.pop(partition, None)
             self._last_event_wall.pop(partition, None)
+            self._last_tick_wall.pop(partition, None)
 
     def watermark(self, partition: int) -> int | None:
         return self._watermark.get(partition)

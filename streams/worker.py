@@ -141,6 +141,7 @@ class Runtime:
         self.metrics.processing.observe(time.perf_counter() - started)
 
     async def _tick(self, partition: int) -> None:
+        self.clocks.ticked(partition, wall_micros())
         now = self.clocks.now(partition, wall_micros())
         if now is None:
             return

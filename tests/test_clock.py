@@ -37,6 +37,23 @@ def test_assigned_partition_with_no_events_starts_its_idle_timer() -> None:
     assert clocks.now(3, wall=100 + IDLE) == 100 + IDLE
 
 
+def test_a_gap_in_ticks_restarts_the_idle_timer() -> None:
+    """No tick processed for half the idle time: the worker was not reading (the broker was
+    down), so input may be waiting; the partition is not idle until it stays quiet again."""
+    clocks = PartitionClocks(idle_after=IDLE)
+    clocks.observe(0, event_time=500, wall=1_000)
+    for wall in range(1_000, 1_010):
+        clocks.ticked(0, wall)                        # ticks every second: no gap
+    clocks.ticked(0, 1_009 + IDLE)                    # the first tick after an outage
+    assert clocks.now(0, wall=1_009 + IDLE) == 500
+    assert clocks.now(0, wall=1_009 + 2 * IDLE - 1) == 500
+    assert clocks.now(0, wall=1_009 + 2 * IDLE) == 1_009 + 2 * IDLE
+    clocks.assigned([1], wall=1_000)
+    clocks.ticked(1, 1_000)
+    clocks.ticked(1, 1_000 + IDLE // 2 - 1)           # a shorter gap changes nothing
+    assert clocks.now(1, wall=1_000 + IDLE) == 1_000 + IDLE
+
+
 def test_due_index_pops_only_what_is_due_per_partition() -> None:
     due = DueIndex()
     for partition, at, customer in [(0, 30, "c"), (0, 10, "a"), (0, 20, "b"), (1, 5, "x")]:
