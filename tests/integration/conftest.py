@@ -64,6 +64,7 @@ class FaultRow:
     lost: int | None = None            # replay's output ids the workers never emitted
     duplicate_ids: int | None = None   # outputs emitted more than once (always identical)
     result: str = "not run"
+    note: str = ""                     # what the fault was, e.g. input pending at each kill
     seconds: float = 0.0                # of the test itself, without session fixtures
 
 
@@ -98,11 +99,12 @@ def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
     rows = [[nodeid.split("::", 1)[-1], *(_cell(getattr(row, n)) for n in names)]
             for nodeid, row in FAULT_ROWS.items()]
     widths = [max(len(line[i]) for line in [header, *rows]) for i in range(len(header))]
+    left = {0, len(header) - 1}  # case and note; the counts are right-aligned
     terminalreporter.write_sep("=", "fault-injection cases")
     for line in [header, *rows]:
-        terminalreporter.write_line("  ".join(cell.ljust(width) if i == 0 else cell.rjust(width)
-                                              for i, (cell, width) in
-                                              enumerate(zip(line, widths, strict=True))))
+        terminalreporter.write_line("  ".join(
+            cell.ljust(width) if i in left else cell.rjust(width)
+            for i, (cell, width) in enumerate(zip(line, widths, strict=True))).rstrip())
 
 
 def _cell(value: object) -> str:

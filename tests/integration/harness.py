@@ -19,7 +19,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import redis
-from kafka import KafkaAdminClient, KafkaConsumer, KafkaProducer
+from kafka import KafkaAdminClient, KafkaConsumer, KafkaProducer, TopicPartition
 from prometheus_client.parser import text_string_to_metric_families
 
 from models.events import parse_event
@@ -325,6 +325,21 @@ def wait_for(condition: Callable[[], bool], timeout: float = 120.0) -> bool:
             return True
         time.sleep(0.5)
     return condition()
+
+
+def pending_input(settings: Settings) -> int:
+    """Input messages past the workers' committed offsets: not yet known to be processed."""
+    admin = KafkaAdminClient(bootstrap_servers=settings.bootstrap_servers)
+    consumer = KafkaConsumer(bootstrap_servers=settings.bootstrap_servers)
+    try:
+        committed = admin.list_group_offsets(settings.app_id).get(settings.app_id, {})
+        ends = consumer.end_offsets([TopicPartition(topic, p) for topic in settings.topics.inputs
+                                     for p in range(settings.partitions)])
+    finally:
+        consumer.close()
+        admin.close()
+    return sum(end - max(committed[tp].offset if tp in committed else 0, 0)
+               for tp, end in ends.items())
 
 
 def consumer_group_members(settings: Settings) -> int:

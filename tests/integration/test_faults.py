@@ -48,6 +48,7 @@ from tests.integration.harness import (
     metric_samples,
     metric_total,
     new_worker,
+    pending_input,
     produce,
     produce_records,
     redis_view,
@@ -57,7 +58,7 @@ from tests.integration.harness import (
     table_states,
     wait_for,
 )
-from tests.malformed import corpus
+from tests.malformed import KINDS, corpus
 from tests.redis_server import RedisServer
 
 # faust reads these from the environment: a SIGKILLed worker's group membership expires after
@@ -171,6 +172,7 @@ def test_duplicate_flood(kafka_bootstrap: str, tmp_path: Path, workers: list[Wor
             sent.insert(rng.randrange(after, len(sent) + 1), line)
     sent += lines[:300]
     fault_row.events_in = len(sent)
+    fault_row.note = f"{len(sent) - len(lines)} re-sends of {len(lines)} events"
     worker = start_worker(settings, tmp_path, "w1", workers)
     produce(settings, sent)
     expected = replayed(lines)
@@ -193,12 +195,15 @@ def test_worker_sigkilled_mid_stream_three_times(kafka_bootstrap: str, tmp_path:
     fault_row.events_in = len(lines)
     worker = start_worker(settings, tmp_path, "w1", workers)
     parts = [lines[len(lines) * i // 4:len(lines) * (i + 1) // 4] for i in range(4)]
+    pending = []
     for part in parts[:3]:
         before = len(collect(settings, until=lambda e: True, quiet=0.0, timeout=5).events)
         produce(settings, part)
         collect(settings, until=lambda e, n=before: len(e.events) > n, quiet=0.0, timeout=120)
         worker.kill()
+        pending.append(pending_input(settings))
         worker.start()
+    fault_row.note = f"3 kills; input pending at each: {'/'.join(map(str, pending))}"
     produce(settings, parts[3])
     expected = replayed(lines)
     verify(settings, expected, settle(settings, expected), fault_row, workers)
@@ -229,6 +234,7 @@ def test_events_out_of_order_within_the_largest_window(kafka_bootstrap: str, tmp
                           for x in arrival[max(0, i - 200):i]))
     assert late_own > 20, "the input must have customers whose own events come late"
     fault_row.events_in = len(arrival)
+    fault_row.note = f"{late_own} events after a newer one of their customer"
     start_worker(settings, tmp_path, "w1", workers)
     produce(settings, arrival)
     expected = replayed(arrival, how=reference_in_arrival_order)
@@ -275,6 +281,7 @@ def test_events_older_than_the_largest_window(kafka_bootstrap: str, tmp_path: Pa
     stale.append(event_line("order_completed", "newcomer", datetime(2019, 5, 1, tzinfo=UTC),
                             order_id="newcomer-1", amount="30000", currency="CNY"))
     fault_row.events_in = len(lines) + len(stale)
+    fault_row.note = "25 orders, 25 interactions a year+ behind; a new customer from 2019"
     produce(settings, stale)
     expected = Expected(*in_phases([lines, stale]))
     verify(settings, expected, settle(settings, expected), fault_row, workers)
@@ -326,6 +333,7 @@ def test_malformed_corpus_dead_lettered_while_valid_events_match_replay(
     for message in bad:
         records.insert(rng.randrange(len(records) + 1), (message.key, message.value))
     fault_row.events_in = len(records)
+    fault_row.note = f"{len(KINDS)} kinds x 6, two workers"
     started = [start_worker(settings, tmp_path, name, workers) for name in ("w1", "w2")]
     produce_records(settings, records)
     expected = replayed(lines)
@@ -366,14 +374,17 @@ def test_broker_stopped_and_restarted_during_load(tmp_path: Path, workers: list[
         fault_row.events_in = len(lines)
         parts = [lines[len(lines) * i // 3:len(lines) * (i + 1) // 3] for i in range(3)]
         start_worker(settings, tmp_path, "w1", workers)
+        pending: list[int] = []
         for part, outage in zip(parts, (broker.stop, broker.kill, None), strict=True):
             before = len(collect(settings, until=lambda e: True, quiet=0.0, timeout=5).events)
             produce(settings, part)
             if outage is not None:
                 collect(settings, until=lambda e, n=before: len(e.events) > n, quiet=0.0)
+                pending.append(pending_input(settings))
                 outage()
                 time.sleep(3)  # down for a while (how long does not matter to the result)
                 broker.restart()
+        fault_row.note = f"SIGTERM, then SIGKILL; input pending: {pending[0]}/{pending[1]}"
         expected = replayed(lines)
         verify(settings, expected, settle(settings, expected, timeout=240), fault_row, workers)
         assert all(w.process.poll() is None for w in workers), workers[0].log_text()[-3000:]
@@ -416,6 +427,7 @@ def test_redis_unavailable_during_load(kafka_bootstrap: str, tmp_path: Path,
                                > errors, timeout=60)
             client.acl_setuser("default", enabled=True, nopass=True, keys=["*"],
                                channels=["*"], commands=["+@all"])
+        fault_row.note = "hang (SIGSTOP), then refused (ACL off)"
         expected = replayed(lines)
         verify(settings, expected, settle(settings, expected), fault_row, workers)
         assert refused, "the worker wrote to Redis while its user was off"
@@ -445,12 +457,15 @@ def test_third_worker_joins_and_one_leaves_during_load(kafka_bootstrap: str, tmp
     parts = [lines[len(lines) * i // 3:len(lines) * (i + 1) // 3] for i in range(3)]
     first, _ = (start_worker(settings, tmp_path, name, workers) for name in ("w1", "w2"))
     changes = [lambda: start_worker(settings, tmp_path, "w3", workers), first.stop, None]
+    pending = []
     for part, change in zip(parts, changes, strict=True):
         before = len(collect(settings, until=lambda e: True, quiet=0.0, timeout=5).events)
         produce(settings, part)
         if change is not None:
             collect(settings, until=lambda e, n=before: len(e.events) > n, quiet=0.0)
+            pending.append(pending_input(settings))
             change()
+    fault_row.note = f"join, then leave; input pending: {pending[0]}/{pending[1]}"
     expected = replayed(lines)
     verify(settings, expected, settle(settings, expected, timeout=240), fault_row, workers)
     assert consumer_group_members(settings) == 2
