@@ -79,6 +79,7 @@ class CompiledPolicy:
         self.thresholds = horizon.thresholds(
             found, {m.name: uses[m.name] for m in (*self.windowed, *self.modelled,
                                                    *self.relative)})
+        self.floors = horizon.floors(self.windowed, self.thresholds)
         self._type_check(compiled, line_of)
 
     def _compile(self, source: str, location: tuple, line_of: LineOf) -> Condition:

@@ -9,6 +9,7 @@ one warning and close it with one recovery event.
 from __future__ import annotations
 
 import uuid
+from hashlib import sha1
 from types import SimpleNamespace
 from typing import Any
 
@@ -63,12 +64,21 @@ class _Decision:
                             policy=policy.reference, rule=rule, reason=reason, metrics=inputs,
                             **extra)
         self.outputs.append(OutputEvent(
-            id=str(uuid.uuid5(_NAMESPACE, key)), source=policy.source,
+            id=uuid5(key), source=policy.source,
             type=f"tierstream.{kind}", subject=customer, time=format_instant(self.t),
             sequence=str(sequence), data=data))
 
     def tier_inputs(self) -> Values:
         return {name: self.values[name] for name in self.policy.tier_variables}
+
+
+def uuid5(name: str) -> str:
+    """str(uuid.uuid5(_NAMESPACE, name)) without building a UUID object."""
+    digest = bytearray(sha1(_NAMESPACE.bytes + name.encode(), usedforsecurity=False).digest())
+    digest[6] = digest[6] & 0x0F | 0x50  # version 5
+    digest[8] = digest[8] & 0x3F | 0x80  # RFC 4122 variant
+    x = digest[:16].hex()
+    return f"{x[:8]}-{x[8:12]}-{x[12:16]}-{x[16:20]}-{x[20:]}"
 
 
 def evaluate(state: CustomerState, policy: CompiledPolicy, t: int,

@@ -87,12 +87,13 @@ def next_change(state: CustomerState, policy: CompiledPolicy, values: dict[str, 
 def _window_change(metric: metrics.Windowed, state: CustomerState, orders: list,
                    policy: CompiledPolicy, values: dict[str, Any], t: int) -> int | None:
     """First instant after t at which forgetting old events changes how `metric` compares."""
+    floor = policy.floors.get(metric.name)
+    if floor is not None and not (values[metric.name] >= floor[0] or
+                                  values[metric.name] > floor[1]):
+        return None  # no comparison can flip while the value falls
     checks = policy.thresholds.get(metric.name)
     if checks is not None:
         now = [compare(values[metric.name], number) for compare, number in checks]
-        if metric.kind in _FALLING and all(
-                _stays(compare, holds) for (compare, _), holds in zip(checks, now, strict=True)):
-            return None
     inside = metrics.in_window(metric, state, orders, t)
     if not inside:
         return None
@@ -107,7 +108,7 @@ def _window_change(metric: metrics.Windowed, state: CustomerState, orders: list,
             metrics.of_items(metric, inside[end + 1:])
         return [compare(value, number) for compare, number in checks] != now
 
-    if metric.kind in _FALLING and all(c in _ORDERING for c, _ in checks):
+    if floor is not None:
         # each comparison flips at most once as the value falls: the first flip by bisection
         first = bisect_left(ends, True, key=flips)
     else:
@@ -115,10 +116,21 @@ def _window_change(metric: metrics.Windowed, state: CustomerState, orders: list,
     return inside[ends[first]].at + metric.micros if first < len(ends) else None
 
 
-def _stays(compare: Callable[[Any, Any], bool], holds: bool) -> bool:
-    """Whether `value OP number` keeps its truth while the value can only fall."""
-    return holds if compare in (operator.lt, operator.le) else \
-        not holds and compare in (operator.gt, operator.ge)
+def floors(windowed: Iterable[metrics.Windowed], found: dict[str, tuple[Threshold, ...]]
+           ) -> dict[str, tuple[float, float]]:
+    """For each window sum or count compared only by <, <=, >, >= with numbers: (a, b) such
+    that some comparison can still flip as the value falls iff value >= a or value > b.
+
+    `>= c` and `< c` flip once the value drops below c, `> c` and `<= c` once it reaches c."""
+    result = {}
+    for metric in windowed:
+        checks = found.get(metric.name)
+        if metric.kind in _FALLING and checks and all(c in _ORDERING for c, _ in checks):
+            inf = float("inf")
+            result[metric.name] = (
+                min((n for c, n in checks if c in (operator.ge, operator.lt)), default=inf),
+                min((n for c, n in checks if c in (operator.gt, operator.le)), default=inf))
+    return result
 
 
 def _model_change(metric: model_metrics.ModelMetric, orders: list, policy: CompiledPolicy,

@@ -1,6 +1,9 @@
-"""Conditions compiled to Python agree with CEL; time comparisons behind a settled part sleep."""
+"""The engine's fast paths equal the general ones: conditions compiled to Python agree with CEL,
+time comparisons behind a settled part need no wake-up, output ids are UUIDv5."""
 
 from __future__ import annotations
+
+import uuid
 
 import cel
 import pytest
@@ -8,6 +11,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from rules.conditions import Condition
+from rules.decisions import _NAMESPACE, uuid5
 from rules.native import compile_predicate
 from tests.builders import T0, day
 
@@ -94,3 +98,9 @@ def test_settled_conditions_need_no_wake_up() -> None:
     assert either.next_flip(values, growing, T0) is None
     values["revenue_total"] = 10.0
     assert either.next_flip(values, growing, T0) == day(10)
+
+
+@pytest.mark.parametrize("name", ["", "cdnow\n1\ncustomer\n0\n1\ntier.assigned\nNone\nC\nC\n5",
+                                  "ü" * 70])
+def test_output_ids_are_uuid5(name: str) -> None:
+    assert uuid5(name) == str(uuid.uuid5(_NAMESPACE, name))
