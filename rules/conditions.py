@@ -20,7 +20,7 @@ from models.errors import PolicyEvaluationError
 from models.instants import MICROS_PER_DAY
 from rules.comparisons import comparisons, is_linear, shift, tokens
 from rules.metrics import TIME_METRICS
-from rules.native import compile_gaps, compile_predicate
+from rules.native import compile_gaps, compile_predicate, compile_settled
 
 Values = dict[str, Any]
 _GROWTH = "_growth_{}"  # context variable: 1.0 if the time metric grows, 0.0 if it is stuck at 0
@@ -123,19 +123,25 @@ class _Steady:
     """
 
     def __init__(self, source: str) -> None:
-        self.holders: list[_Part] = []            # time-free disjuncts: one true settles it
-        self.blocked: list[list[_Part]] = []      # per timed disjunct, its time-free conjuncts
+        holders: list[str] = []            # time-free disjuncts: one true settles it
+        blocked: list[list[str]] = []      # per timed disjunct, its time-free conjuncts
         disjuncts = _split(source, "||")
         for disjunct in disjuncts or ():
             conjuncts = _split(disjunct, "&&") or [disjunct]
             if not _reads_time(disjunct):
-                self.holders.append(_Part(disjunct))
+                holders.append(disjunct)
             else:
-                self.blocked.append([_Part(c) for c in conjuncts if not _reads_time(c)])
+                blocked.append([c for c in conjuncts if not _reads_time(c)])
         if disjuncts is None:
-            self.blocked = [[]]
+            blocked = [[]]
+        self.native = compile_settled(holders, blocked)
+        if self.native is None:
+            self.holders = [_Part(h) for h in holders]
+            self.blocked = [[_Part(c) for c in parts] for parts in blocked]
 
     def holds(self, values: Values) -> bool:
+        if self.native is not None:
+            return self.native(values)
         if any(part.holds(values) is True for part in self.holders):
             return True
         return all(any(part.holds(values) is False for part in parts) for parts in self.blocked)

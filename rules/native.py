@@ -46,6 +46,19 @@ def compile_gaps(pairs: list[tuple[str, str]]) -> Gaps | None:
     return eval(f"lambda v: [{items}]", _NAMESPACE)  # noqa: S307 - built from checked tokens
 
 
+def compile_settled(holders: list[str], blocked: list[list[str]]) -> Predicate | None:
+    """`any(holders) or all(not all(parts) for parts in blocked)` in one Python function, or
+    None if a part is not of a shape above."""
+    held = [_translate(h, _Parser.expr) for h in holders]
+    stopped = [[_translate(p, _Parser.expr) for p in parts] for parts in blocked]
+    if None in held or any(None in parts for parts in stopped):
+        return None
+    code = " or ".join([*held, "(" + " and ".join(
+        "(" + " or ".join(f"not {p}" for p in parts) + ")" if parts else "False"
+        for parts in stopped) + ")" if stopped else "True"])
+    return eval(f"lambda v: {code}", _NAMESPACE)  # noqa: S307 - built from checked tokens
+
+
 def _translate(source: str, rule: Callable[[_Parser], str]) -> str | None:
     parser = _Parser(source)
     try:

@@ -84,6 +84,26 @@ def test_native_time_gaps_equal_cel(values: dict, growing: float) -> None:
         assert gaps.native(context) == gaps.program.execute(context), source
 
 
+SETTLED = [
+    "orders_total >= 2 && days_since_last_order > 3.0 * avg_days_between_orders",
+    'tier == "A" && days_since_last_order > 60.0 || revenue_365d >= 500.0',
+    "(orders_90d >= 3 || tier == 'B') && days_since_last_order < 30.0 && orders_total != 1",
+    "orders_90d >= 3 && revenue_30d > 0.0 || orders_365d == 0 && days_since_last_order > 1.0",
+    "orders_90d >= 3 ? days_since_last_order > 1.0 : false",
+]
+
+
+@settings(max_examples=200, deadline=None)
+@given(values=VALUES, later=st.sampled_from([0.0, 0.5, 29.0, 61.0, 1e6]))
+def test_a_settled_condition_does_not_change_with_time(values: dict, later: float) -> None:
+    for source in SETTLED:
+        condition = Condition(source, "churn[0].when")
+        assert condition.steady is not None
+        if condition.steady.holds(values):
+            moved = values | {"days_since_last_order": later}
+            assert condition.holds(moved) == condition.holds(values), (source, values)
+
+
 def test_settled_conditions_need_no_wake_up() -> None:
     overdue = Condition("orders_total >= 2 && days_since_last_order > 3.0 * "
                         "avg_days_between_orders", "churn[0].when")
