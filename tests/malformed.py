@@ -128,8 +128,9 @@ def deeply_nested(draw: st.DrawFn) -> Malformed:
     opening, closing = draw(st.sampled_from([("[", "]"), ('{"a":', "}")]))
     depth = draw(st.integers(300, 50_000 // (len(opening) + 1)))  # stays under 64 KiB
     field = draw(st.sampled_from(["customer_id", "x_extra"]))
-    event[field] = "NESTED"
-    value = _dump(event).replace(b'"NESTED"', (opening * depth + "1" + closing * depth).encode())
+    damaged = {**event, field: "NESTED"}
+    value = _dump(damaged).replace(b'"NESTED"',
+                                   (opening * depth + "1" + closing * depth).encode())
     return _keyed(event, value, "deeply_nested", "not_json", None)
 
 
