@@ -10,6 +10,7 @@ event costs (time-driven wake-ups included) and the state size per customer.
 from __future__ import annotations
 
 import argparse
+import gc
 import platform
 import sys
 import time
@@ -43,6 +44,10 @@ def main() -> None:
     if args.events:
         events = events[:args.events]
     events.sort(key=event_order)
+    # The parsed input is the benchmark's, not the engine's: keep the garbage collector from
+    # scanning it again at every full collection (that alone cost ~25% of the engine time).
+    gc.collect()
+    gc.freeze()
 
     evaluations = 0
     evaluate = decisions.evaluate
