@@ -64,8 +64,8 @@ class FaultRow:
     lost: int | None = None            # replay's output ids the workers never emitted
     duplicate_ids: int | None = None   # outputs emitted more than once (always identical)
     result: str = "not run"
+    seconds: float = 0.0               # of the test itself, without session fixtures
     note: str = ""                     # what the fault was, e.g. input pending at each kill
-    seconds: float = 0.0                # of the test itself, without session fixtures
 
 
 FAULT_ROWS: dict[str, FaultRow] = {}

@@ -17,6 +17,7 @@ import random
 import signal
 import time
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from functools import cache
@@ -142,6 +143,22 @@ def verify(settings: Settings, expected: Expected, emitted: Emitted, row: FaultR
                 explain(state, policy(), state.clock))), customer
 
 
+def in_parts(lines: list[bytes], count: int) -> list[list[bytes]]:
+    return [lines[len(lines) * i // count:len(lines) * (i + 1) // count] for i in range(count)]
+
+
+def during(settings: Settings, part: list[bytes], fault: Callable[[], object]) -> int:
+    """Send half of `part`; as soon as the workers emit something new, send the other half and
+    inject `fault`. Returns the input then not yet committed by the workers."""
+    before = len(collect(settings, until=lambda e: True, quiet=0.0, timeout=5).events)
+    produce(settings, part[:len(part) // 2])
+    collect(settings, until=lambda e: len(e.events) > before, quiet=0.0, timeout=120)
+    produce(settings, part[len(part) // 2:])
+    pending = pending_input(settings)
+    fault()
+    return pending
+
+
 def decided(record: dict) -> dict:
     """A `customer-tiers` record (or its Redis hash) without `as_of`: written with each output,
     it shows the instant of the last decision with an output, while the state's clock moves on
@@ -202,15 +219,13 @@ def test_worker_sigkilled_mid_stream_three_times(kafka_bootstrap: str, tmp_path:
     lines = simulated(customers=120, seed=31)
     fault_row.events_in = len(lines)
     worker = start_worker(settings, tmp_path, "w1", workers)
-    parts = [lines[len(lines) * i // 4:len(lines) * (i + 1) // 4] for i in range(4)]
-    pending = []
-    for part in parts[:3]:
-        before = len(collect(settings, until=lambda e: True, quiet=0.0, timeout=5).events)
-        produce(settings, part)
-        collect(settings, until=lambda e, n=before: len(e.events) > n, quiet=0.0, timeout=120)
+    parts = in_parts(lines, 4)
+
+    def restart() -> None:
         worker.kill()
-        pending.append(pending_input(settings))
         worker.start()
+
+    pending = [during(settings, part, restart) for part in parts[:3]]
     fault_row.note = f"3 kills; input pending at each: {'/'.join(map(str, pending))}"
     produce(settings, parts[3])
     expected = replayed(lines)
@@ -380,18 +395,19 @@ def test_broker_stopped_and_restarted_during_load(tmp_path: Path, workers: list[
         create_topics(settings)
         lines = simulated(customers=120, seed=71)
         fault_row.events_in = len(lines)
-        parts = [lines[len(lines) * i // 3:len(lines) * (i + 1) // 3] for i in range(3)]
+        parts = in_parts(lines, 3)
         start_worker(settings, tmp_path, "w1", workers)
-        pending: list[int] = []
-        for part, outage in zip(parts, (broker.stop, broker.kill, None), strict=True):
-            before = len(collect(settings, until=lambda e: True, quiet=0.0, timeout=5).events)
-            produce(settings, part)
-            if outage is not None:
-                collect(settings, until=lambda e, n=before: len(e.events) > n, quiet=0.0)
-                pending.append(pending_input(settings))
-                outage()
+
+        def outage(stop: Callable[[], None]) -> Callable[[], None]:
+            def bounce() -> None:
+                stop()
                 time.sleep(3)  # down for a while (how long does not matter to the result)
                 broker.restart()
+            return bounce
+
+        pending = [during(settings, parts[0], outage(broker.stop)),
+                   during(settings, parts[1], outage(broker.kill))]
+        produce(settings, parts[2])
         fault_row.note = f"SIGTERM, then SIGKILL; input pending: {pending[0]}/{pending[1]}"
         expected = replayed(lines)
         verify(settings, expected, settle(settings, expected, timeout=240), fault_row, workers)
@@ -403,42 +419,47 @@ def test_broker_stopped_and_restarted_during_load(tmp_path: Path, workers: list[
 @pytest.mark.slow
 def test_redis_unavailable_during_load(kafka_bootstrap: str, tmp_path: Path,
                                        workers: list[Worker], fault_row: FaultRow) -> None:
-    """Redis first hangs (SIGSTOP) while the worker is busy, then, resumed, refuses the
-    worker's user (ACL off, connections killed); processing goes on, and once Redis serves
-    again the view catches up: every customer's hash and the tier sets equal the replay."""
+    """Redis hangs (SIGSTOP) while the worker works through the second third of the input,
+    then refuses the worker's user (ACL off, its connections killed) during the last third;
+    processing goes on, and once Redis serves again the view catches up: every customer's hash
+    and the tier sets equal the replay."""
     with RedisServer() as server:
         settings = isolated_settings(kafka_bootstrap, tmp_path)
         create_topics(settings)
         prefix = f"faults:{settings.app_id}"
         lines = simulated(customers=120, seed=81)
         fault_row.events_in = len(lines)
+        parts = in_parts(lines, 3)
         worker = start_worker(settings, tmp_path, "w1", workers, TIERSTREAM_REDIS_URL=server.url,
-                            TIERSTREAM_REDIS_PREFIX=prefix)
-        produce(settings, lines[:len(lines) // 2])
-        collect(settings, until=lambda e: len(e.events) > 0, quiet=0.0)
-        os.kill(server.process.pid, signal.SIGSTOP)
-        try:
-            produce(settings, lines[len(lines) // 2:])
-            assert wait_for(lambda: metric_total(worker, "tierstream_redis_errors_total") > 0)
-        finally:
-            os.kill(server.process.pid, signal.SIGCONT)
-        admin = f"redis://faults:admin-pw@127.0.0.1:{server.port}/0"
-        with redis.Redis.from_url(server.url) as client:
+                              TIERSTREAM_REDIS_PREFIX=prefix)
+        with redis.Redis.from_url(server.url) as client:  # the test's own user stays on
             client.acl_setuser("faults", enabled=True, passwords=["+admin-pw"], keys=["*"],
                                channels=["*"], commands=["+@all"])
-        errors = metric_total(worker, "tierstream_redis_errors_total")
-        with redis.Redis.from_url(admin) as client:
+
+        def errors() -> float:
+            return metric_total(worker, "tierstream_redis_errors_total")
+
+        during(settings, parts[0], lambda: os.kill(server.process.pid, signal.SIGSTOP))
+        try:
+            produce(settings, parts[1])
+            hung = wait_for(lambda: errors() > 0)
+        finally:
+            os.kill(server.process.pid, signal.SIGCONT)
+        before = errors()
+        with redis.Redis.from_url(f"redis://faults:admin-pw@127.0.0.1:{server.port}/0") as client:
             client.acl_setuser("default", enabled=False, nopass=True, keys=["*"],
                                channels=["*"], commands=["+@all"])
             client.client_kill_filter(_type="normal", skipme=True)
-            refused = wait_for(lambda: metric_total(worker, "tierstream_redis_errors_total")
-                               > errors, timeout=60)
-            client.acl_setuser("default", enabled=True, nopass=True, keys=["*"],
-                               channels=["*"], commands=["+@all"])
+            try:
+                produce(settings, parts[2])
+                refused = wait_for(lambda: errors() > before, timeout=60)
+            finally:
+                client.acl_setuser("default", enabled=True, nopass=True, keys=["*"],
+                                   channels=["*"], commands=["+@all"])
         fault_row.note = "hang (SIGSTOP), then refused (ACL off)"
         expected = replayed(lines)
         verify(settings, expected, settle(settings, expected), fault_row, workers)
-        assert refused, "the worker wrote to Redis while its user was off"
+        assert hung and refused, "the worker wrote to Redis while it hung or refused"
         want = {c: {**decided(json.loads(current_tier(s))),
                     "version": version_of(s.created_at, s.sequence)}
                 for c, s in expected.states.items()}
@@ -462,17 +483,11 @@ def test_third_worker_joins_and_one_leaves_during_load(kafka_bootstrap: str, tmp
     create_topics(settings)
     lines = simulated(customers=150, seed=91)
     fault_row.events_in = len(lines)
-    parts = [lines[len(lines) * i // 3:len(lines) * (i + 1) // 3] for i in range(3)]
+    parts = in_parts(lines, 3)
     first, _ = (start_worker(settings, tmp_path, name, workers) for name in ("w1", "w2"))
-    changes = [lambda: start_worker(settings, tmp_path, "w3", workers), first.stop, None]
-    pending = []
-    for part, change in zip(parts, changes, strict=True):
-        before = len(collect(settings, until=lambda e: True, quiet=0.0, timeout=5).events)
-        produce(settings, part)
-        if change is not None:
-            collect(settings, until=lambda e, n=before: len(e.events) > n, quiet=0.0)
-            pending.append(pending_input(settings))
-            change()
+    pending = [during(settings, parts[0], lambda: start_worker(settings, tmp_path, "w3", workers)),
+               during(settings, parts[1], first.stop)]
+    produce(settings, parts[2])
     fault_row.note = f"join, then leave; input pending: {pending[0]}/{pending[1]}"
     expected = replayed(lines)
     verify(settings, expected, settle(settings, expected, timeout=240), fault_row, workers)
