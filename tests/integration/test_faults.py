@@ -5,8 +5,8 @@ same input (`harness.reference`, or `reference_in_arrival_order` where events co
 purpose): the set of output event ids (none lost, none extra, a repeated id only ever the same
 event), each output's content, the compacted `customer-tiers` record of every customer, every
 customer's full state in the table (its changelog), and lookups through `/customers/{id}`.
-Counts go to the table printed at the end of the run (conftest.FaultRow). Cases marked `slow`
-run only in the full run: `pytest -m slow tests/integration/test_faults.py` (docs/streaming.md).
+Counts go to the table printed at the end of the run (conftest.FaultRow). Cases marked `stress`
+run only when asked for: `pytest -m stress tests/integration/test_faults.py` (docs/streaming.md).
 """
 
 from __future__ import annotations
@@ -208,7 +208,8 @@ def test_duplicate_flood(kafka_bootstrap: str, tmp_path: Path, workers: list[Wor
 
 # -- 1. worker SIGKILLed mid-stream, again and again ---------------------------------------------
 
-@pytest.mark.parametrize("store", ["memory://", pytest.param("rocksdb://", marks=pytest.mark.slow)])
+@pytest.mark.parametrize("store", ["memory://",
+                                   pytest.param("rocksdb://", marks=pytest.mark.stress)])
 def test_worker_sigkilled_mid_stream_three_times(kafka_bootstrap: str, tmp_path: Path,
                                                  workers: list[Worker], fault_row: FaultRow,
                                                  store: str) -> None:
@@ -384,7 +385,7 @@ def test_malformed_corpus_dead_lettered_while_valid_events_match_replay(
 
 # -- 2. the broker stopped and restarted during load -----------------------------------------
 
-@pytest.mark.slow
+@pytest.mark.stress
 def test_broker_stopped_and_restarted_during_load(tmp_path: Path, workers: list[Worker],
                                                   fault_row: FaultRow) -> None:
     """A broker of this test's own (the session's is shared): stopped with SIGTERM while the
@@ -416,7 +417,7 @@ def test_broker_stopped_and_restarted_during_load(tmp_path: Path, workers: list[
 
 # -- 3. Redis unavailable for a while --------------------------------------------------------
 
-@pytest.mark.slow
+@pytest.mark.stress
 def test_redis_unavailable_during_load(kafka_bootstrap: str, tmp_path: Path,
                                        workers: list[Worker], fault_row: FaultRow) -> None:
     """Redis hangs (SIGSTOP) while the worker works through the second third of the input,
@@ -473,7 +474,7 @@ def test_redis_unavailable_during_load(kafka_bootstrap: str, tmp_path: Path,
 
 # -- 4. workers joining and leaving ----------------------------------------------------------
 
-@pytest.mark.slow
+@pytest.mark.stress
 def test_third_worker_joins_and_one_leaves_during_load(kafka_bootstrap: str, tmp_path: Path,
                                                        workers: list[Worker],
                                                        fault_row: FaultRow) -> None:
