@@ -39,17 +39,22 @@ def test_small_populations_are_placed_exactly() -> None:
 
 def test_large_populations_within_the_rank_error() -> None:
     """200,000 heavy-tailed values over 8 partitions: |pct error| stays within the documented
-    KLL bound; share_above, which has no such bound, is measured here and in docs/engine.md."""
+    KLL bound. share_above has no such bound and KLL compacts at random (not seedable), so the
+    limits here are loose multiples of what 30 runs measured (docs/engine.md): largest share
+    error 3.4%, Pareto classes (cuts at 0.80 and 0.95) differing for 1.6% of the customers."""
     rng = np.random.default_rng(7)
     values = np.round(rng.lognormal(4.0, 1.5, 200_000), 2)
     merged = sketches.merged(split(values, 8))
     exact = Distribution.of(values)
     probes = np.quantile(values, np.linspace(0.0, 1.0, 401))
     pct_error = np.abs(merged.place_many("pct", probes) - exact.place_many("pct", probes))
-    share_error = np.abs(merged.place_many("share_above", probes) -
-                         exact.place_many("share_above", probes))
     assert pct_error.max() <= sketches.rank_error()
-    assert share_error.max() <= 0.01
+    share, exact_share = (d.place_many("share_above", values) for d in (merged, exact))
+    assert np.abs(share - exact_share).max() <= 0.08
+
+    def pareto(s: np.ndarray) -> np.ndarray:
+        return np.digitize(s, [0.80, 0.95])
+    assert (pareto(share) != pareto(exact_share)).mean() <= 0.04
     assert merged.count == len(values)
 
 
