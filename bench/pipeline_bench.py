@@ -35,7 +35,7 @@ from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-from kafka import KafkaAdminClient, KafkaConsumer, KafkaProducer
+from kafka import KafkaAdminClient, KafkaConsumer, KafkaProducer, TopicPartition
 from kafka.admin import ConfigResource, ConfigResourceType, NewTopic
 from prometheus_client.parser import text_string_to_metric_families
 from rich.console import Console
@@ -237,10 +237,29 @@ def stop(workers: list[Worker]) -> None:
         worker.stop()
 
 
+def settle(bootstrap: str, settings: Settings, quiet_s: float) -> None:
+    """Wait until the app's outputs stop growing for `quiet_s`: after a catch-up the partitions
+    go idle, move to the wall clock and every customer's time-driven changes come due at once."""
+    consumer = KafkaConsumer(bootstrap_servers=bootstrap)
+    try:
+        partitions = [TopicPartition(topic, p) for topic in (
+            settings.topics.tier_changes, settings.topics.churn_warnings)
+            for p in range(PARTITIONS)]
+        ends, since = None, time.monotonic()
+        while time.monotonic() - since < quiet_s:
+            time.sleep(1.0)
+            now = consumer.end_offsets(partitions)
+            if now != ends:
+                ends, since = now, time.monotonic()
+    finally:
+        consumer.close()
+
+
 def latency(bench: Bench, worker: Worker, rate: float, seconds: float) -> tuple[float, float]:
     """p50 and p99 (ms) from an input's broker append time to its tier event's, for first
-    orders of new customers sent at `rate` to a caught-up worker."""
+    orders of new customers sent at `rate` to a worker with nothing else to do."""
     settings = worker.settings
+    settle(bench.bootstrap, settings, quiet_s=2 * settings.idle_after_s + 2)
     log_append_time(bench.bootstrap, bench.orders, settings.topics.tier_changes)
     before = {r.key for r in read_all(bench.bootstrap, settings.topics.tier_changes, 2.0)}
     count = int(rate * seconds)
