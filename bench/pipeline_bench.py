@@ -415,7 +415,6 @@ def main() -> None:
         lines = history(args.customers)
         n = len(lines)
         with console.status(f"producing {n:,} order events"):
-            Settings(bootstrap_servers=bootstrap)  # validates the address early
             bench.settings("input")
             produce(bootstrap, bench.orders, keyed(lines))
         bench.row("input", f"{n:,} events", f"{args.customers:,} customers, {PARTITIONS} "

@@ -54,12 +54,12 @@ class Runtime:
         self.tiers: Counter[str] = Counter()  # customers per tier on this worker's partitions
         self.clocks = PartitionClocks(int(settings.idle_after_s * MICROS_PER_SECOND))
         self.due = DueIndex()
-        self.members: dict[int, set[str]] = {}  # customers per assigned partition
+        self.members: dict[int, set[str]] = {}  # relative metrics: customers per partition
         # Relative metrics: the complete populations read from Kafka, and the one each partition's
         # customers have been moved to (a partition missing here is moved on its next tick).
         self.reports = population.Reports(settings.partitions, policy.relative_bases) \
             if policy.relative else None
-        self.moved: dict[int, Population | None] = {}
+        self.moved: dict[int, Population] = {}
         self.late: set[int] = set()  # partitions with events dated before their last report
         self.lateness = int(settings.lateness_s * MICROS_PER_SECOND)
         self.max_future = int(settings.max_future_s * MICROS_PER_SECOND)
@@ -260,9 +260,10 @@ class Runtime:
             self.table.pop(customer, None)
             self.members.get(partition, set()).discard(customer)
             return
-        self.members.setdefault(partition, set()).add(customer)
         if state is before:
             return  # a duplicate: nothing changed
+        if self.reports is not None:
+            self.members.setdefault(partition, set()).add(customer)
         self.table[customer] = {"partition": partition, "state": state.model_dump(mode="json")}
         if before is None or before.next_change_at != state.next_change_at:
             self.due.schedule(partition, state.next_change_at, customer)
@@ -320,7 +321,8 @@ class Runtime:
         for customer, stored in self.table.items():
             partition, state = stored["partition"], stored["state"]
             if partition in partitions:
-                self.members.setdefault(partition, set()).add(customer)
+                if self.reports is not None:
+                    self.members.setdefault(partition, set()).add(customer)
                 self.due.schedule(partition, state.get("next_change_at"), customer)
                 self.clocks.observe(partition, state["clock"], wall)
                 if state["tier"] is not None:
