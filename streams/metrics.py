@@ -26,6 +26,7 @@ class Metrics:
     population_taken_at: Gauge
     redis_errors: Counter
     redis_backlog: Gauge
+    undelivered: Gauge
 
     @classmethod
     def create(cls, registry: CollectorRegistry | None = None) -> Metrics:
@@ -39,7 +40,8 @@ class Metrics:
                                  "Messages sent to the dead-letter topic, by reason",
                                  ["reason"], registry=r),
             processing=Histogram("tierstream_processing_seconds",
-                                 "Time to process one input message, outputs delivered",
+                                 "Time to process one input message, outputs sent (delivery is "
+                                 "not awaited)",
                                  buckets=LATENCY_BUCKETS_S, registry=r),
             event_time_lag=Histogram("tierstream_event_time_lag_seconds",
                                      "Wall clock minus occurred_at when an event is processed",
@@ -61,4 +63,7 @@ class Metrics:
                                  "Failed writes to the Redis view", registry=r),
             redis_backlog=Gauge("tierstream_redis_backlog_records",
                                 "Tier records waiting to be written to Redis", registry=r),
+            undelivered=Gauge("tierstream_undelivered_steps",
+                              "Table writes and acks waiting for their outputs' delivery",
+                              registry=r),
         )

@@ -1,11 +1,12 @@
 """The faust worker: one composition root wiring topics, the customer table, agents and the timer.
 
 Order of effects per event, for at-least-once delivery with nothing lost: the engine computes the
-new state and outputs; the outputs are sent and their delivery awaited; only then is the table
-(changelog) written; faust commits the input offset after that, once its producer is flushed. A
-worker killed anywhere in between reprocesses the event: either the state is still the old one
-and the same outputs are produced again with the same ids, or the state already has the event
-and the engine ignores it as a duplicate.
+new state and outputs; the outputs are sent; once Kafka has them the table (changelog) is
+written and then the event acked (streams/after_delivery.py), while the stream goes on with the
+next events; faust commits acked offsets only, once its producer is flushed. A worker killed
+anywhere in between reprocesses the event: either the state is still the old one and the same
+outputs are produced again with the same ids, or the state already has the event and the engine
+ignores it as a duplicate.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from collections import Counter
 from typing import Any
 
 import faust
+from faust.streams import current_event
 
 from models.errors import ConnectError, InvalidEventError, PolicyEvaluationError
 from models.events import CustomerErased, parse_event
@@ -29,6 +31,7 @@ from rules.due_index import DueIndex
 from rules.engine import accept, advance, apply, refresh
 from rules.relative import Population
 from streams import faust_fixes, kafka_clients, population, topics, web
+from streams.after_delivery import AfterDelivery
 from streams.clock import PartitionClocks, check_key, reject_future
 from streams.metrics import Metrics
 from streams.redis_view import RedisView
@@ -36,6 +39,7 @@ from streams.settings import TABLE_NAME, Settings
 
 log = logging.getLogger("tierstream.worker")
 REDIS_FLUSH_INTERVAL_S = 0.5
+MAX_UNDELIVERED = 1000  # steps per partition waiting for delivery before the stream waits too
 
 
 def wall_micros() -> int:
@@ -54,6 +58,9 @@ class Runtime:
         self.tiers: Counter[str] = Counter()  # customers per tier on this worker's partitions
         self.clocks = PartitionClocks(int(settings.idle_after_s * MICROS_PER_SECOND))
         self.due = DueIndex()
+        self.after_delivery = AfterDelivery()
+        # customer -> (partition, state) computed but not yet in the table; None: erased
+        self.unstored: dict[str, tuple[int, CustomerState | None]] = {}
         self.members: dict[int, set[str]] = {}  # relative metrics: customers per partition
         # Relative metrics: the complete populations read from Kafka, and the one each partition's
         # customers have been moved to (a partition missing here is moved on its next tick).
@@ -97,13 +104,21 @@ class Runtime:
         web.install(self)
 
     async def _process(self, stream: Any) -> None:
-        async for event in stream.events():
+        # acked by hand, each event after its table writes (streams/after_delivery.py)
+        async for event in stream.noack().events():
+            self.after_delivery.check()
+            partition = event.message.partition
+            sent: list[asyncio.Future] = []
             if event.message.topic == self.settings.topics.ticks:
-                await self._tick(event.message.partition)
+                await self._tick(partition)
             else:
-                await self._event(event.message)
+                sent = await self._event(event.message)
+            self.after_delivery.then(partition, event, sent, event.ack)
+            self.metrics.undelivered.set(self.after_delivery.waiting())
+            await self.after_delivery.settle(partition, MAX_UNDELIVERED)
 
-    async def _event(self, message: Any) -> None:
+    async def _event(self, message: Any) -> list[asyncio.Future]:
+        """Process an input message; the dead letter it was sent as, if any, is returned."""
         started = time.perf_counter()
         try:
             parsed = parse_event(message.value or b"")
@@ -111,8 +126,7 @@ class Runtime:
             check_key(message.key, parsed.customer_id)
             reject_future(parsed, wall_micros(), self.max_future)
         except InvalidEventError as error:
-            await self._dead_letter(message, error)
-            return
+            return [await self._dead_letter(message, error)]
         partition, customer = message.partition, parsed.customer_id
         t = to_micros(parsed.occurred_at)
         # boundaries before the event (one at its instant comes after it, as in replay); a late
@@ -123,13 +137,13 @@ class Runtime:
         try:
             state, outputs = apply(before, parsed, self.policy, self.population(partition))
         except PolicyEvaluationError as error:
-            await self._dead_letter(message, InvalidEventError(str(error), "policy_error"),
-                                    parsed.type)
-            return
+            return [await self._dead_letter(message, InvalidEventError(str(error),
+                                                                      "policy_error"),
+                                            parsed.type)]
         wall = wall_micros()
         self.clocks.observe(partition, t, wall)
-        await self._publish(customer, state, outputs, erased=isinstance(parsed, CustomerErased))
-        self._store(partition, customer, before, state)
+        await self._emit(partition, customer, before, state, outputs,
+                         erased=isinstance(parsed, CustomerErased))
         if self.reports is not None and state is not before:
             published = self.reports.of(partition)
             if published and t <= published[0].boundary:
@@ -139,6 +153,7 @@ class Runtime:
         self.metrics.event_time_lag.observe(
             max(wall - to_micros(parsed.occurred_at), 0) / MICROS_PER_SECOND)
         self.metrics.processing.observe(time.perf_counter() - started)
+        return []
 
     async def _tick(self, partition: int) -> None:
         self.clocks.ticked(partition, wall_micros())
@@ -164,8 +179,7 @@ class Runtime:
                 log.error("customer %s not advanced: %s", customer, error)
                 continue
             due_customers += 1
-            await self._publish(customer, state, outputs)
-            self._store(partition, customer, before, state)
+            await self._emit(partition, customer, before, state, outputs)
         return due_customers
 
     def population(self, partition: int) -> Population | None:
@@ -231,8 +245,7 @@ class Runtime:
                 log.error("customer %s not moved to the population at %s: %s", customer,
                           latest.taken_at, error)
                 continue
-            await self._publish(customer, state, outputs)
-            self._store(partition, customer, before, state)
+            await self._emit(partition, customer, before, state, outputs)
         self.moved[partition] = latest
         self.metrics.population_taken_at.set(latest.taken_at / MICROS_PER_SECOND)
 
@@ -249,47 +262,59 @@ class Runtime:
         return sorted(tp.partition for tp in assignment if tp.topic == self.settings.topics.ticks)
 
     def load(self, customer: str) -> CustomerState | None:
+        if customer in self.unstored:
+            return self.unstored[customer][1]
         stored = self.table.get(customer)
         return None if stored is None else CustomerState.model_validate(stored["state"])
 
-    def _store(self, partition: int, customer: str, before: CustomerState | None,
-               state: CustomerState | None) -> None:
+    async def _emit(self, partition: int, customer: str, before: CustomerState | None,
+                    state: CustomerState | None, outputs: list[OutputEvent],
+                    erased: bool = False) -> None:
+        """Send the outputs and the current-tier record; the table write and the Redis view
+        follow once Kafka has them."""
+        key = customer.encode()
+        sent = [await self.outputs[o.topic_kind].send(key=key, value=o.model_dump_json().encode())
+                for o in outputs]
+        record: bytes | None = None
+        if erased or (outputs and state is not None):
+            record = None if erased or state is None else current_tier(state)
+            sent.append(await self.customer_tiers.send(key=key, value=record))
         self._count(before, -1)
         self._count(state, +1)
+        self._count_outputs(outputs)
         if state is None:
-            self.table.pop(customer, None)
             self.members.get(partition, set()).discard(customer)
-            return
-        if state is before:
+        elif state is not before:
+            if self.reports is not None:
+                self.members.setdefault(partition, set()).add(customer)
+            if before is None or before.next_change_at != state.next_change_at:
+                self.due.schedule(partition, state.next_change_at, customer)
+        if state is before and not sent:
             return  # a duplicate: nothing changed
-        if self.reports is not None:
-            self.members.setdefault(partition, set()).add(customer)
-        self.table[customer] = {"partition": partition, "state": state.model_dump(mode="json")}
-        if before is None or before.next_change_at != state.next_change_at:
-            self.due.schedule(partition, state.next_change_at, customer)
+        self.unstored[customer] = (partition, state)
+
+        def store() -> None:
+            if state is None:
+                self.table.pop(customer, None)
+            elif state is not before:
+                self.table[customer] = {"partition": partition,
+                                        "state": state.model_dump(mode="json")}
+            held = self.unstored.get(customer)
+            if held is not None and held[1] is state:  # else a later state is waiting
+                del self.unstored[customer]
+            if sent and self.redis is not None:  # a derived view: written behind
+                self.redis.offer(customer, record)
+                self._flushes.add(flush := asyncio.ensure_future(self.redis.flush()))
+                flush.add_done_callback(self._flushes.discard)
+
+        self.after_delivery.then(partition, current_event(), sent, store)
 
     def _count(self, state: CustomerState | None, change: int) -> None:
         if state is not None and state.tier is not None:
             self.tiers[state.tier] += change
             self.metrics.customers.labels(state.tier).set(self.tiers[state.tier])
 
-    async def _publish(self, customer: str, state: CustomerState | None,
-                       outputs: list[OutputEvent], erased: bool = False) -> None:
-        """Send the outputs and the current-tier record, and wait until Kafka has them."""
-        key = customer.encode()
-        pending = [await self.outputs[o.topic_kind].send(key=key,
-                                                         value=o.model_dump_json().encode())
-                   for o in outputs]
-        record: bytes | None = None
-        if erased or (outputs and state is not None):
-            record = None if erased or state is None else current_tier(state)
-            pending.append(await self.customer_tiers.send(key=key, value=record))
-        if pending:
-            await asyncio.gather(*pending)
-            if self.redis is not None:  # a derived view: written behind, never blocking
-                self.redis.offer(customer, record)
-                self._flushes.add(flush := asyncio.ensure_future(self.redis.flush()))
-                flush.add_done_callback(self._flushes.discard)
+    def _count_outputs(self, outputs: list[OutputEvent]) -> None:
         for output in outputs:
             data = output.data
             self.metrics.transitions.labels(output.type, data.from_tier or "",
@@ -298,7 +323,7 @@ class Runtime:
                 self.metrics.churn_warnings.labels(data.rule).inc()
 
     async def _dead_letter(self, message: Any, error: InvalidEventError,
-                           event_type: str = "invalid") -> None:
+                           event_type: str = "invalid") -> asyncio.Future:
         headers = [("source_topic", message.topic.encode()),
                    ("source_partition", str(message.partition).encode()),
                    ("source_offset", str(message.offset).encode()),
@@ -306,9 +331,9 @@ class Runtime:
         log.warning("dead letter %s[%s]@%s: %s", message.topic, message.partition,
                     message.offset, error)
         sent = await self.dead_letters.send(key=message.key, value=message.value, headers=headers)
-        await sent
         self.metrics.dead_letters.labels(error.reason).inc()
         self.metrics.events.labels(message.topic, event_type, "dead_letter").inc()
+        return sent
 
     async def _rebuild_due_index(self) -> None:
         """After recovery: one pass over the recovered customers, not one per tick. Each
@@ -333,6 +358,9 @@ class Runtime:
 
     async def _revoked(self, sender: Any, revoked: set, **_: Any) -> None:
         partitions = {tp.partition for tp in revoked if tp.topic == self.settings.topics.ticks}
+        self.after_delivery.forget(partitions)
+        self.unstored = {customer: held for customer, held in self.unstored.items()
+                         if held[0] not in partitions}
         self.due.drop(partitions)
         self.clocks.forget(partitions)
         for partition in partitions:
