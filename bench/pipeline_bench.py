@@ -4,8 +4,10 @@ table). Every row is measured in this run, on one broker, so the ratios hold on 
     python bench/pipeline_bench.py [--customers N] [--recovery-customers N] [--timer-customers N]
 
 Rows: the raw aiokafka consume + JSON decode ceiling; a faust no-op agent (the worker's app
-settings and iteration, no work); `tierstream worker` end to end with one and with two workers
-(events/s per worker, and the speed-up); the pure engine through replay of the same events;
+settings and iteration, no work); a faust agent doing only the least I/O of a tier worker (one
+table write and one message sent per event); `tierstream worker` end to end with one and with
+two workers (events/s per worker, and the speed-up); the pure engine through replay of the same
+events;
 p50/p99 event-to-output latency at half the measured one-worker capacity (broker append time of
 the input to broker append time of its tier event, LogAppendTime on both topics); state bytes per
 customer in the table changelog; changelog recovery time of a worker for many customers; and how
@@ -177,6 +179,10 @@ app = faust.App(f"bench-noop-{os.getpid()}", broker=f"kafka://{bootstrap}", stor
                 datadir=datadir, consumer_auto_offset_reset="earliest", web_enabled=False,
                 processing_guarantee="at_least_once", key_serializer="json",
                 value_serializer="json")
+io = os.environ.get("BENCH_IO") == "1"
+table = app.Table("bench-io", partitions=int(os.environ["BENCH_PARTITIONS"]))
+out = app.topic(f"bench-io-out-{os.getpid()}", key_serializer="raw", value_serializer="raw",
+                partitions=int(os.environ["BENCH_PARTITIONS"]))
 first, seen = None, 0
 
 @app.agent(app.topic(topic, key_serializer="raw", value_serializer="raw"))
@@ -185,6 +191,9 @@ async def noop(stream):
     async for event in stream.events():
         first = first or time.perf_counter()
         seen += 1
+        if io:  # the least a tier worker does per event: a table write and one output sent
+            table[event.key.decode()] = {"seen": seen}
+            await out.send(key=event.key, value=event.value)
         if seen == expected:
             print(json.dumps({"rate": expected / (time.perf_counter() - first)}), flush=True)
             os._exit(0)
@@ -193,10 +202,13 @@ app.main()
 """
 
 
-def faust_noop(bootstrap: str, topic: str, expected: int, workdir: Path) -> float:
-    """events/s of a faust agent with the worker's app settings that does nothing per event."""
+def faust_noop(bootstrap: str, topic: str, expected: int, workdir: Path, io: bool = False
+               ) -> float:
+    """events/s of a faust agent with the worker's app settings that does nothing per event,
+    or with `io` only a table write and one message sent per event (delivery not awaited)."""
     env = {**os.environ, "BENCH_BOOTSTRAP": bootstrap, "BENCH_TOPIC": topic,
-           "BENCH_EXPECTED": str(expected), "BENCH_DIR": str(workdir)}
+           "BENCH_EXPECTED": str(expected), "BENCH_DIR": str(workdir),
+           "BENCH_PARTITIONS": str(PARTITIONS), "BENCH_IO": "1" if io else "0"}
     result = subprocess.run([sys.executable, "-c", NOOP_AGENT, "worker", "--loglevel", "warn"],
                             capture_output=True, text=True, timeout=900, cwd=ROOT, env=env)
     # faust redirects stdout into its log, so the answer can be on either stream
@@ -431,10 +443,14 @@ def main() -> None:
         bench.row("raw aiokafka consume + json", f"{raw:,.0f} events/s", "ceiling")
         noop = faust_noop(bootstrap, bench.orders, n, Path(tmp) / "noop")
         bench.row("faust no-op agent", f"{noop:,.0f} events/s", "ceiling of faust")
+        io = faust_noop(bootstrap, bench.orders, n, Path(tmp) / "io", io=True)
+        bench.row("faust agent: table write + 1 send", f"{io:,.0f} events/s",
+                  "ceiling of faust for the least I/O a tier worker does per event")
 
         one, running = pipeline(bench, 1, n)
         bench.row("tierstream, 1 worker", f"{one:,.0f} events/s",
-                  f"{one / noop:.0%} of faust no-op (target 70%)")
+                  f"{one / noop:.0%} of faust no-op (target 70%), {one / io:.0%} of its I/O "
+                  "ceiling")
         size, template = state_bytes(bench, running[0].settings)
         p50, p99 = latency(bench, running[0], one / 2, args.latency_seconds)
         bench.row("event to output at half capacity", f"p50 {p50:,.0f} ms, p99 {p99:,.0f} ms",

@@ -54,7 +54,7 @@ class Runtime:
         self.settings, self.policy = settings, policy
         self.metrics = metrics or Metrics.create()
         self.ready = False
-        self._flushes: set[asyncio.Future] = set()  # Redis writes started right after a change
+        self._redis_flush: asyncio.Future | None = None  # the Redis write running, if any
         self.tiers: Counter[str] = Counter()  # customers per tier on this worker's partitions
         self.clocks = PartitionClocks(int(settings.idle_after_s * MICROS_PER_SECOND))
         self.due = DueIndex()
@@ -304,8 +304,7 @@ class Runtime:
                 del self.unstored[customer]
             if sent and self.redis is not None:  # a derived view: written behind
                 self.redis.offer(customer, record)
-                self._flushes.add(flush := asyncio.ensure_future(self.redis.flush()))
-                flush.add_done_callback(self._flushes.discard)
+                self._flush_redis()
 
         self.after_delivery.then(partition, current_event(), sent, store)
 
@@ -313,6 +312,20 @@ class Runtime:
         if state is not None and state.tier is not None:
             self.tiers[state.tier] += change
             self.metrics.customers.labels(state.tier).set(self.tiers[state.tier])
+
+    def _flush_redis(self, previous: asyncio.Future | None = None) -> None:
+        """Write the Redis view right behind the changes, one flush at a time: a change offered
+        during a flush goes with the next, started when it ends if it wrote anything (after a
+        Redis failure, the timer retries every REDIS_FLUSH_INTERVAL_S)."""
+        assert self.redis is not None
+        if previous is None:
+            if self._redis_flush is not None and not self._redis_flush.done():
+                return
+        elif previous.cancelled() or previous.exception() is not None or \
+                not previous.result() or not self.redis.backlog:
+            return
+        self._redis_flush = asyncio.ensure_future(self.redis.flush())
+        self._redis_flush.add_done_callback(self._flush_redis)
 
     def _count_outputs(self, outputs: list[OutputEvent]) -> None:
         for output in outputs:
