@@ -60,8 +60,8 @@ class AfterDelivery:
     async def settle(self, partition: int, limit: int) -> None:
         """Wait until at most `limit` steps of the partition are queued (backpressure while
         Kafka is slow or away)."""
-        queue = self.queues.get(partition)
-        while queue and len(queue) > limit and self.failure is None:
+        while (queue := self.queues.get(partition)) and len(queue) > limit and \
+                self.failure is None:
             await asyncio.wait(queue[0].sent)
             self._run(partition)
         self.check()
@@ -74,7 +74,7 @@ class AfterDelivery:
         """Drop the steps of revoked partitions: their events were never acked, so whoever
         owns the partition next reprocesses them."""
         for partition in partitions:
-            self.queues.pop(partition, None)
+            self.queues.pop(partition, deque()).clear()
 
     def _run(self, partition: int) -> None:
         queue = self.queues.get(partition)

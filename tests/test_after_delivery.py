@@ -100,3 +100,18 @@ def test_forgotten_partitions_never_run_their_steps() -> None:
         assert ran == [] and queue.waiting() == 0
 
     run(body)
+
+
+def test_settle_returns_when_its_partition_is_revoked_meanwhile() -> None:
+    async def body() -> None:
+        loop = asyncio.get_running_loop()
+        queue = AfterDelivery()
+        sends = [loop.create_future() for _ in range(3)]
+        for sent in sends:
+            queue.then(0, Event("x"), [sent], lambda: None)
+        loop.call_later(0.01, queue.forget, [0])
+        loop.call_later(0.02, sends[0].set_result, None)
+        await asyncio.wait_for(queue.settle(0, 0), timeout=5)
+        assert queue.waiting() == 0
+
+    run(body)
