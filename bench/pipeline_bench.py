@@ -52,7 +52,13 @@ from streams import kafka_clients  # noqa: E402
 from streams.local_kafka import LocalKafka  # noqa: E402
 from streams.policies import load_policy  # noqa: E402
 from streams.settings import Settings, Topics  # noqa: E402
-from tests.integration.harness import Worker, create_topics, history, http_get  # noqa: E402
+from tests.integration.harness import (  # noqa: E402
+    Worker,
+    create_topics,
+    free_port,
+    history,
+    http_get,
+)
 from tests.redis_server import RedisServer  # noqa: E402
 
 DEFAULT_POLICY = ROOT / "rules" / "policies" / "default.yaml"
@@ -177,12 +183,12 @@ datadir = os.environ["BENCH_DIR"]
 expected = int(os.environ["BENCH_EXPECTED"])
 app = faust.App(f"bench-noop-{os.getpid()}", broker=f"kafka://{bootstrap}", store="memory://",
                 datadir=datadir, consumer_auto_offset_reset="earliest", web_enabled=False,
+                web_port=int(os.environ["BENCH_WEB_PORT"]),
                 processing_guarantee="at_least_once", key_serializer="json",
                 value_serializer="json")
 io = os.environ.get("BENCH_IO") == "1"
 table = app.Table("bench-io", partitions=int(os.environ["BENCH_PARTITIONS"]))
-out = app.topic(f"bench-io-out-{os.getpid()}", key_serializer="raw", value_serializer="raw",
-                partitions=int(os.environ["BENCH_PARTITIONS"]))
+out = app.topic(os.environ["BENCH_OUT"], key_serializer="raw", value_serializer="raw")
 first, seen = None, 0
 
 @app.agent(app.topic(topic, key_serializer="raw", value_serializer="raw"))
@@ -206,9 +212,15 @@ def faust_noop(bootstrap: str, topic: str, expected: int, workdir: Path, io: boo
                ) -> float:
     """events/s of a faust agent with the worker's app settings that does nothing per event,
     or with `io` only a table write and one message sent per event (delivery not awaited)."""
+    out = f"{topic}-io-out"
+    if io:
+        admin = KafkaAdminClient(bootstrap_servers=bootstrap)
+        admin.create_topics([NewTopic(out, PARTITIONS, 1)])
+        admin.close()
     env = {**os.environ, "BENCH_BOOTSTRAP": bootstrap, "BENCH_TOPIC": topic,
            "BENCH_EXPECTED": str(expected), "BENCH_DIR": str(workdir),
-           "BENCH_PARTITIONS": str(PARTITIONS), "BENCH_IO": "1" if io else "0"}
+           "BENCH_PARTITIONS": str(PARTITIONS), "BENCH_IO": "1" if io else "0",
+           "BENCH_OUT": out, "BENCH_WEB_PORT": str(free_port())}
     result = subprocess.run([sys.executable, "-c", NOOP_AGENT, "worker", "--loglevel", "warn"],
                             capture_output=True, text=True, timeout=900, cwd=ROOT, env=env)
     # faust redirects stdout into its log, so the answer can be on either stream
