@@ -349,9 +349,13 @@ class Runtime:
         return sent
 
     async def _rebuild_due_index(self) -> None:
-        """After recovery: one pass over the recovered customers, not one per tick. Each
-        partition's clock resumes from the latest instant its customers were decided at."""
-        partitions, wall = set(self.assigned()), wall_micros()
+        """After recovery: one pass over the recovered customers, not one per tick.
+
+        A partition's clock starts again from the events read after recovery, never from its
+        customers' clocks: the table can be ahead of the committed input (states written after
+        the last offset commit), and a clock taken from it would let the ticks decide customers
+        whose events are still to be read again (docs/streaming.md, "Time")."""
+        partitions = set(self.assigned())
         self.due.drop(list(range(self.settings.partitions)))
         self.tiers.clear()
         self.members.clear()
@@ -362,7 +366,6 @@ class Runtime:
                 if self.reports is not None:
                     self.members.setdefault(partition, set()).add(customer)
                 self.due.schedule(partition, state.get("next_change_at"), customer)
-                self.clocks.observe(partition, state["clock"], wall)
                 if state["tier"] is not None:
                     self.tiers[state["tier"]] += 1
         for tier in self.policy.tier_ids:
