@@ -426,19 +426,16 @@ def services() -> Iterator[tuple[str, str | None]]:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0].replace("\n", " "))
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0].replace("\n", " "),
+                                     formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     parser.add_argument("--customers", type=int, default=20_000,
-                        help="customers in the generated history, about 3.3 orders each "
-                        "(default %(default)s)")
+                        help="customers in the generated history, about 3.3 orders each")
     parser.add_argument("--latency-seconds", type=float, default=20.0,
-                        help="how long first orders are sent at half capacity to measure "
-                        "latency (default %(default)s)")
+                        help="how long first orders are sent at half capacity for the latency")
     parser.add_argument("--recovery-customers", type=int, default=1_000_000,
-                        help="customers in the changelog a worker recovers; 0 skips the rows "
-                        "(default %(default)s)")
+                        help="customers in the changelog a worker recovers; 0 skips the rows")
     parser.add_argument("--timer-customers", type=int, default=20_000,
-                        help="customers due at once for the timer row; 0 skips it "
-                        "(default %(default)s)")
+                        help="customers due at once for the timer row; 0 skips it")
     args = parser.parse_args()
 
     with services() as (bootstrap, redis_url), tempfile.TemporaryDirectory() as tmp:
