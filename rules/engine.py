@@ -139,10 +139,17 @@ def _find(orders: tuple[Order, ...], order_id: str) -> tuple[int | None, Order |
     return None, None
 
 
+def stale(state: CustomerState | None, event: Event, policy: CompiledPolicy) -> bool:
+    """An interaction at or before the start of the customer's largest window counts in no
+    window: the engine ignores it (orders always count, in the lifetime metrics)."""
+    return isinstance(event, Interaction) and state is not None and \
+        to_micros(event.occurred_at) <= state.clock - policy.largest_window
+
+
 def _add_touch(state: CustomerState, event: Interaction, t: int,
                policy: CompiledPolicy) -> CustomerState | None:
-    forgotten = max(state.clock, t) - policy.largest_window  # at or before: counts nowhere
-    if t <= forgotten or any(x.event_id == event.event_id for x in state.touches):
+    if stale(state, event, policy) or any(x.event_id == event.event_id for x in state.touches):
         return None  # too old to count in any window, or already seen
+    forgotten = max(state.clock, t) - policy.largest_window  # at or before: counts nowhere
     kept = tuple(x for x in state.touches if x.at > forgotten)
     return state.model_copy(update={"touches": (*kept, Touch(event.event_id, t, event.kind))})

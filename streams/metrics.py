@@ -34,7 +34,7 @@ class Metrics:
         return cls(
             registry=r,
             events=Counter("tierstream_events_total", "Input messages by topic, event type and "
-                           "outcome (applied, duplicate, dead_letter)",
+                           "outcome (applied, duplicate, stale, dead_letter)",
                            ["topic", "type", "outcome"], registry=r),
             dead_letters=Counter("tierstream_dead_letters_total",
                                  "Messages sent to the dead-letter topic, by reason",

@@ -28,7 +28,7 @@ from models.state import CustomerState
 from rules import sketches
 from rules.compiled import CompiledPolicy
 from rules.due_index import DueIndex
-from rules.engine import accept, advance, apply, refresh
+from rules.engine import accept, advance, apply, refresh, stale
 from rules.relative import Population
 from streams import faust_fixes, kafka_clients, population, topics, web
 from streams.after_delivery import AfterDelivery
@@ -148,7 +148,8 @@ class Runtime:
             published = self.reports.of(partition)
             if published and t <= published[0].boundary:
                 self.late.add(partition)
-        outcome = "duplicate" if state is before else "applied"
+        outcome = "stale" if stale(before, parsed, self.policy) else \
+            "duplicate" if state is before else "applied"
         self.metrics.events.labels(message.topic, parsed.type, outcome).inc()
         self.metrics.event_time_lag.observe(
             max(wall - to_micros(parsed.occurred_at), 0) / MICROS_PER_SECOND)

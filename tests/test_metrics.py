@@ -8,7 +8,7 @@ from models.errors import InvalidEventError
 from models.instants import MICROS_PER_DAY
 from models.state import CustomerState
 from rules import metrics
-from rules.engine import apply
+from rules.engine import apply, stale
 from tests.builders import US, cancel, day, fold, order, policy, refund, touch
 
 WINDOWS = ("7d", "30d", "90d")
@@ -218,3 +218,15 @@ def test_distinct_refunds_of_one_order_both_count() -> None:
 def test_interaction_older_than_every_window_is_not_kept() -> None:
     state = state_of(touch("c", day(100), event_id="new"), touch("c", day(10), event_id="old"))
     assert [x.event_id for x in state.touches] == ["new"]
+
+
+@pytest.mark.parametrize(("at", "expected"), [(day(5), True), (day(10), True), (day(11), False),
+                                              (day(50), False), (day(200), False)])
+def test_stale_is_an_interaction_at_or_before_the_largest_window(at: int, expected: bool) -> None:
+    state = state_of(touch("c", day(100), event_id="new"))
+    assert POLICY.largest_window == 90 * MICROS_PER_DAY  # stale at or before day 10
+    assert stale(state, touch("c", at, event_id="late"), POLICY) is expected
+    assert not stale(None, touch("c", at, event_id="late"), POLICY)
+    assert not stale(state, order("c", at, 10), POLICY)
+    applied, outputs = apply(state, touch("c", at, event_id="late"), POLICY)
+    assert (applied is state and outputs == []) if expected else applied != state

@@ -171,7 +171,8 @@ def _brief(events: list[dict]) -> list[tuple[str, str, str, str]]:
 
 
 def outcomes(workers: list[Worker]) -> Counter[str]:
-    """Input messages by outcome (applied, duplicate, dead_letter), summed over the workers."""
+    """Input messages by outcome (applied, duplicate, stale, dead_letter), summed over the
+    workers."""
     total: Counter[str] = Counter()
     for worker in workers:
         for labels, value in metric_samples(worker, "tierstream_events_total"):
@@ -320,7 +321,7 @@ def test_events_older_than_the_largest_window(kafka_bootstrap: str, tmp_path: Pa
     changed = {name for name in settled.states
                if expected.states[name].sequence > settled.states[name].sequence}
     assert changed, "some stale orders must change a decision (churn: orders_total, gaps)"
-    assert outcomes([worker]) == {"applied": len(lines) + 26, "duplicate": 25}
+    assert outcomes([worker]) == {"applied": len(lines) + 26, "stale": 25}
 
 
 def event_line(event_type: str, name: str, at: datetime, **fields: str) -> bytes:
