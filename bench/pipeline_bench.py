@@ -208,7 +208,7 @@ app.main()
 """
 
 
-def faust_noop(bootstrap: str, topic: str, expected: int, workdir: Path, io: bool = False
+def faust_ceiling(bootstrap: str, topic: str, expected: int, workdir: Path, io: bool = False
                ) -> float:
     """events/s of a faust agent with the worker's app settings that does nothing per event,
     or with `io` only a table write and one message sent per event (delivery not awaited)."""
@@ -450,9 +450,9 @@ def main() -> None:
 
         raw = raw_aiokafka(bootstrap, bench.orders, n)
         bench.row("raw aiokafka consume + json", f"{raw:,.0f} events/s", "ceiling")
-        noop = faust_noop(bootstrap, bench.orders, n, Path(tmp) / "noop")
+        noop = faust_ceiling(bootstrap, bench.orders, n, Path(tmp) / "noop")
         bench.row("faust no-op agent", f"{noop:,.0f} events/s", "ceiling of faust")
-        io = faust_noop(bootstrap, bench.orders, n, Path(tmp) / "io", io=True)
+        io = faust_ceiling(bootstrap, bench.orders, n, Path(tmp) / "io", io=True)
         bench.row("faust agent: table write + 1 send", f"{io:,.0f} events/s",
                   "ceiling of faust for the least I/O a tier worker does per event")
 

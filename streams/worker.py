@@ -280,8 +280,9 @@ class Runtime:
         if erased or (outputs and state is not None):
             record = None if erased or state is None else current_tier(state)
             sent.append(await self.customer_tiers.send(key=key, value=record))
-        self._count(before, -1)
-        self._count(state, +1)
+        if state is before and not sent:
+            return  # a duplicate: nothing changed
+        self._count(before, state)
         self._count_outputs(outputs)
         if state is None:
             self.members.get(partition, set()).discard(customer)
@@ -290,8 +291,6 @@ class Runtime:
                 self.members.setdefault(partition, set()).add(customer)
             if before is None or before.next_change_at != state.next_change_at:
                 self.due.schedule(partition, state.next_change_at, customer)
-        if state is before and not sent:
-            return  # a duplicate: nothing changed
         self.unstored[customer] = (partition, state)
 
         def store() -> None:
@@ -309,10 +308,15 @@ class Runtime:
 
         self.after_delivery.then(partition, current_event(), sent, store)
 
-    def _count(self, state: CustomerState | None, change: int) -> None:
-        if state is not None and state.tier is not None:
-            self.tiers[state.tier] += change
-            self.metrics.customers.labels(state.tier).set(self.tiers[state.tier])
+    def _count(self, before: CustomerState | None, state: CustomerState | None) -> None:
+        """Customers per tier: one moves from the tier of `before` to that of `state`."""
+        old, new = before and before.tier, state and state.tier
+        if old == new:
+            return
+        for tier, change in ((old, -1), (new, +1)):
+            if tier is not None:
+                self.tiers[tier] += change
+                self.metrics.customers.labels(tier).set(self.tiers[tier])
 
     def _flush_redis(self, previous: asyncio.Future | None = None) -> None:
         """Write the Redis view right behind the changes, one flush at a time: a change offered
