@@ -7,8 +7,9 @@ Rows: the raw aiokafka consume + JSON decode ceiling; a faust no-op agent (the w
 settings and iteration, no work); a faust agent doing only the least I/O of a tier worker (one
 table write and one message sent per event); `tierstream worker` end to end with one and with
 two workers (events/s per worker, and the speed-up); the pure engine through replay of the same
-events; p50/p99 event-to-output latency at half the measured one-worker capacity (broker append
-time of the input to broker append time of its tier event, LogAppendTime on both topics); state
+events; one worker's capacity for first orders of new customers (a burst sent at once) and the
+p50/p99 event-to-output latency of such orders sent at half that capacity (broker append time of
+the input to broker append time of its tier event, LogAppendTime on both topics); state
 bytes per customer in the table changelog; changelog recovery time of a worker for many
 customers; and how fast the timers re-evaluate due customers with no new events.
 
@@ -279,6 +280,38 @@ def settle(bootstrap: str, settings: Settings, quiet_s: float) -> None:
         consumer.close()
 
 
+def first_orders(prefix: str, count: int, rate: float | None = None
+                 ) -> Iterator[tuple[bytes, bytes]]:
+    """First orders of `count` new customers, placed now (spaced by `rate` per second if given):
+    each one emits a `tier.assigned`, a `customer-tiers` record and a changelog record."""
+    now = datetime.now(UTC)
+    for n in range(count):
+        customer = f"{prefix}-{n}"
+        at = now + timedelta(seconds=n / rate) if rate else now
+        yield customer.encode(), json.dumps({
+            "type": "order_completed", "event_id": f"{customer}-o", "customer_id": customer,
+            "occurred_at": at.isoformat(), "order_id": f"{customer}-o", "currency": "CNY",
+            "amount": "300"}).encode()
+
+
+def first_order_capacity(bench: Bench, worker: Worker, count: int) -> float:
+    """events/s of a settled worker over a burst of `count` first orders sent at once: its
+    capacity for the events the latency probe sends."""
+    settle(bench.bootstrap, worker.settings, quiet_s=2 * worker.settings.idle_after_s + 2)
+    before = events_processed(worker)
+    produce(bench.bootstrap, bench.orders, first_orders(f"cap-{bench.tag}", count))
+    first, deadline = None, time.monotonic() + 600
+    while time.monotonic() < deadline:
+        done = events_processed(worker) - before
+        now = time.perf_counter()
+        if done and first is None:
+            first, first_done = now, done
+        if done >= count:
+            return (count - first_done) / max(now - first, 0.001)
+        time.sleep(0.2)
+    raise RuntimeError(f"the worker did not process {count} first orders in time")
+
+
 def latency(bench: Bench, worker: Worker, rate: float, seconds: float) -> tuple[float, float]:
     """p50 and p99 (ms) from an input's broker append time to its tier event's, for first
     orders of new customers sent at `rate` to a worker with nothing else to do."""
@@ -286,20 +319,11 @@ def latency(bench: Bench, worker: Worker, rate: float, seconds: float) -> tuple[
     settle(bench.bootstrap, settings, quiet_s=2 * settings.idle_after_s + 2)
     log_append_time(bench.bootstrap, bench.orders, settings.topics.tier_changes)
     before = {r.key for r in read_all(bench.bootstrap, settings.topics.tier_changes, 2.0)}
-    count = int(rate * seconds)
-    now = datetime.now(UTC)
-
-    def first_orders() -> Iterator[tuple[bytes, bytes]]:
-        for n in range(count):
-            customer = f"lat-{bench.tag}-{n}"
-            yield customer.encode(), json.dumps({
-                "type": "order_completed", "event_id": f"{customer}-o", "customer_id": customer,
-                "occurred_at": (now + timedelta(seconds=n / rate)).isoformat(),
-                "order_id": f"{customer}-o", "currency": "CNY", "amount": "300"}).encode()
-
-    produce(bench.bootstrap, bench.orders, first_orders(), rate=rate)
+    prefix = f"lat-{bench.tag}"
+    produce(bench.bootstrap, bench.orders, first_orders(prefix, int(rate * seconds), rate),
+            rate=rate)
     sent = {r.key: r.timestamp for r in read_all(bench.bootstrap, bench.orders, 2.0)
-            if r.key and r.key.startswith(f"lat-{bench.tag}-".encode())}
+            if r.key and r.key.startswith(f"{prefix}-".encode())}
     deadline, delays = time.monotonic() + 120, []
     while time.monotonic() < deadline:
         outputs = [r for r in read_all(bench.bootstrap, settings.topics.tier_changes, 2.0)
@@ -430,8 +454,12 @@ def main() -> None:
                                      formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     parser.add_argument("--customers", type=int, default=20_000,
                         help="customers in the generated history, about 3.3 orders each")
+    parser.add_argument("--capacity-orders", type=int, default=3_000,
+                        help="first orders of new customers sent at once to measure the "
+                             "worker's capacity for them")
     parser.add_argument("--latency-seconds", type=float, default=20.0,
-                        help="how long first orders are sent at half capacity for the latency")
+                        help="how long first orders are sent at half that capacity for the "
+                             "latency")
     parser.add_argument("--recovery-customers", type=int, default=1_000_000,
                         help="customers in the changelog a worker recovers; 0 skips the rows")
     parser.add_argument("--timer-customers", type=int, default=20_000,
@@ -461,9 +489,13 @@ def main() -> None:
                   f"{one / noop:.0%} of faust no-op (target 70%), {one / io:.0%} of its I/O "
                   "ceiling")
         size, template = state_bytes(bench, running[0].settings)
-        p50, p99 = latency(bench, running[0], one / 2, args.latency_seconds)
+        capacity = first_order_capacity(bench, running[0], args.capacity_orders)
+        bench.row("tierstream, 1 worker, first orders", f"{capacity:,.0f} events/s",
+                  f"{args.capacity_orders:,} sent at once; each emits a tier event and "
+                  "a customer-tiers, a changelog and a Redis record")
+        p50, p99 = latency(bench, running[0], capacity / 2, args.latency_seconds)
         bench.row("event to output at half capacity", f"p50 {p50:,.0f} ms, p99 {p99:,.0f} ms",
-                  f"{one / 2:,.0f} events/s of first orders, broker append times")
+                  f"{capacity / 2:,.0f} first orders/s; broker append times")
         stop(running)
         two, running = pipeline(bench, 2, n)
         stop(running)
