@@ -241,18 +241,19 @@ def events_processed(worker: Worker) -> float:
 
 
 def pipeline(bench: Bench, workers: int, expected: int) -> tuple[float, list[Worker]]:
-    """events/s of `workers` tierstream workers over the whole input, from the first event
-    processed to the last (the workers are left running)."""
+    """events/s of `workers` tierstream workers over the input, from the moment every one of
+    them has processed an event (the group's start-up rebalances are over) to the last event
+    (the workers are left running)."""
     settings = bench.settings(f"pipeline{workers}")
     running = [bench.worker(settings, DEFAULT_POLICY, f"w{n}").start() for n in range(workers)]
     first, deadline = None, time.monotonic() + 1800
     while time.monotonic() < deadline:
-        done = sum(events_processed(w) for w in running)
+        done = [events_processed(w) for w in running]
         now = time.perf_counter()
-        if done and first is None:
-            first = now
-        if done >= expected:
-            return expected / (now - first), running
+        if all(done) and first is None:
+            first, first_done = now, sum(done)
+        if sum(done) >= expected:
+            return (expected - first_done) / (now - first), running
         time.sleep(0.2)
     raise RuntimeError(f"{workers} worker(s) did not process {expected} events in time")
 
