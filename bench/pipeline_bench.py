@@ -6,12 +6,14 @@ table). Every row is measured in this run, on one broker, so the ratios hold on 
 Rows: the raw aiokafka consume + JSON decode ceiling; a faust no-op agent (the worker's app
 settings and iteration, no work); a faust agent doing only the least I/O of a tier worker (one
 table write and one message sent per event); `tierstream worker` end to end with one and with
-two workers (events/s per worker, and the speed-up); the pure engine through replay of the same
-events; one worker's capacity for first orders of new customers (a burst sent at once) and the
-p50/p99 event-to-output latency of such orders sent at half that capacity (broker append time of
-the input to broker append time of its tier event, LogAppendTime on both topics); state
-bytes per customer in the table changelog; changelog recovery time of a worker for many
-customers; and how fast the timers re-evaluate due customers with no new events.
+two workers (events/s per worker, and the speed-up), and the speed-up the machine allows: its
+cores over the cores the one-worker row kept busy, broker and Redis included (they share the
+machine); one worker's capacity for first orders of new customers (a burst sent at once) and
+the p50/p99 event-to-output latency of such orders sent at half that capacity (broker append
+time of the input to broker append time of its tier event, LogAppendTime on both topics); the
+pure engine through replay of the same events; state bytes per customer in the table
+changelog; changelog recovery time of a worker for many customers; and how fast the timers
+re-evaluate due customers with no new events.
 
 A local Apache Kafka broker is started from Maven jars (streams/local_kafka.py) unless
 KAFKA_BOOTSTRAP_SERVERS is set; a local redis-server serves the Redis view when one is installed
@@ -240,10 +242,18 @@ def events_processed(worker: Worker) -> float:
                if sample.name == "tierstream_events_total")
 
 
-def pipeline(bench: Bench, workers: int, expected: int) -> tuple[float, list[Worker]]:
+def busy_cpu_seconds() -> float:
+    """CPU seconds the whole machine has spent busy (user, system, interrupts) since boot."""
+    fields = Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]
+    user, nice, system, _idle, _iowait, irq, softirq = map(int, fields[:7])
+    return (user + nice + system + irq + softirq) / os.sysconf("SC_CLK_TCK")
+
+
+def pipeline(bench: Bench, workers: int, expected: int) -> tuple[float, float, list[Worker]]:
     """events/s of `workers` tierstream workers over the input, from the moment every one of
-    them has processed an event (the group's start-up rebalances are over) to the last event
-    (the workers are left running)."""
+    them has processed an event (the group's start-up rebalances are over) to the last event,
+    and the machine's busy cores over that time, broker and Redis included (the workers are
+    left running)."""
     settings = bench.settings(f"pipeline{workers}")
     running = [bench.worker(settings, DEFAULT_POLICY, f"w{n}").start() for n in range(workers)]
     first, deadline = None, time.monotonic() + 1800
@@ -251,9 +261,10 @@ def pipeline(bench: Bench, workers: int, expected: int) -> tuple[float, list[Wor
         done = [events_processed(w) for w in running]
         now = time.perf_counter()
         if all(done) and first is None:
-            first, first_done = now, sum(done)
+            first, first_done, first_busy = now, sum(done), busy_cpu_seconds()
         if sum(done) >= expected:
-            return (expected - first_done) / (now - first), running
+            return ((expected - first_done) / (now - first),
+                    (busy_cpu_seconds() - first_busy) / (now - first), running)
         time.sleep(0.2)
     raise RuntimeError(f"{workers} worker(s) did not process {expected} events in time")
 
@@ -485,10 +496,10 @@ def main() -> None:
         bench.row("faust agent: table write + 1 send", f"{io:,.0f} events/s",
                   "ceiling of faust for the least I/O a tier worker does per event")
 
-        one, running = pipeline(bench, 1, n)
+        one, busy, running = pipeline(bench, 1, n)
         bench.row("tierstream, 1 worker", f"{one:,.0f} events/s",
                   f"{one / noop:.0%} of faust no-op (target 70%), {one / io:.0%} of its I/O "
-                  "ceiling")
+                  f"ceiling; {busy:.2f} cores busy")
         size, template = state_bytes(bench, running[0].settings)
         capacity = first_order_capacity(bench, running[0], args.capacity_orders)
         bench.row("tierstream, 1 worker, first orders", f"{capacity:,.0f} events/s",
@@ -498,10 +509,14 @@ def main() -> None:
         bench.row("event to output at half capacity", f"p50 {p50:,.0f} ms, p99 {p99:,.0f} ms",
                   f"{capacity / 2:,.0f} first orders/s; broker append times")
         stop(running)
-        two, running = pipeline(bench, 2, n)
+        two, busy_two, running = pipeline(bench, 2, n)
         stop(running)
+        cpus = os.cpu_count() or 1
         bench.row("tierstream, 2 workers", f"{two / 2:,.0f} events/s per worker",
-                  f"{two / one:.2f}x one worker (target 1.7x)")
+                  f"{two / one:.2f}x one worker (target 1.7x); {busy_two:.2f} cores busy")
+        bench.row("speed-up this machine allows", f"{cpus / busy:.2f}x",
+                  f"{cpus} cores / {busy:.2f} kept busy by one worker's run (broker, Redis and "
+                  "benchmark included)")
         engine = engine_rate(lines)
         bench.row("pure engine (replay core)", f"{engine:,.0f} events/s", "target 50,000")
         bench.row("state per customer", f"{size:,.0f} B", "changelog JSON (target < 1 KB)")
