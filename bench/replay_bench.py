@@ -117,7 +117,7 @@ def floor(policy: CompiledPolicy, events: list, trace: list[tuple[str, int, int]
         at, amounts = orders.setdefault(event.customer_id, ([], []))
         at.append(to_micros(event.occurred_at))
         amounts.append(event.amount)
-    outputs = []
+    outputs = 0
     started = time.perf_counter()
     for customer, t, emitted in trace:
         at, amounts = orders[customer]
@@ -132,12 +132,20 @@ def floor(policy: CompiledPolicy, events: list, trace: list[tuple[str, int, int]
                 fsum(amounts[start:n])
         tier = policy.eligible(values)
         churn = next((rule for rule, c in policy.churn_conditions if c.holds(values)), None)
-        for sequence in range(emitted):
-            key = f"{policy.name}\n{policy.version}\n{customer}\n{sequence}\n{t}"
-            outputs.append({"id": decisions.uuid5(key), "time": format_instant(t),
-                            "subject": customer, "sequence": str(sequence),
-                            "data": {"metrics": dict(values), "tier": tier, "churn": churn}})
-    return time.perf_counter() - started
+        made = [{"specversion": "1.0", "id": decisions.uuid5(
+                    f"{policy.name}\n{policy.version}\n{customer}\n{sequence}\n{t}"),
+                 "source": policy.source, "type": "tierstream.tier.upgraded",
+                 "subject": customer, "time": format_instant(t), "sequence": str(sequence),
+                 "datacontenttype": "application/json",
+                 "data": {"customer_id": customer, "from_tier": None, "to_tier": tier,
+                          "policy": {"name": policy.name, "version": policy.version},
+                          "rule": churn, "reason": f"qualifies for {tier}: {churn}",
+                          "metrics": dict(values)}}
+                for sequence in range(emitted)]
+        outputs += len(made)
+    seconds = time.perf_counter() - started
+    assert outputs == sum(emitted for *_, emitted in trace)
+    return seconds
 
 
 if __name__ == "__main__":
