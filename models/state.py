@@ -66,3 +66,13 @@ class CustomerState(BaseModel):
     sequence: int = 0
     next_change_at: int | None = None
     recent: tuple[Transition, ...] = ()   # the latest RECENT_TRANSITIONS output events
+
+
+class Stored(BaseModel):
+    """A worker's table value (and changelog record): the state and the input partition it
+    belongs to. Kept as JSON bytes in the table, not parsed: see docs/streaming.md, "State"."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    partition: int
+    state: CustomerState

@@ -10,7 +10,6 @@ policy needs, so a new policy with a longer window sees a truncated history: use
 
 from __future__ import annotations
 
-import json
 from collections import Counter, defaultdict
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
@@ -22,7 +21,7 @@ from rich.table import Table
 from models.errors import InvalidEventError
 from models.events import Event
 from models.instants import format_instant
-from models.state import CustomerState
+from models.state import CustomerState, Stored
 from rules.compiled import CompiledPolicy
 from rules.replay import Replay, event_order
 
@@ -118,7 +117,7 @@ def changelog_states(values: Iterable[bytes | None]) -> Iterator[CustomerState]:
     """Customer states from the latest changelog value of each key; tombstones are skipped."""
     for value in values:
         if value:
-            yield CustomerState.model_validate(json.loads(value)["state"])
+            yield Stored.model_validate_json(value).state
 
 
 def _tier(state: CustomerState | None) -> str | None:

@@ -12,6 +12,8 @@ ignores it as a duplicate.
 from __future__ import annotations
 
 import asyncio
+import gc
+import json
 import logging
 import time
 from collections import Counter
@@ -24,7 +26,7 @@ from models.errors import ConnectError, InvalidEventError, PolicyEvaluationError
 from models.events import CustomerErased, parse_event
 from models.instants import MICROS_PER_SECOND, to_micros
 from models.outputs import CustomerTier, OutputEvent
-from models.state import CustomerState
+from models.state import CustomerState, Stored
 from rules import sketches
 from rules.compiled import CompiledPolicy
 from rules.due_index import DueIndex
@@ -91,7 +93,10 @@ class Runtime:
         self.customer_tiers = self.app.topic(names.customer_tiers, **raw)
         self.dead_letters = self.app.topic(names.dead_letters, **raw)
         self.population_topic = self.app.topic(names.population, **raw)
-        self.table = self.app.Table(TABLE_NAME, partitions=settings.partitions)
+        # Values are JSON bytes (models.state.Stored), parsed per lookup: bytes are not tracked
+        # by the garbage collector, parsed states are (docs/streaming.md, "State").
+        self.table = self.app.Table(TABLE_NAME, partitions=settings.partitions,
+                                    value_type=bytes)
         self.app.agent(self.stream, name="tierstream")(self._process)
         self.app.timer(interval=settings.tick_interval_s)(self._send_ticks)
         self.table.on_recover(self._rebuild_due_index)
@@ -266,7 +271,7 @@ class Runtime:
         if customer in self.unstored:
             return self.unstored[customer][1]
         stored = self.table.get(customer)
-        return None if stored is None else CustomerState.model_validate(stored["state"])
+        return None if stored is None else Stored.model_validate_json(stored).state
 
     async def _emit(self, partition: int, customer: str, before: CustomerState | None,
                     state: CustomerState | None, outputs: list[OutputEvent],
@@ -297,8 +302,8 @@ class Runtime:
             if state is None:
                 self.table.pop(customer, None)
             elif state is not before:
-                self.table[customer] = {"partition": partition,
-                                        "state": state.model_dump(mode="json")}
+                self.table[customer] = Stored(partition=partition,
+                                              state=state).model_dump_json().encode()
             held = self.unstored.get(customer)
             if held is not None and held[1] is state:  # else a later state is waiting
                 del self.unstored[customer]
@@ -366,7 +371,8 @@ class Runtime:
         self.members.clear()
         self.moved.clear()
         for customer, stored in self.table.items():
-            partition, state = stored["partition"], stored["state"]
+            record = json.loads(stored)  # the fields needed, not a validated state
+            partition, state = record["partition"], record["state"]
             if partition in partitions:
                 if self.reports is not None:
                     self.members.setdefault(partition, set()).add(customer)
@@ -375,6 +381,8 @@ class Runtime:
                     self.tiers[state["tier"]] += 1
         for tier in self.policy.tier_ids:
             self.metrics.customers.labels(tier).set(self.tiers[tier])
+        if not self.ready:  # what lives now (modules, the app) lives on: never scan it again
+            gc.freeze()
         self.ready = True
 
     async def _revoked(self, sender: Any, revoked: set, **_: Any) -> None:
