@@ -16,6 +16,7 @@ import socket
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 import urllib.request
 import uuid
@@ -76,10 +77,11 @@ def run(duration: float | None, customers: int, rate: float, seed: int, console:
                                    services.workdir / "simulate.log"))
         view = LiveView(settings, services, worker)
         stack.callback(view.close)
-        try:
-            view.show(console, duration)
-        except KeyboardInterrupt:
-            pass
+        # From here a signal ends the view's loop instead of raising where it lands: an
+        # exception raised inside a client library's cleanup can be swallowed there.
+        for number in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
+            signal.signal(number, lambda *_: view.stopping.set())
+        view.show(console, duration)
         err.print("stopping ...")
     err.print(f"demo over: {view.summary()}")
     return 0
@@ -252,11 +254,12 @@ class LiveView:
         self.counts: Counter[str] = Counter()
         self.previous = self.latest = Snapshot(time.monotonic())
         self.started = time.monotonic()
+        self.stopping = threading.Event()  # set by Ctrl-C, TERM or HUP
 
     def show(self, console: Console, duration: float | None) -> None:
         end = None if duration is None else self.started + duration
         with Live(self.render(), console=console, refresh_per_second=2, screen=False) as live:
-            while end is None or time.monotonic() < end:
+            while not self.stopping.is_set() and (end is None or time.monotonic() < end):
                 self.poll()
                 live.update(self.render())
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import signal
@@ -71,16 +72,24 @@ def test_demo_ends_cleanly_on_ctrl_c() -> None:
     before = embedded_pids()
     demo = subprocess.Popen([sys.executable, "-m", "streams.cli", "demo"], env=demo_environment(),
                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
-    for line in iter(demo.stderr.readline, ""):
-        if "starting a worker" in line:
-            break
-    else:
-        pytest.fail(f"the demo ended early: {demo.wait()}")
-    time.sleep(20)
-    started_here = embedded_pids() - before
-    assert len(started_here) >= 4, started_here  # broker, redis, worker, simulator
-    demo.send_signal(signal.SIGINT)
-    rest = demo.communicate(timeout=60)[1]
-    assert demo.returncode == 0, rest
-    assert "demo over:" in rest
-    assert not descendants_alive(started_here)
+    try:
+        for line in iter(demo.stderr.readline, ""):
+            if "starting a worker" in line:
+                break
+        else:
+            pytest.fail(f"the demo ended early: {demo.wait()}")
+        time.sleep(20)
+        started_here = embedded_pids() - before
+        assert len(started_here) >= 4, started_here  # broker, redis, worker, simulator
+        demo.send_signal(signal.SIGINT)
+        rest = demo.communicate(timeout=60)[1]
+        assert demo.returncode == 0, rest
+        assert "demo over:" in rest
+        assert not descendants_alive(started_here)
+    finally:  # a demo that did not stop must not outlive the test, nor what it started
+        if demo.poll() is None:
+            demo.kill()
+            demo.communicate()
+            for pid in embedded_pids() - before:
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(pid, signal.SIGKILL)
