@@ -46,6 +46,8 @@ FORBIDDEN_MODULES = frozenset(
         "threading",
     }
 )
+# The contracts sit below the engine: models/ must not import rules/ (rules/ imports models/).
+MODELS_FORBIDDEN = frozenset({"rules"})
 # Only the policy parser may parse YAML; nothing in the core touches the file system.
 POLICY_LOADER = "rules/policy_file.py"
 LOADER_ONLY_MODULES = frozenset({"yaml"})
@@ -109,7 +111,7 @@ class _Checker(ast.NodeVisitor):
         self.is_loader = relpath == POLICY_LOADER
         self.forbidden = FORBIDDEN_MODULES | (
             frozenset() if self.is_loader else LOADER_ONLY_MODULES
-        )
+        ) | (MODELS_FORBIDDEN if relpath.startswith("models/") else frozenset())
         self.io_builtins = IO_BUILTINS | (frozenset() if self.is_loader else LOADER_ONLY_BUILTINS)
         # package of the module, for resolving relative imports: models/a/b.py -> models.a
         self.package = relpath[: -len(".py")].split("/")[:-1]
@@ -322,6 +324,12 @@ def test_checker_allows_yaml_only_in_the_policy_parser_and_files_nowhere() -> No
     assert {v.line for v in check_source(reading, POLICY_LOADER)} == {1, 3}
     # the loader is still pure otherwise
     assert check_source("import os\nprint(1)\n", POLICY_LOADER) != []
+
+
+def test_checker_forbids_models_importing_rules() -> None:
+    src = "from rules.engine import apply\nimport rules.compiled\nfrom .. import rules\n"
+    assert {v.line for v in check_source(src, "models/state.py")} == {1, 2, 3}
+    assert check_source(src.splitlines()[0], "rules/replay.py") == []
 
 
 def test_checker_accepts_pure_code() -> None:
