@@ -35,7 +35,7 @@ def apply(state: CustomerState | None, event: Event, policy: CompiledPolicy,
     t = to_micros(event.occurred_at)
     if isinstance(event, CustomerErased):  # time first passes up to the erasure, as for any event
         return None, advance(state, policy, t, population)[1] if state is not None else []
-    amount = _in_policy_currency(event, policy)
+    amount = in_policy_currency(event, policy)
     outputs: list[OutputEvent] = []
     if state is None:
         state = CustomerState(customer_id=event.customer_id, created_at=t, clock=t)
@@ -89,12 +89,8 @@ def relative_changed(state: CustomerState, policy: CompiledPolicy, old: Populati
                for r in policy.relative)
 
 
-def accept(event: Event, policy: CompiledPolicy) -> None:
-    """Raise InvalidEventError if the policy cannot use this event (no rate for its currency)."""
-    _in_policy_currency(event, policy)
-
-
-def _in_policy_currency(event: Event, policy: CompiledPolicy) -> float:
+def in_policy_currency(event: Event, policy: CompiledPolicy) -> float:
+    """The event's amount in the policy currency; InvalidEventError if it has no rate."""
     if not isinstance(event, OrderCompleted | OrderRefunded):
         return 0.0
     rate = policy.rates.get(event.currency)

@@ -20,9 +20,10 @@ from models.instants import to_micros
 from models.outputs import OutputEvent
 from models.state import CustomerState
 from rules import relative
+from rules.admission import admit
 from rules.compiled import CompiledPolicy
 from rules.due_index import DueIndex
-from rules.engine import accept, advance, apply, refresh
+from rules.engine import advance, apply, refresh
 from rules.relative import Population, snapshot
 
 
@@ -35,9 +36,13 @@ class Replay:
     """The state of every customer, fed events in event-time order."""
 
     def __init__(self, policy: CompiledPolicy, states: Iterable[CustomerState] = (),
-                 population: Population | None = None, refreshing: bool = True) -> None:
-        """`population` is the snapshot to start from; `refreshing=False` holds it fixed."""
+                 population: Population | None = None, refreshing: bool = True,
+                 wall: int | None = None, max_future: int = 0) -> None:
+        """`population` is the snapshot to start from; `refreshing=False` holds it fixed.
+        `wall` and `max_future` are the wall clock and tolerance of admission's future check
+        (rules/admission.py; wall None: no such check)."""
         self.policy = policy
+        self.wall, self.max_future = wall, max_future
         self.states: dict[str, CustomerState] = {s.customer_id: s for s in states}
         self._due = DueIndex()
         for state in self.states.values():
@@ -50,7 +55,8 @@ class Replay:
 
     def feed(self, event: Event) -> list[OutputEvent]:
         """Apply one event after every change due by its time; InvalidEventError if rejected."""
-        accept(event, self.policy)  # before time moves, so a rejection loses nothing
+        # before time moves, so a rejection loses nothing
+        admit(event, self.policy, wall=self.wall, max_future=self.max_future)
         t = to_micros(event.occurred_at)
         outputs = self._pass_time(t, refresh_at_now=False)
         new, more = apply(self.states.get(event.customer_id), event, self.policy,

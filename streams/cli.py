@@ -20,7 +20,7 @@ from models.errors import (
     PolicyEvaluationError,
     RebuildError,
 )
-from models.instants import MICROS_PER_DAY, to_micros
+from models.instants import MICROS_PER_SECOND, to_micros
 from streams import policy_cmd, replay_job, simulate_job
 from streams.files import PRESETS, csv_layout, parse_columns
 from streams.policies import load_policy
@@ -298,8 +298,9 @@ def _replay(args: argparse.Namespace, err: Console) -> int:
                                  state_out=open_out(args.state_out))
         with replay_job.progress_bar(err) as progress:
             records = replay_job.read_inputs(args.events, args.format, layout, progress)
-            latest = time.time_ns() // 1000 + MICROS_PER_DAY
-            summary = replay_job.run(records, policy, sinks, args.as_of, progress, latest)
+            summary = replay_job.run(records, policy, sinks, args.as_of, progress,
+                                     wall=time.time_ns() // 1000,
+                                     max_future=int(Settings().max_future_s * MICROS_PER_SECOND))
     err.print(replay_job.summary_table(summary, policy))
     if summary.rejected and not args.dead_letters:
         err.print("[yellow]rejected lines were counted but not kept: add --dead-letters FILE[/]")

@@ -1,4 +1,4 @@
-"""Per-partition event-time clocks of the streaming runtime, and the checks tied to the clock.
+"""Per-partition event-time clocks of the streaming runtime.
 
 The engine's clock is event time. Each input partition's clock is the latest `occurred_at` seen
 on it (the watermark). A partition that has seen no event for `idle_after` of wall-clock time
@@ -10,26 +10,6 @@ makes a live run equal a replay of the same events.
 from __future__ import annotations
 
 from collections.abc import Iterable
-
-from models.errors import InvalidEventError
-from models.events import Event
-from models.instants import format_instant, to_micros
-
-
-def reject_future(event: Event, wall: int, tolerance: int) -> None:
-    """An event dated further ahead of the wall clock than `tolerance` would drag the clock of
-    every customer forward with it: it is rejected instead."""
-    if to_micros(event.occurred_at) > wall + tolerance:
-        raise InvalidEventError(f"occurred_at {format_instant(to_micros(event.occurred_at))} is "
-                                f"in the future (now {format_instant(wall)})", "future_timestamp")
-
-
-def check_key(key: bytes | None, customer_id: str) -> None:
-    """Input must be keyed by customer id, or one customer's state splits across partitions."""
-    if key is None or key != customer_id.encode():
-        shown = key.decode(errors="replace") if key is not None else None
-        raise InvalidEventError(f"message key {shown!r} is not the customer_id "
-                                f"{customer_id!r}", "wrong_key")
 
 
 class PartitionClocks:

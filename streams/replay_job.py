@@ -20,7 +20,6 @@ from models.instants import format_instant
 from models.outputs import OutputEvent
 from rules.compiled import CompiledPolicy
 from rules.replay import Replay, event_order
-from streams.clock import reject_future
 from streams.files import PRESETS, CsvLayout, Line, Record, read_csv, read_jsonl
 
 
@@ -65,33 +64,29 @@ def _format_of(path: Path, file_format: str) -> str:
 
 
 def run(records: Iterator[Record], policy: CompiledPolicy, sinks: Sinks, as_of: int | None,
-        progress: Progress, latest: int) -> Summary:
+        progress: Progress, wall: int | None, max_future: int) -> Summary:
     """Sort the valid events by event time, replay them, write outputs, rejects and states.
 
-    Events after `latest` (the wall clock plus a day) are rejected as future timestamps.
+    Events are admitted as a worker admits them (rules/admission.py), with no message key:
+    those dated more than `max_future` after `wall` are rejected as future timestamps.
     """
     started = time.perf_counter()
     summary = Summary()
     events: list[tuple[Event, Line]] = []
     for line, record in records:
         summary.lines += 1
-        if not isinstance(record, InvalidEventError):
-            try:
-                reject_future(record, latest, 0)
-            except InvalidEventError as error:
-                record = error
         if isinstance(record, InvalidEventError):
             _reject(line, record, summary, sinks)
         else:
             events.append((record, line))
     events.sort(key=lambda pair: event_order(pair[0]))
-    replay = Replay(policy)
+    replay = Replay(policy, wall=wall, max_future=max_future)
     task = progress.add_task("replaying", total=len(events))
     for number, (event, line) in enumerate(events, start=1):
         try:
             _write(replay.feed(event), summary, sinks)
             summary.events += 1
-        except InvalidEventError as error:  # valid JSON the policy cannot use (unknown currency)
+        except InvalidEventError as error:  # not admitted (unknown currency, future timestamp)
             _reject(line, error, summary, sinks)
         if number % 1000 == 0:
             progress.update(task, completed=number)

@@ -28,13 +28,14 @@ from models.instants import MICROS_PER_SECOND, to_micros
 from models.outputs import CustomerTier, OutputEvent
 from models.state import CustomerState, Stored
 from rules import sketches
+from rules.admission import admit
 from rules.compiled import CompiledPolicy
 from rules.due_index import DueIndex
-from rules.engine import accept, advance, apply, refresh, stale
+from rules.engine import advance, apply, refresh, stale
 from rules.relative import Population
 from streams import faust_fixes, kafka_clients, population, topics, web
 from streams.after_delivery import AfterDelivery
-from streams.clock import PartitionClocks, check_key, reject_future
+from streams.clock import PartitionClocks
 from streams.metrics import Metrics
 from streams.redis_view import RedisView
 from streams.settings import TABLE_NAME, Settings
@@ -127,9 +128,8 @@ class Runtime:
         started = time.perf_counter()
         try:
             parsed = parse_event(message.value or b"")
-            accept(parsed, self.policy)
-            check_key(message.key, parsed.customer_id)
-            reject_future(parsed, wall_micros(), self.max_future)
+            admit(parsed, self.policy, wall=wall_micros(), max_future=self.max_future,
+                  key=message.key)
         except InvalidEventError as error:
             return [await self._dead_letter(message, error)]
         partition, customer = message.partition, parsed.customer_id

@@ -6,8 +6,9 @@ import pytest
 
 from models.errors import InvalidEventError
 from models.events import parse_event
+from rules.admission import check_key, reject_future
 from rules.due_index import DueIndex
-from streams.clock import PartitionClocks, check_key, reject_future
+from streams.clock import PartitionClocks
 
 IDLE = 30
 

@@ -10,8 +10,7 @@ from hypothesis import given, settings
 
 from models.errors import InvalidEventError
 from models.events import parse_event
-from rules.engine import accept
-from streams.clock import check_key, reject_future
+from rules.admission import admit
 from streams.policies import load_policy
 from tests.malformed import KINDS, Malformed, corpus
 
@@ -21,12 +20,10 @@ DAY_US = 86_400 * 1_000_000
 
 
 def rejection(message: Malformed) -> InvalidEventError:
-    """The error the worker dead-letters the message with: its checks, in its order."""
+    """The error the worker dead-letters the message with: it parses, then admits."""
     with pytest.raises(InvalidEventError) as caught:
-        event = parse_event(message.value)
-        accept(event, POLICY)
-        check_key(message.key, event.customer_id)
-        reject_future(event, time.time_ns() // 1000, DAY_US)
+        admit(parse_event(message.value), POLICY, wall=time.time_ns() // 1000,
+              max_future=DAY_US, key=message.key)
     return caught.value
 
 
