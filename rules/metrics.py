@@ -24,7 +24,9 @@ FIXED = {
     "revenue_total": "net revenue ever, after refunds, in the policy currency",
     "days_since_last_order": "days since the latest order (0.0 with no order)",
     "days_since_first_order": "days since the first order (0.0 with no order)",
-    "avg_days_between_orders": "mean days between consecutive orders (0.0 below two orders)",
+    "purchase_days_total": "distinct UTC days with a completed order",
+    "avg_days_between_orders": "mean days between consecutive purchase days (distinct UTC days "
+                               "with an order, as the BG/NBD summary counts them; 0.0 below two)",
     "tier": "the current tier id (\"\" before the first assignment)",
     "days_in_tier": "days since the current tier was entered",
 }
@@ -38,7 +40,7 @@ WINDOWED = {
 # Metrics that grow by one per day between events; the engine solves conditions on them for time.
 TIME_METRICS = ("days_since_last_order", "days_since_first_order", "days_in_tier")
 STRING_METRICS = ("tier",)
-INT_METRICS = ("orders_total",)
+INT_METRICS = ("orders_total", "purchase_days_total")
 _WINDOWED = re.compile(r"^(?P<kind>orders|revenue|refunds|avg_order_value|interactions)"
                        r"(?:_(?P<touch>[a-z][a-z0-9_]*?))?_(?P<window>\d+[smhdw])$")
 
@@ -126,6 +128,8 @@ def counted_orders(state: CustomerState, t: int) -> list:
 def _fixed(name: str, state: CustomerState, orders: list, t: int) -> float | int | str:
     if name == "orders_total":
         return len(orders)
+    if name == "purchase_days_total":
+        return len({o.at // MICROS_PER_DAY for o in orders})
     if name == "revenue_total":
         return fsum([max(o.amount - o.refunded, 0.0) for o in orders])
     if name == "tier":
@@ -139,7 +143,11 @@ def _fixed(name: str, state: CustomerState, orders: list, t: int) -> float | int
         return (t - last) / MICROS_PER_DAY
     if name == "days_since_first_order":
         return (t - first) / MICROS_PER_DAY
-    return (last - first) / MICROS_PER_DAY / (len(orders) - 1) if len(orders) > 1 else 0.0
+    # Orders minutes apart are one purchase, not a habit of buying every few minutes: the gaps
+    # are between purchase days, so such a pair never makes a customer look overdue.
+    days = len({o.at // MICROS_PER_DAY for o in orders})
+    span = last // MICROS_PER_DAY - first // MICROS_PER_DAY
+    return span / (days - 1) if days > 1 else 0.0
 
 
 def windowed_value(metric: Windowed, state: CustomerState, orders: list, t: int) -> float | int:

@@ -29,7 +29,7 @@ tiers:
 downgrade: {grace: 0d, max_steps: 1}
 churn:
   - id: overdue
-    when: orders_total >= 2 && days_since_last_order > 3.0 * avg_days_between_orders
+    when: purchase_days_total >= 2 && days_since_last_order > 3.0 * avg_days_between_orders
   - id: key_account_silent
     when: tier == "A" && days_since_last_order > 60.0
 """
@@ -55,10 +55,11 @@ def by_hand(lines: list[str], as_of: datetime) -> dict[str, tuple[str, bool]]:
             tier = "B"
         else:
             tier = "C" if orders_365d >= 1 else "D"
-        first, last = min(w for w, _ in bought), max(w for w, _ in bought)
+        days = {when for when, _ in bought}  # CDNOW dates are UTC midnights: one per day
+        first, last = min(days), max(days)
         since_last = (as_of - last) / DAY
-        average_gap = (last - first) / DAY / (len(bought) - 1) if len(bought) > 1 else 0.0
-        churn = (len(bought) >= 2 and since_last > 3.0 * average_gap) or \
+        average_gap = (last - first) / DAY / (len(days) - 1) if len(days) > 1 else 0.0
+        churn = (len(days) >= 2 and since_last > 3.0 * average_gap) or \
             (tier == "A" and since_last > 60.0)
         result[str(int(customer))] = (tier, churn)
     return result
