@@ -8,9 +8,11 @@ in: None means no snapshot yet (see rules/relative.py); `refresh` moves a custom
 
 from __future__ import annotations
 
+from typing import NamedTuple
+
 import numpy as np
 
-from models.errors import InvalidEventError
+from models.errors import InvalidEventError, PolicyEvaluationError
 from models.events import (
     CustomerErased,
     Event,
@@ -19,7 +21,7 @@ from models.events import (
     OrderCompleted,
     OrderRefunded,
 )
-from models.instants import to_micros
+from models.instants import MICROS_PER_DAY, to_micros
 from models.outputs import OutputEvent
 from models.state import CustomerState, Order, Touch
 from rules import decisions, relative
@@ -27,6 +29,7 @@ from rules.compiled import CompiledPolicy
 from rules.relative import Population
 
 Result = tuple[CustomerState | None, list[OutputEvent]]
+RETRY_AFTER_POLICY_ERROR = MICROS_PER_DAY  # event time until a failed decision is tried again
 
 
 def apply(state: CustomerState | None, event: Event, policy: CompiledPolicy,
@@ -58,6 +61,35 @@ def advance(state: CustomerState, policy: CompiledPolicy, now: int,
         state, more = decisions.evaluate(state, policy, state.next_change_at, population)
         outputs += more
     return state, outputs
+
+
+class Failed(NamedTuple):
+    """A time-driven decision the policy failed to make, to be dead-lettered and counted."""
+
+    customer_id: str
+    at: int
+    error: PolicyEvaluationError
+
+
+def wake(state: CustomerState, policy: CompiledPolicy, now: int,
+         population: Population | None = None
+         ) -> tuple[CustomerState, list[OutputEvent], list[Failed]]:
+    """`advance` for a customer woken by time, which must never be lost: when a condition fails
+    at run time (a policy bug), the changes before that instant are kept and the customer is
+    decided again RETRY_AFTER_POLICY_ERROR later (a day of event time: a lasting error costs one
+    failure a day, not a spin); each failure is returned for the caller to dead-letter."""
+    outputs: list[OutputEvent] = []
+    failed: list[Failed] = []
+    while state.next_change_at is not None and state.next_change_at <= now:
+        at = state.next_change_at
+        try:
+            state, more = decisions.evaluate(state, policy, at, population)
+        except PolicyEvaluationError as error:
+            failed.append(Failed(state.customer_id, at, error))
+            state = state.model_copy(update={"next_change_at": at + RETRY_AFTER_POLICY_ERROR})
+            continue
+        outputs += more
+    return state, outputs, failed
 
 
 def refresh(state: CustomerState, policy: CompiledPolicy, old: Population | None,

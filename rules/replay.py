@@ -15,6 +15,7 @@ from collections.abc import Iterable
 
 import numpy as np
 
+from models.errors import PolicyEvaluationError
 from models.events import Event
 from models.instants import to_micros
 from models.outputs import OutputEvent
@@ -23,7 +24,7 @@ from rules import relative
 from rules.admission import admit
 from rules.compiled import CompiledPolicy
 from rules.due_index import DueIndex
-from rules.engine import advance, apply, refresh
+from rules.engine import Failed, apply, refresh, wake
 from rules.relative import Population, snapshot
 
 
@@ -52,6 +53,8 @@ class Replay:
         self._every = policy.refresh if refreshing else None
         self._refreshed = None if population is None else population.taken_at
         self._bases: dict[str, tuple[CustomerState, dict]] = {}
+        # decisions the policy failed to make, for the caller to dead-letter (take_failed)
+        self._failed: list[tuple[Failed, Event | None]] = []
 
     def feed(self, event: Event) -> list[OutputEvent]:
         """Apply one event after every change due by its time; InvalidEventError if rejected."""
@@ -59,10 +62,20 @@ class Replay:
         admit(event, self.policy, wall=self.wall, max_future=self.max_future)
         t = to_micros(event.occurred_at)
         outputs = self._pass_time(t, refresh_at_now=False)
-        new, more = apply(self.states.get(event.customer_id), event, self.policy,
-                          self.population)
+        try:
+            new, more = apply(self.states.get(event.customer_id), event, self.policy,
+                              self.population)
+        except PolicyEvaluationError as error:  # the event is dead-lettered, as by a worker
+            self._failed.append((Failed(event.customer_id, t, error), event))
+            return outputs
         self._store(event.customer_id, new)
         return outputs + more
+
+    def take_failed(self) -> list[tuple[Failed, Event | None]]:
+        """The decisions the policy failed on since the last call, with the event each failed
+        on (None: woken by time, decided again a day later; rules.engine.wake)."""
+        failed, self._failed = self._failed, []
+        return failed
 
     def advance_to(self, now: int) -> list[OutputEvent]:
         """Let time pass up to `now` for every customer with a time-driven change due, and
@@ -88,7 +101,8 @@ class Replay:
             state = self.states.get(customer)
             if state is None or state.next_change_at != due:
                 continue  # stale entry: the customer was re-evaluated or erased since
-            state, more = advance(state, self.policy, due, self.population)
+            state, more, failed = wake(state, self.policy, due, self.population)
+            self._failed += [(f, None) for f in failed]
             outputs += more
             self._store(customer, state)
         return outputs

@@ -33,6 +33,7 @@ class Summary:
     outputs: Counter[str] = field(default_factory=Counter)
     tiers: Counter[str] = field(default_factory=Counter)
     churn_open: int = 0
+    failed_decisions: int = 0  # time-driven decisions a policy condition failed on
     seconds: float = 0.0
 
 
@@ -85,15 +86,17 @@ def run(records: Iterator[Record], policy: CompiledPolicy, sinks: Sinks, as_of: 
     for number, (event, line) in enumerate(events, start=1):
         try:
             _write(replay.feed(event), summary, sinks)
-            summary.events += 1
         except InvalidEventError as error:  # not admitted (unknown currency, future timestamp)
             _reject(line, error, summary, sinks)
+            continue
+        summary.events += not _failed(replay, line, summary, sinks)
         if number % 1000 == 0:
             progress.update(task, completed=number)
     progress.update(task, completed=len(events))
     end = _end_instant(replay, as_of)
     if end is not None:
         _write(replay.advance_to(end), summary, sinks)
+        _failed(replay, None, summary, sinks)
         _finish(replay, policy, end, summary, sinks)
     summary.seconds = time.perf_counter() - started
     return summary
@@ -110,6 +113,26 @@ def _reject(line: Line, error: InvalidEventError, summary: Summary, sinks: Sinks
     summary.rejected[error.reason] += 1
     if sinks.dead_letters is not None:
         sinks.dead_letters.write(json.dumps(line.dead_letter(error), ensure_ascii=False) + "\n")
+
+
+def _failed(replay: Replay, line: Line | None, summary: Summary, sinks: Sinks) -> bool:
+    """Dead-letter what the policy failed to decide (reason policy_error), as a worker does: the
+    line of the event just fed, or for a time-driven decision the customer and the instant (it
+    is decided again a day later). True if the event itself failed."""
+    event_failed = False
+    for failed, event in replay.take_failed():
+        if event is not None:
+            assert line is not None
+            _reject(line, InvalidEventError(str(failed.error), "policy_error"), summary, sinks)
+            event_failed = True
+            continue
+        summary.failed_decisions += 1
+        if sinks.dead_letters is not None:
+            record = {"source": "time", "customer_id": failed.customer_id,
+                      "at": format_instant(failed.at), "reason": "policy_error",
+                      "error": str(failed.error)}
+            sinks.dead_letters.write(json.dumps(record, ensure_ascii=False) + "\n")
+    return event_failed
 
 
 def _write(outputs: list[OutputEvent], summary: Summary, sinks: Sinks) -> None:
@@ -158,6 +181,9 @@ def summary_table(summary: Summary, policy: CompiledPolicy) -> Table:
     rejected = ", ".join(f"{r} {n}" for r, n in summary.rejected.most_common())
     table.add_row("lines rejected", f"{sum(summary.rejected.values())}"
                   + (f" ({rejected})" if rejected else ""))
+    if summary.failed_decisions:
+        table.add_row("time-driven decisions failed (policy_error)",
+                      str(summary.failed_decisions))
     rate = summary.events / summary.seconds if summary.seconds else 0.0
     table.add_row("time", f"{summary.seconds:.2f} s ({rate:,.0f} events/s)")
     return table

@@ -24,14 +24,14 @@ from faust.streams import current_event
 
 from models.errors import ConnectError, InvalidEventError, PolicyEvaluationError
 from models.events import CustomerErased, parse_event
-from models.instants import MICROS_PER_SECOND, to_micros
+from models.instants import MICROS_PER_SECOND, format_instant, to_micros
 from models.outputs import CustomerTier, OutputEvent
 from models.state import CustomerState, Stored
 from rules import sketches
 from rules.admission import admit
 from rules.compiled import CompiledPolicy
 from rules.due_index import DueIndex
-from rules.engine import advance, apply, refresh, stale
+from rules.engine import Failed, apply, refresh, stale, wake
 from rules.relative import Population
 from streams import faust_fixes, kafka_clients, population, topics, web
 from streams.after_delivery import AfterDelivery
@@ -139,6 +139,10 @@ class Runtime:
         await self._pass_boundary(partition, max(t, self.clocks.watermark(partition) or t) - 1)
         await self._move_to_latest(partition)
         before = self.load(customer)
+        if before is not None and before.next_change_at is not None \
+                and before.next_change_at <= t:  # woken first, as replay wakes it before t
+            await self._wake(partition, customer, before, t)
+            before = self.load(customer)
         try:
             state, outputs = apply(before, parsed, self.policy, self.population(partition))
         except PolicyEvaluationError as error:
@@ -179,14 +183,17 @@ class Runtime:
             before = self.load(customer)
             if before is None or before.next_change_at != due:
                 continue  # stale: re-evaluated or erased since it was scheduled
-            try:
-                state, outputs = advance(before, self.policy, now, self.population(partition))
-            except PolicyEvaluationError as error:
-                log.error("customer %s not advanced: %s", customer, error)
-                continue
             due_customers += 1
-            await self._emit(partition, customer, before, state, outputs)
+            await self._wake(partition, customer, before, now)
         return due_customers
+
+    async def _wake(self, partition: int, customer: str, before: CustomerState,
+                    now: int) -> None:
+        """Let time pass up to `now` for a due customer; a decision the policy fails on is
+        dead-lettered and made again a day later (rules.engine.wake)."""
+        state, outputs, failed = wake(before, self.policy, now, self.population(partition))
+        dead = [await self._failed_decision(failure) for failure in failed]
+        await self._emit(partition, customer, before, state, outputs, also_sent=dead)
 
     def population(self, partition: int) -> Population | None:
         """The population the partition's customers are decided in (None without relative
@@ -275,12 +282,13 @@ class Runtime:
 
     async def _emit(self, partition: int, customer: str, before: CustomerState | None,
                     state: CustomerState | None, outputs: list[OutputEvent],
-                    erased: bool = False) -> None:
+                    erased: bool = False, also_sent: list[asyncio.Future] | None = None) -> None:
         """Send the outputs and the current-tier record; the table write and the Redis view
-        follow once Kafka has them."""
+        follow once Kafka has them and `also_sent` (dead letters of failed decisions)."""
         key = customer.encode()
-        sent = [await self.outputs[o.topic_kind].send(key=key, value=o.model_dump_json().encode())
-                for o in outputs]
+        sent = [*(also_sent or ()), *[
+            await self.outputs[o.topic_kind].send(key=key, value=o.model_dump_json().encode())
+            for o in outputs]]
         record: bytes | None = None
         if erased or (outputs and state is not None):
             record = None if erased or state is None else current_tier(state)
@@ -307,7 +315,7 @@ class Runtime:
             held = self.unstored.get(customer)
             if held is not None and held[1] is state:  # else a later state is waiting
                 del self.unstored[customer]
-            if sent and self.redis is not None:  # a derived view: written behind
+            if (outputs or erased) and self.redis is not None:  # derived: written behind
                 self.redis.offer(customer, record)
                 self._flush_redis()
 
@@ -356,6 +364,21 @@ class Runtime:
         sent = await self.dead_letters.send(key=message.key, value=message.value, headers=headers)
         self.metrics.dead_letters.labels(error.reason).inc()
         self.metrics.events.labels(message.topic, event_type, "dead_letter").inc()
+        return sent
+
+    async def _failed_decision(self, failed: Failed) -> asyncio.Future:
+        """A time-driven decision has no input message: its dead letter is keyed by the customer
+        and says when the policy failed and how, with the ticks topic as its source."""
+        at = format_instant(failed.at)
+        log.error("policy failed to decide customer %s at %s (tried again a day later): %s",
+                  failed.customer_id, at, failed.error)
+        value = json.dumps({"customer_id": failed.customer_id, "at": at,
+                            "reason": "policy_error", "error": str(failed.error)}).encode()
+        headers = [("source_topic", self.settings.topics.ticks.encode()),
+                   ("reason", b"policy_error"), ("error", str(failed.error).encode())]
+        sent = await self.dead_letters.send(key=failed.customer_id.encode(), value=value,
+                                            headers=headers)
+        self.metrics.dead_letters.labels("policy_error").inc()
         return sent
 
     async def _rebuild_due_index(self) -> None:

@@ -22,6 +22,7 @@ from tests.integration.harness import (
     history,
     http_get,
     isolated_settings,
+    metric_samples,
     new_worker,
     produce,
     reference,
@@ -180,3 +181,53 @@ def test_worker_killed_mid_stream_loses_nothing(kafka_bootstrap: str, tmp_path: 
 
 def to_micros_of(line: bytes) -> int:
     return to_micros(parse_event(line).occurred_at)
+
+
+FAILING_POLICY = """\
+name: failing
+version: "1"
+currency: CNY
+windows: [30d]
+tiers:
+  - id: A
+    when: orders_30d >= 1
+  - id: B
+churn:
+  - id: bursty
+    when: 10 / orders_30d > 100   # divides by zero once the order has left the window
+"""
+
+
+def test_policy_failing_on_a_due_customer_dead_letters_and_keeps_it(
+        kafka_bootstrap: str, tmp_path: Path, workers) -> None:
+    # The partitions follow event time only (no idle switch to the wall clock during the test).
+    settings = isolated_settings(kafka_bootstrap, tmp_path, idle_after_s=3600.0)
+    create_topics(settings)
+    policy = tmp_path / "failing.yaml"
+    policy.write_text(FAILING_POLICY)
+    first = {"type": "order_completed", "event_id": "e1", "customer_id": "p",
+             "occurred_at": "2026-01-01T00:00:00Z", "order_id": "o1", "amount": 100,
+             "currency": "CNY"}
+    later = {**first, "event_id": "e2", "order_id": "o2", "occurred_at": "2026-02-15T00:00:00Z"}
+    lines = [json.dumps(first).encode(), json.dumps(later).encode()]
+    worker = new_worker(settings, tmp_path, "w1", workers, policy=policy)
+    produce(settings, lines)
+    compiled = load_policy(policy)
+    states, expected = reference(lines, compiled, to_micros(parse_event(lines[1]).occurred_at))
+    days = [f"2026-01-{d:02d}T00:00:00Z" for d in (31,)] + \
+        [f"2026-02-{d:02d}T00:00:00Z" for d in range(1, 16)]
+    emitted = collect(settings, until=lambda e: len(e.dead_letters) >= len(days))
+    # the customer's decisions at day 30..45 failed, each one dead-lettered once, in order
+    failures = [json.loads(value) for value, _ in emitted.dead_letters]
+    assert [f["at"] for f in failures] == days
+    assert {(f["customer_id"], f["reason"]) for f in failures} == {("p", "policy_error")}
+    assert {h["reason"] for _, h in emitted.dead_letters} == {"policy_error"}
+    assert set(emitted.dead_letter_keys) == {b"p"}
+    # the later order was not lost: the worker's result equals replay's
+    assert [e["id"] for e in emitted.events] == [e["id"] for e in expected]
+    status, body = http_get(f"{worker.url}/customers/p")
+    assert status == 200 and json.loads(body)["metrics"]["orders_30d"] == 1, body
+    assert states["p"].orders[-1].order_id == "o2"
+    samples = dict((labels["reason"], value) for labels, value in
+                   metric_samples(worker, "tierstream_dead_letters_total"))
+    assert samples == {"policy_error": len(days)}

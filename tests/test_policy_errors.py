@@ -1,0 +1,76 @@
+"""A condition that fails at run time (a policy bug) never loses a customer: in replay and in the
+worker, a failed time-driven decision is dead-lettered and made again a day later, and an event
+the policy fails on is dead-lettered with its line (the worker's side: tests/integration)."""
+
+from __future__ import annotations
+
+import io
+import json
+
+from rich.progress import Progress
+
+from rules.engine import wake
+from rules.replay import Replay
+from streams import replay_job
+from streams.files import Line
+from tests.builders import day, order, policy, touch
+
+# `10 / orders_30d` divides by zero once the order has left the 30-day window (day 30)
+FAILING = policy("""
+    name: failing
+    version: "1"
+    currency: CNY
+    windows: [30d]
+    tiers:
+      - id: A
+        when: orders_30d >= 1
+      - id: B
+    churn:
+      - id: bursty
+        when: 10 / orders_30d > 100
+""")
+
+
+def test_a_failed_time_driven_decision_is_made_again_a_day_later() -> None:
+    replay = Replay(FAILING)
+    replay.feed(order("p", day(0), 100, "o1"))
+    state = replay.states["p"]
+    assert state.next_change_at == day(30)
+
+    woken, outputs, failed = wake(state, FAILING, day(32))
+    assert outputs == [] and [f.at for f in failed] == [day(30), day(31), day(32)]
+    assert "division by zero" in str(failed[0].error) and failed[0].customer_id == "p"
+    assert woken.next_change_at == day(33) and woken.tier == "A"
+
+
+def test_replay_keeps_the_customer_and_reports_each_failure() -> None:
+    replay = Replay(FAILING)
+    replay.feed(order("p", day(0), 100, "o1"))
+    assert replay.advance_to(day(40)) == []
+    assert [f.at for f, event in replay.take_failed() if event is None] == \
+        [day(n) for n in range(30, 41)]
+    replay.feed(order("p", day(45), 100, "o2"))  # woken up to the order first, then it counts
+    assert len(replay.take_failed()) == 5
+    assert replay.states["p"].orders[-1].order_id == "o2"
+    assert replay.states["p"].next_change_at == day(75)
+
+
+def test_replay_job_dead_letters_failed_decisions_and_events() -> None:
+    events = [order("p", day(0), 100, "o1"), touch("p", day(31)), order("p", day(33), 10, "o2")]
+    records = [(Line("in.jsonl", n, e.model_dump_json().encode()), e)
+               for n, e in enumerate(events, start=1)]
+    sinks = replay_job.Sinks(out=io.StringIO(), dead_letters=io.StringIO())
+    summary = replay_job.run(iter(records), FAILING, sinks, day(33), Progress(disable=True),
+                             wall=None, max_future=0)
+    assert isinstance(sinks.dead_letters, io.StringIO)
+    dead = [json.loads(line) for line in sinks.dead_letters.getvalue().splitlines()]
+    # woken at day 30 and 31 (failed), then the interaction at day 31 fails on its own, then
+    # days 32 and 33 fail, and the order at day 33 is applied
+    assert [(d["source"], d.get("at", d.get("line")), d["reason"]) for d in dead] == [
+        ("time", "2024-01-31T00:00:00Z", "policy_error"),
+        ("time", "2024-02-01T00:00:00Z", "policy_error"),
+        ("in.jsonl", 2, "policy_error"),
+        ("time", "2024-02-02T00:00:00Z", "policy_error"),
+        ("time", "2024-02-03T00:00:00Z", "policy_error")]
+    assert summary.failed_decisions == 4 and summary.events == 2
+    assert summary.rejected == {"policy_error": 1}
