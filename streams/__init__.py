@@ -1,1 +1,2 @@
-"""The imperative shell: CLI, file readers and (later) the faust runtime around the pure core."""
+"""The imperative shell around the pure core: CLI, file readers, faust workers, Redis view and
+HTTP API."""
