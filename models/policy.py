@@ -53,6 +53,13 @@ class RelativeOptions(_Strict):
     refresh: Duration = "1d"   # how often the population snapshot is retaken (UTC-aligned)
 
 
+class Limits(_Strict):
+    # Orders, refunds and interactions one customer's state may hold. The bound keeps a state
+    # (at most ~200 bytes an item with 128-character ids) under Kafka's 1 MB record limit and
+    # the cost of an event bounded; an event past it is dead-lettered (customer_full).
+    customer_items: int = Field(default=3000, ge=1, le=4000)
+
+
 class Policy(_Strict):
     name: RuleId
     version: str = Field(min_length=1, max_length=64)
@@ -66,6 +73,7 @@ class Policy(_Strict):
     downgrade: Downgrade = Downgrade()
     churn: list[ChurnRule] = []
     relative: RelativeOptions = RelativeOptions()   # for <metric>_pct and <metric>_share_above
+    limits: Limits = Limits()
 
     @model_validator(mode="after")
     def _consistent(self) -> Policy:

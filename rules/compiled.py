@@ -67,6 +67,7 @@ class CompiledPolicy:
                        tuple(m for m in self.modelled if m.name in self.relative_bases))
         self.time_metrics = tuple(n for n in names if n in metrics.TIME_METRICS)
         self.largest_window = max((parse_duration(w) for w in self.windows), default=0)
+        self.customer_items = policy.limits.customer_items
         self.timed_conditions = tuple(c for c in compiled.values() if c.timed)
         self.tier_variables = tuple(sorted({v for c in self.tier_conditions for v in c.variables}))
         self.tiers_read_tier = any(v in ("tier", "days_in_tier")

@@ -49,6 +49,12 @@ def apply(state: CustomerState | None, event: Event, policy: CompiledPolicy,
     ingested = _ingest(state, event, amount, t, policy)
     if ingested is None and not fresh:
         return state, outputs
+    if ingested is not None and _items(ingested) > max(policy.customer_items, _items(state)):
+        raise InvalidEventError(
+            f"customer {event.customer_id!r} holds {_items(state)} orders, refunds and "
+            f"interactions, the most one customer's state may hold (policy limits."
+            f"customer_items = {policy.customer_items}); the event is not applied",
+            reason="customer_full")
     state, more = decisions.evaluate(ingested or state, policy, max(state.clock, t), population)
     return state, outputs + more
 
@@ -64,11 +70,12 @@ def advance(state: CustomerState, policy: CompiledPolicy, now: int,
 
 
 class Failed(NamedTuple):
-    """A time-driven decision the policy failed to make, to be dead-lettered and counted."""
+    """A decision not made, to be dead-lettered and counted: the policy failed (on a time-driven
+    decision or an event), or an event was refused (InvalidEventError: a full customer)."""
 
     customer_id: str
     at: int
-    error: PolicyEvaluationError
+    error: PolicyEvaluationError | InvalidEventError
 
 
 def wake(state: CustomerState, policy: CompiledPolicy, now: int,
@@ -94,19 +101,24 @@ def wake(state: CustomerState, policy: CompiledPolicy, now: int,
 
 def refresh(state: CustomerState, policy: CompiledPolicy, old: Population | None,
             new: Population, changed: bool | None = None) -> tuple[
-        CustomerState, list[OutputEvent]]:
+        CustomerState, list[OutputEvent], list[Failed]]:
     """Move the customer from snapshot `old` to `new` (taken at new.taken_at, not before its
-    clock): time passes up to then under `old`, and the customer is decided again under `new`
-    unless no relative metric compares differently (the same decision, skipped). `changed`
-    is that answer when the caller worked it out for many customers at once."""
+    clock): time passes up to then under `old` (as in `wake`), and the customer is decided again
+    under `new` unless no relative metric compares differently (the same decision, skipped).
+    `changed` is that answer when the caller worked it out for many customers at once. A
+    decision the policy fails on is returned as failed; the customer keeps its state."""
     t = new.taken_at
-    state, outputs = advance(state, policy, t, old)
+    state, outputs, failed = wake(state, policy, t, old)
     if changed is None:
         changed = relative_changed(state, policy, old, new)
     if not changed:
-        return state, outputs
-    state, more = decisions.evaluate(state, policy, max(state.clock, t), new)
-    return state, outputs + more
+        return state, outputs, failed
+    at = max(state.clock, t)
+    try:
+        state, more = decisions.evaluate(state, policy, at, new)
+    except PolicyEvaluationError as error:
+        return state, outputs, [*failed, Failed(state.customer_id, at, error)]
+    return state, outputs + more, failed
 
 
 def relative_changed(state: CustomerState, policy: CompiledPolicy, old: Population | None,
@@ -158,6 +170,10 @@ def _ingest(state: CustomerState, event: Event, amount: float, t: int,
     orders = (*state.orders, new) if index is None else \
         (*state.orders[:index], new, *state.orders[index + 1:])
     return state.model_copy(update={"orders": orders})
+
+
+def _items(state: CustomerState) -> int:
+    return len(state.orders) + len(state.touches) + sum(len(o.refund_ids) for o in state.orders)
 
 
 def _find(orders: tuple[Order, ...], order_id: str) -> tuple[int | None, Order | None]:

@@ -15,7 +15,7 @@ from collections.abc import Iterable
 
 import numpy as np
 
-from models.errors import PolicyEvaluationError
+from models.errors import InvalidEventError, PolicyEvaluationError
 from models.events import Event
 from models.instants import to_micros
 from models.outputs import OutputEvent
@@ -57,7 +57,9 @@ class Replay:
         self._failed: list[tuple[Failed, Event | None]] = []
 
     def feed(self, event: Event) -> list[OutputEvent]:
-        """Apply one event after every change due by its time; InvalidEventError if rejected."""
+        """Apply one event after every change due by its time. InvalidEventError if it is not
+        admitted; one the engine refuses (a full customer) or the policy fails on is not applied
+        and waits in take_failed, with the outputs of the time that passed returned."""
         # before time moves, so a rejection loses nothing
         admit(event, self.policy, wall=self.wall, max_future=self.max_future)
         t = to_micros(event.occurred_at)
@@ -65,7 +67,7 @@ class Replay:
         try:
             new, more = apply(self.states.get(event.customer_id), event, self.policy,
                               self.population)
-        except PolicyEvaluationError as error:  # the event is dead-lettered, as by a worker
+        except (PolicyEvaluationError, InvalidEventError) as error:  # dead-lettered, as live
             self._failed.append((Failed(event.customer_id, t, error), event))
             return outputs
         self._store(event.customer_id, new)
@@ -120,7 +122,8 @@ class Replay:
                                         policy.thresholds.get(metric.name))
         outputs: list[OutputEvent] = []
         for customer in (c for c, moved in zip(customers, changed, strict=True) if moved):
-            state, more = refresh(self.states[customer], policy, old, new, changed=True)
+            state, more, failed = refresh(self.states[customer], policy, old, new, changed=True)
+            self._failed += [(f, None) for f in failed]
             outputs += more
             self._store(customer, state)
         return outputs

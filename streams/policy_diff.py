@@ -81,6 +81,9 @@ def from_events(events: Iterable[Event], old: CompiledPolicy, new: CompiledPolic
                 replay.feed(event)
             except InvalidEventError as error:  # e.g. a currency only one policy can convert
                 rejected[f"{replay.policy.name}: {error.reason}"] += 1
+            for failed, _ in replay.take_failed():
+                reason = getattr(failed.error, "reason", "policy_error")
+                rejected[f"{replay.policy.name}: {reason}"] += 1
     clocks = [r.clock for r in replays if r.clock is not None]
     last = max(clocks, default=None)
     if as_of is not None and last is not None and as_of < last:

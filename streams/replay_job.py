@@ -123,7 +123,9 @@ def _failed(replay: Replay, line: Line | None, summary: Summary, sinks: Sinks) -
     for failed, event in replay.take_failed():
         if event is not None:
             assert line is not None
-            _reject(line, InvalidEventError(str(failed.error), "policy_error"), summary, sinks)
+            error = failed.error if isinstance(failed.error, InvalidEventError) else \
+                InvalidEventError(str(failed.error), "policy_error")
+            _reject(line, error, summary, sinks)
             event_failed = True
             continue
         summary.failed_decisions += 1

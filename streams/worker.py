@@ -23,7 +23,7 @@ import faust
 from faust.streams import current_event
 
 from models.errors import ConnectError, InvalidEventError, PolicyEvaluationError
-from models.events import CustomerErased, parse_event
+from models.events import MAX_EVENT_BYTES, CustomerErased, parse_event
 from models.instants import MICROS_PER_SECOND, format_instant, to_micros
 from models.outputs import CustomerTier, OutputEvent
 from models.state import CustomerState, Stored
@@ -42,6 +42,10 @@ from streams.settings import TABLE_NAME, Settings
 
 log = logging.getLogger("tierstream.worker")
 REDIS_FLUSH_INTERVAL_S = 0.5
+# A dead letter keeps at most this much of the message's value and key, so it always fits under
+# Kafka's 1 MB record limit: an input too large to copy is kept truncated, with its size.
+DEAD_LETTER_MAX_VALUE = MAX_EVENT_BYTES + 1024
+DEAD_LETTER_MAX_KEY = 1024
 MAX_UNDELIVERED = 1000  # steps per partition waiting for delivery before the stream waits too
 
 
@@ -149,6 +153,8 @@ class Runtime:
             return [await self._dead_letter(message, InvalidEventError(str(error),
                                                                       "policy_error"),
                                             parsed.type)]
+        except InvalidEventError as error:  # refused by the engine: a full customer
+            return [await self._dead_letter(message, error, parsed.type)]
         wall = wall_micros()
         self.clocks.observe(partition, t, wall)
         await self._emit(partition, customer, before, state, outputs,
@@ -251,14 +257,10 @@ class Runtime:
             before = self.load(customer)
             if before is None:
                 continue
-            try:
-                state, outputs = refresh(before, self.policy, old, latest,
-                                         changed=None if known else True)
-            except PolicyEvaluationError as error:
-                log.error("customer %s not moved to the population at %s: %s", customer,
-                          latest.taken_at, error)
-                continue
-            await self._emit(partition, customer, before, state, outputs)
+            state, outputs, failed = refresh(before, self.policy, old, latest,
+                                             changed=None if known else True)
+            dead = [await self._failed_decision(failure) for failure in failed]
+            await self._emit(partition, customer, before, state, outputs, also_sent=dead)
         self.moved[partition] = latest
         self.metrics.population_taken_at.set(latest.taken_at / MICROS_PER_SECOND)
 
@@ -358,10 +360,17 @@ class Runtime:
         headers = [("source_topic", message.topic.encode()),
                    ("source_partition", str(message.partition).encode()),
                    ("source_offset", str(message.offset).encode()),
-                   ("reason", error.reason.encode()), ("error", str(error).encode())]
+                   ("reason", error.reason.encode()), ("error", str(error)[:1000].encode())]
+        key, value = message.key, message.value
+        if len(value or b"") > DEAD_LETTER_MAX_VALUE or len(key or b"") > DEAD_LETTER_MAX_KEY:
+            headers += [("truncated", b"true"),
+                        ("original_value_bytes", str(len(value or b"")).encode()),
+                        ("original_key_bytes", str(len(key or b"")).encode())]
+            key = None if key is None else key[:DEAD_LETTER_MAX_KEY]
+            value = None if value is None else value[:DEAD_LETTER_MAX_VALUE]
         log.warning("dead letter %s[%s]@%s: %s", message.topic, message.partition,
-                    message.offset, error)
-        sent = await self.dead_letters.send(key=message.key, value=message.value, headers=headers)
+                    message.offset, str(error)[:200])
+        sent = await self.dead_letters.send(key=key, value=value, headers=headers)
         self.metrics.dead_letters.labels(error.reason).inc()
         self.metrics.events.labels(message.topic, event_type, "dead_letter").inc()
         return sent

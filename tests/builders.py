@@ -66,6 +66,22 @@ def erase(customer: str, at: int, event_id: str | None = None) -> Event:
                    "customer_id": customer, "occurred_at": format_instant(at)})
 
 
+# A policy bug: `10 / orders_30d` divides by zero once an order has left the 30-day window.
+FAILING_POLICY = """\
+name: failing
+version: "1"
+currency: CNY
+windows: [30d]
+tiers:
+  - id: A
+    when: orders_30d >= 1
+  - id: B
+churn:
+  - id: bursty
+    when: 10 / orders_30d > 100
+"""
+
+
 def policy(yaml_text: str, file: str = "<test>") -> CompiledPolicy:
     """A CompiledPolicy from inline YAML (dedented, so it can be indented in the test)."""
     return parse_policy(textwrap.dedent(yaml_text), file)

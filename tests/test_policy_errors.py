@@ -13,22 +13,9 @@ from rules.engine import wake
 from rules.replay import Replay
 from streams import replay_job
 from streams.files import Line
-from tests.builders import day, order, policy, touch
+from tests.builders import FAILING_POLICY, day, order, policy, touch
 
-# `10 / orders_30d` divides by zero once the order has left the 30-day window (day 30)
-FAILING = policy("""
-    name: failing
-    version: "1"
-    currency: CNY
-    windows: [30d]
-    tiers:
-      - id: A
-        when: orders_30d >= 1
-      - id: B
-    churn:
-      - id: bursty
-        when: 10 / orders_30d > 100
-""")
+FAILING = policy(FAILING_POLICY)  # fails from day 30, once the first order left the window
 
 
 def test_a_failed_time_driven_decision_is_made_again_a_day_later() -> None:
@@ -74,3 +61,18 @@ def test_replay_job_dead_letters_failed_decisions_and_events() -> None:
         ("time", "2024-02-03T00:00:00Z", "policy_error")]
     assert summary.failed_decisions == 4 and summary.events == 2
     assert summary.rejected == {"policy_error": 1}
+
+
+def test_replay_keeps_customers_whose_population_refresh_fails() -> None:
+    relative = policy(FAILING_POLICY.replace(
+        "    when: orders_30d >= 1\n",
+        "    when: orders_30d >= 1 && days_since_last_order_pct >= 0.0\n")
+        + "relative:\n  refresh: 1d\n")
+    replay = Replay(relative)
+    replay.feed(order("p", day(0), 100, "o1"))
+    replay.feed(order("q", day(0), 200, "o2"))
+    replay.advance_to(day(31) + 1)  # refreshes every day: those after day 30 fail
+    failed = [(f.customer_id, f.at) for f, event in replay.take_failed()]
+    assert failed and all(event_at >= day(30) for _, event_at in failed)
+    assert {customer for customer, _ in failed} == {"p", "q"}
+    assert set(replay.states) == {"p", "q"}

@@ -143,9 +143,9 @@ def test_deciding_again_in_the_same_population_changes_nothing() -> None:
     old = Population.of(day(3), {"revenue_365d": [5000, 500, 300]})
     new = Population.of(day(10), {"revenue_365d": [50, 60, 70]})
     state, _ = apply(None, order("c", day(1), 400), compiled, old)
-    moved, outputs = refresh(state, compiled, old, new)
+    moved, outputs, _ = refresh(state, compiled, old, new)
     assert moved.tier == "A" and outputs
-    again, more = refresh(moved, compiled, None, new, changed=True)
+    again, more, _ = refresh(moved, compiled, None, new, changed=True)
     assert again == moved and more == []
 
 
@@ -158,7 +158,7 @@ def test_a_customer_decided_after_the_snapshot_is_compared_on_its_value_then() -
     new = Population.of(day(10), {"revenue_365d": [5000, 500, 300]})
     state, _ = apply(None, order("c", day(20), 400), compiled, old)
     assert state.tier == "A"
-    moved, _ = refresh(state, compiled, old, new)
+    moved, _, _ = refresh(state, compiled, old, new)
     assert moved.tier == "B"
 
 

@@ -14,6 +14,7 @@ from models.instants import format_instant, to_micros
 from streams import policy_diff
 from streams.cli import main
 from streams.policies import load_policy
+from tests.builders import FAILING_POLICY
 from tests.integration.harness import (
     collect,
     consumer_group_members,
@@ -181,21 +182,6 @@ def test_worker_killed_mid_stream_loses_nothing(kafka_bootstrap: str, tmp_path: 
 
 def to_micros_of(line: bytes) -> int:
     return to_micros(parse_event(line).occurred_at)
-
-
-FAILING_POLICY = """\
-name: failing
-version: "1"
-currency: CNY
-windows: [30d]
-tiers:
-  - id: A
-    when: orders_30d >= 1
-  - id: B
-churn:
-  - id: bursty
-    when: 10 / orders_30d > 100   # divides by zero once the order has left the window
-"""
 
 
 def test_policy_failing_on_a_due_customer_dead_letters_and_keeps_it(
