@@ -74,7 +74,13 @@ def build_parser() -> argparse.ArgumentParser:
     replay = commands.add_parser(
         "replay", help="replay event files through a policy, no broker needed",
         description="Replay JSONL or CSV events in event-time order through the tier engine. "
-                    "Output events go to stdout (or --out) as JSONL; a summary goes to stderr.")
+                    "Output events go to stdout (or --out) as JSONL; a summary goes to stderr. "
+                    "Replay holds every event in memory to sort them (about "
+                    f"{replay_job.MEMORY_PER_LINE:,} bytes a line): before reading, it estimates "
+                    "the memory the input needs and refuses (exit status 2) if that is more than "
+                    "the memory available (see --max-memory). Progress goes to stderr: a bar on "
+                    "a terminal, else a line every "
+                    f"{replay_job.PROGRESS_INTERVAL_S:g} seconds.")
     replay.add_argument("events", nargs="+", type=Path, metavar="EVENTS",
                         help="JSONL files (one event per line) or CSV files")
     replay.add_argument("--policy", default="default",
@@ -89,6 +95,11 @@ def build_parser() -> argparse.ArgumentParser:
     _input_options(replay)
     replay.add_argument("--strict", action="store_true",
                         help="exit with status 1 if any line was rejected")
+    replay.add_argument("--max-memory", type=_size, metavar="SIZE",
+                        help="the memory replay may take, e.g. 4G or 500M (powers of 1024), "
+                             "instead of the memory available (MemAvailable, or the headroom "
+                             "under a cgroup memory limit if smaller); a larger value lets a "
+                             "refused replay go ahead anyway")
     replay.set_defaults(run=_replay)
 
     simulate = commands.add_parser(
@@ -262,6 +273,13 @@ def _date(text: str) -> date:
         raise argparse.ArgumentTypeError(f"{text!r} is not a date YYYY-MM-DD") from None
 
 
+def _size(text: str) -> int:
+    try:
+        return replay_job.parse_size(text)
+    except ValueError as error:
+        raise argparse.ArgumentTypeError(str(error)) from None
+
+
 def _model_fit(args: argparse.Namespace, err: Console) -> int:
     from streams import model_cmd
     for path in args.events:
@@ -290,13 +308,17 @@ def _replay(args: argparse.Namespace, err: Console) -> int:
     for path in args.events:
         if not path.is_file():
             raise ValueError(f"no such events file: {path}")
+    size, lines = replay_job.measure_inputs(args.events)
+    available = (replay_job.Memory(args.max_memory, "allowed by --max-memory")
+                 if args.max_memory is not None else replay_job.available_memory())
+    replay_job.check_memory(size, lines, available, splittable=not policy.relative)
     with contextlib.ExitStack() as files:
         def open_out(path: Path | None) -> object:
             return files.enter_context(path.open("w", encoding="utf-8")) if path else None
         sinks = replay_job.Sinks(out=open_out(args.out) or sys.stdout,
                                  dead_letters=open_out(args.dead_letters),
                                  state_out=open_out(args.state_out))
-        with replay_job.progress_bar(err) as progress:
+        with replay_job.progress_for(err) as progress:
             records = replay_job.read_inputs(args.events, args.format, layout, progress)
             summary = replay_job.run(records, policy, sinks, args.as_of, progress,
                                      wall=time.time_ns() // 1000,

@@ -1,14 +1,20 @@
-"""`tierstream replay`: history files in, tier events out, through the pure engine, no broker."""
+"""`tierstream replay`: history files in, tier events out, through the pure engine, no broker.
+
+Replay holds every parsed event in memory to sort them, so before reading it estimates the
+memory the input needs and refuses what would exhaust the machine (`check_memory`). Progress
+goes to stderr: rich's bar on a terminal, else a plain line every few seconds (`LineProgress`).
+"""
 
 from __future__ import annotations
 
 import json
+import re
 import time
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import IO
+from typing import IO, Any
 
 from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
@@ -21,6 +27,19 @@ from models.outputs import OutputEvent
 from rules.compiled import CompiledPolicy
 from rules.replay import Replay, event_order
 from streams.files import PRESETS, CsvLayout, Line, Record, read_csv, read_jsonl
+
+# Memory a replay needs per input line: it keeps every parsed event (with its line) until all
+# are read and sorted. Measured as the peak RSS (getrusage ru_maxrss of a child
+# `tierstream replay FILE --out /dev/null`) less that of a one-line replay (105 MiB):
+#   JSONL from `tierstream simulate`, 177 B a line: 2,040 B a line at 96k lines (17 MB),
+#     2,058 B at 387k lines (68 MB); 11.6 bytes of memory per input byte;
+#   CDNOW (`--format cdnow`), 28 B a line: 2,479 B a line at 70k lines (1.95 MB), 2,490 B at
+#     279k lines (the file four times over with other customer ids); 89-92 per input byte.
+# Memory follows lines (events and customers), not bytes: the larger per-line figure, rounded up.
+MEMORY_PER_LINE = 2_500
+LINE_SAMPLE_BYTES = 1 << 20  # a file's lines are counted in its first MiB, the rest estimated
+PROGRESS_INTERVAL_S = 5.0    # off a terminal, a progress line on stderr this often
+progress_clock: Callable[[], float] = time.monotonic  # the progress lines' clock (tests fake it)
 
 
 @dataclass
@@ -44,11 +63,125 @@ class Sinks:
     state_out: IO[str] | None = None
 
 
+@dataclass(frozen=True)
+class Memory:
+    """An amount of memory, and what it is, for messages ("available (MemAvailable ...)")."""
+
+    bytes: int
+    source: str
+
+
+class NotEnoughMemory(ValueError):
+    """The input needs more memory than replay may take (the command exits with status 2)."""
+
+
+def measure_inputs(paths: list[Path], sample: int = LINE_SAMPLE_BYTES) -> tuple[int, int]:
+    """The files' total size and lines: counted in a file of at most `sample` bytes, else
+    estimated from the lines in its first `sample` bytes."""
+    size = lines = 0
+    for path in paths:
+        file_size = path.stat().st_size
+        with path.open("rb") as stream:
+            head = stream.read(sample)
+        newlines = head.count(b"\n")
+        if len(head) >= file_size:
+            lines += newlines + (bool(head) and not head.endswith(b"\n"))
+        else:
+            lines += -(-file_size * max(newlines, 1) // len(head))  # rounded up
+        size += file_size
+    return size, lines
+
+
+def check_memory(input_bytes: int, lines: int, available: Memory | None, splittable: bool,
+                 per_line: int = MEMORY_PER_LINE) -> int:
+    """The memory replaying `lines` lines needs; NotEnoughMemory if more than `available`
+    (None: unknown, never refused). `splittable`: the policy decides each customer on their
+    own events alone (no relative metrics), so the input can be replayed in parts by customer."""
+    needed = lines * per_line
+    if available is None or needed <= available.bytes:
+        return needed
+    way_out = ("Split the input by customer id and replay each part with the same --as-of, "
+               "use a machine with more memory" if splittable else
+               "The policy places customers among each other (relative metrics), so the input "
+               "cannot be split: use a machine with more memory")
+    raise NotEnoughMemory(
+        f"replaying {format_size(input_bytes)} of events (about {lines:,} lines) would need "
+        f"about {format_size(needed)} of memory, more than the {format_size(available.bytes)} "
+        f"{available.source}: replay holds every event in memory to sort them (about "
+        f"{format_size(per_line)} a line). {way_out}, or pass --max-memory SIZE to try anyway.")
+
+
+def available_memory(root: Path = Path("/")) -> Memory | None:
+    """The memory this process may still take: MemAvailable (/proc/meminfo), or the headroom
+    under a memory limit of its cgroup (v2 memory.max, v1 memory.limit_in_bytes, less the
+    usage without reclaimable page cache) where smaller. None: unknown (not Linux)."""
+    found: list[Memory] = []
+    meminfo = _read(root / "proc/meminfo") or ""
+    if match := re.search(r"^MemAvailable:\s+(\d+) kB", meminfo, re.MULTILINE):
+        found.append(Memory(int(match[1]) * 1024, "available (MemAvailable in /proc/meminfo)"))
+    for line in (_read(root / "proc/self/cgroup") or "").splitlines():
+        _, controllers, path = line.split(":", 2)
+        if controllers == "":  # v2, mounted alone or, in hybrid mode, under unified/
+            for mount in ("sys/fs/cgroup", "sys/fs/cgroup/unified"):
+                found += _cgroup_headroom(root, mount, path, "memory.max", "memory.current",
+                                          "inactive_file")
+        elif "memory" in controllers.split(","):  # v1
+            found += _cgroup_headroom(root, "sys/fs/cgroup/memory", path,
+                                      "memory.limit_in_bytes", "memory.usage_in_bytes",
+                                      "total_inactive_file")
+    return min(found, key=lambda memory: memory.bytes, default=None)
+
+
+def _cgroup_headroom(root: Path, mount: str, path: str, limit_file: str, usage_file: str,
+                     cache: str) -> list[Memory]:
+    """Limit less usage of the cgroup at `path` and of each of its ancestors that has a limit."""
+    found = []
+    directory = root / mount / path.strip("/")
+    while True:
+        limit, usage = _read(directory / limit_file), _read(directory / usage_file)
+        # v2 writes "max" for no limit, v1 a number near 2**63
+        if limit and usage and limit.strip().isdigit() and int(limit) < 1 << 60:
+            stat = _read(directory / "memory.stat") or ""
+            reclaimable = re.search(rf"^{cache} (\d+)$", stat, re.MULTILINE)
+            used = int(usage) - (int(reclaimable[1]) if reclaimable else 0)
+            found.append(Memory(max(int(limit) - used, 0), f"available under the "
+                                f"{format_size(int(limit))} limit in /{directory.relative_to(root)}"
+                                f"/{limit_file}"))
+        if directory == root / mount:
+            return found
+        directory = directory.parent
+
+
+def _read(path: Path) -> str | None:
+    try:
+        return path.read_text()
+    except (OSError, ValueError):
+        return None
+
+
+def format_size(size: float) -> str:
+    """1536 -> "1.5 KiB"."""
+    for unit in ("B", "KiB", "MiB", "GiB"):
+        if abs(size) < 1024:
+            return f"{size:.0f} B" if unit == "B" else f"{size:.1f} {unit}"
+        size /= 1024
+    return f"{size:.1f} TiB"
+
+
+def parse_size(text: str) -> int:
+    """"500M", "8G", "8GiB", "8gb", "1048576" -> bytes; K, M, G, T are powers of 1024."""
+    match = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*(?:([KMGT])(?:i?B)?|B)?\s*", text, re.IGNORECASE)
+    if match is None:
+        raise ValueError(f"{text!r} is not a size such as 500M, 8G or 8GiB")
+    power = "BKMGT".index((match[2] or "B").upper())
+    return int(float(match[1]) * 1024 ** power)
+
+
 def read_inputs(paths: list[Path], file_format: str, layout: CsvLayout | None,
-                progress: Progress) -> Iterator[Record]:
+                progress: Progress | LineProgress) -> Iterator[Record]:
     """Every record of every file, in file order; progress counts bytes read."""
     total = sum(p.stat().st_size for p in paths)
-    task = progress.add_task("reading", total=total)
+    task = progress.add_task("reading", total=total, unit="bytes")
     for path in paths:
         kind = _format_of(path, file_format)
         advance = lambda n: progress.advance(task, n)  # noqa: E731
@@ -65,7 +198,7 @@ def _format_of(path: Path, file_format: str) -> str:
 
 
 def run(records: Iterator[Record], policy: CompiledPolicy, sinks: Sinks, as_of: int | None,
-        progress: Progress, wall: int | None, max_future: int) -> Summary:
+        progress: Progress | LineProgress, wall: int | None, max_future: int) -> Summary:
     """Sort the valid events by event time, replay them, write outputs, rejects and states.
 
     Events are admitted as a worker admits them (rules/admission.py), with no message key:
@@ -82,7 +215,7 @@ def run(records: Iterator[Record], policy: CompiledPolicy, sinks: Sinks, as_of: 
             events.append((record, line))
     events.sort(key=lambda pair: event_order(pair[0]))
     replay = Replay(policy, wall=wall, max_future=max_future)
-    task = progress.add_task("replaying", total=len(events))
+    task = progress.add_task("replaying", total=len(events), unit="events")
     for number, (event, line) in enumerate(events, start=1):
         try:
             _write(replay.feed(event), summary, sinks)
@@ -162,6 +295,91 @@ def progress_bar(console: Console) -> Progress:
     return Progress(TextColumn("{task.description:>10}"), BarColumn(),
                     TextColumn("{task.percentage:>5.1f}%"), TimeRemainingColumn(),
                     console=console, transient=True, disable=not console.is_terminal)
+
+
+def progress_for(console: Console) -> Progress | LineProgress:
+    """rich's bar on a terminal; else a plain line every PROGRESS_INTERVAL_S seconds."""
+    if console.is_terminal:
+        return progress_bar(console)
+    return LineProgress(console.file, prefix="replay: ")
+
+
+@dataclass
+class _Task:
+    description: str
+    total: float | None
+    unit: str
+    started: float
+    completed: float = 0
+
+    def line(self, now: float) -> str:
+        """"reading 40.0 MiB of 100.0 MiB (40.0%), 8.0 MiB/s, about 8s left"."""
+        def show(n: float) -> str:
+            return format_size(n) if self.unit == "bytes" else f"{n:,.0f}"
+        unit = "" if self.unit == "bytes" else f" {self.unit}".rstrip()
+        text = f"{self.description} {show(self.completed)}"
+        if self.total:
+            text += f" of {show(self.total)}{unit} ({self.completed / self.total:.1%})"
+        else:
+            text += unit
+        elapsed = now - self.started
+        if elapsed > 0 and self.completed:
+            rate = self.completed / elapsed
+            text += f", {show(rate)}{unit}/s"
+            if self.total and self.completed < self.total:
+                text += f", about {_duration((self.total - self.completed) / rate)} left"
+        return text
+
+
+def _duration(seconds: float) -> str:
+    """Whole seconds as "8s", "2m05s" or "1h02m"."""
+    seconds = round(seconds)
+    if seconds < 60:
+        return f"{seconds}s"
+    if seconds < 3600:
+        return f"{seconds // 60}m{seconds % 60:02d}s"
+    return f"{seconds // 3600}h{seconds % 3600 // 60:02d}m"
+
+
+class LineProgress:
+    """Progress as a plain line on `stream` at most every `interval` seconds (default
+    PROGRESS_INTERVAL_S), for a stderr that is not a terminal (a log, a pipe, CI). It offers
+    the part of rich's Progress that replay uses; a task with `unit="bytes"` shows sizes."""
+
+    def __init__(self, stream: IO[str], prefix: str = "", interval: float | None = None,
+                 clock: Callable[[], float] | None = None) -> None:
+        """`interval`, `clock`: default PROGRESS_INTERVAL_S and progress_clock (at creation)."""
+        self._stream, self._prefix = stream, prefix
+        self._clock = clock or progress_clock
+        self._interval = PROGRESS_INTERVAL_S if interval is None else interval
+        self._tasks: list[_Task] = []
+        self._last = self._clock()
+
+    def __enter__(self) -> LineProgress:
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        return None
+
+    def add_task(self, description: str, total: float | None = None, unit: str = "",
+                 **_: Any) -> int:
+        self._tasks.append(_Task(description, total, unit, self._clock()))
+        return len(self._tasks) - 1
+
+    def advance(self, task: int, advance: float = 1) -> None:
+        self._tasks[task].completed += advance
+        self._tick(task)
+
+    def update(self, task: int, completed: float | None = None, **_: Any) -> None:
+        if completed is not None:
+            self._tasks[task].completed = completed
+        self._tick(task)
+
+    def _tick(self, task: int) -> None:
+        now = self._clock()
+        if now - self._last >= self._interval:
+            self._last = now
+            print(self._prefix + self._tasks[task].line(now), file=self._stream, flush=True)
 
 
 def summary_table(summary: Summary, policy: CompiledPolicy) -> Table:

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 
+from streams import replay_job
 from streams.cli import main
 
 GOOD = [
@@ -137,3 +138,63 @@ def test_console_script_help() -> None:
                             capture_output=True, text=True, check=True)
     assert "--as-of" in result.stdout and "--dead-letters" in result.stdout
 
+
+
+def test_replay_refuses_input_needing_more_memory_than_available(tmp_path: Path, monkeypatch,
+                                                                 capsys) -> None:
+    events = write_events(tmp_path / "events.jsonl")  # 8 lines: 8 x 2,500 B = 19.5 KiB needed
+    monkeypatch.setattr(replay_job, "available_memory", lambda: replay_job.Memory(
+        16_000, "available (MemAvailable in /proc/meminfo)"))
+    out = tmp_path / "out.jsonl"
+    assert main(["replay", str(events), "--out", str(out)]) == 2
+    err = " ".join(capsys.readouterr().err.split())  # rich wraps the message
+    size = replay_job.format_size(events.stat().st_size)
+    assert err.startswith(f"error: replaying {size} of events (about 8 lines) would need about "
+                          "19.5 KiB of memory, more than the 15.6 KiB available (MemAvailable "
+                          "in /proc/meminfo): replay holds every event in memory to sort them")
+    assert "Split the input by customer id" in err and "--max-memory SIZE" in err
+    assert not out.exists()  # refused before anything was read or written
+    # the way out: --max-memory instead of the memory found
+    assert main(["replay", str(events), "--out", str(out), "--max-memory", "20K"]) == 0
+    assert len(read_jsonl(out)) == 3
+    assert main(["replay", str(events), "--out", str(out), "--max-memory", "19K"]) == 2
+    assert "more than the 19.0 KiB allowed by --max-memory" in " ".join(
+        capsys.readouterr().err.split())
+
+
+def test_replay_without_a_known_memory_size_is_not_refused(tmp_path: Path,
+                                                           monkeypatch) -> None:
+    events = write_events(tmp_path / "events.jsonl")
+    monkeypatch.setattr(replay_job, "available_memory", lambda: None)
+    assert main(["replay", str(events), "--out", str(tmp_path / "out.jsonl")]) == 0
+
+
+def test_replay_max_memory_must_be_a_size(capsys) -> None:
+    with pytest.raises(SystemExit) as exit_:
+        main(["replay", "x.jsonl", "--max-memory", "lots"])
+    assert exit_.value.code == 2
+    assert "'lots' is not a size such as 500M, 8G or 8GiB" in capsys.readouterr().err
+
+
+def test_replay_prints_progress_lines_when_stderr_is_not_a_terminal(tmp_path: Path,
+                                                                    monkeypatch,
+                                                                    capsys) -> None:
+    for name in ("FORCE_COLOR", "TTY_COMPATIBLE"):  # would make rich call stderr a terminal
+        monkeypatch.delenv(name, raising=False)
+    events = write_events(tmp_path / "events.jsonl")
+    sizes = [len(line) for line in events.read_bytes().splitlines(keepends=True)]
+    ticks = iter(range(1000))  # a clock one second further at every look
+    monkeypatch.setattr(replay_job, "progress_clock", lambda: float(next(ticks)))
+    monkeypatch.setattr(replay_job, "PROGRESS_INTERVAL_S", 1.0)
+    assert main(["replay", str(events), "--out", str(tmp_path / "out.jsonl")]) == 0
+    lines = [line for line in capsys.readouterr().err.splitlines()
+             if line.startswith("replay: ")]
+    total = sum(sizes)
+    assert total < 1024 and len(sizes) == 8  # sizes in bytes, a line at every line read
+    # the clock: 0 at the start, 1 when reading starts, 2 after the first line, ...
+    left = round((total - sizes[0]) / sizes[0])  # at sizes[0] B/s
+    assert lines[0] == (f"replay: reading {sizes[0]} B of {total} B "
+                        f"({sizes[0] / total:.1%}), {sizes[0]} B/s, about {left}s left")
+    assert lines[7] == f"replay: reading {total} B of {total} B (100.0%), {total / 8:.0f} B/s"
+    # the 3 good events and the one in an unknown currency (rejected as it is replayed)
+    assert lines[8:] == ["replay: replaying 4 of 4 events (100.0%), 4 events/s"]

@@ -1,0 +1,152 @@
+"""`tierstream replay`'s guards: the memory estimate and check, progress lines off a terminal."""
+
+from __future__ import annotations
+
+import io
+from pathlib import Path
+
+import pytest
+
+from streams.replay_job import (
+    MEMORY_PER_LINE,
+    LineProgress,
+    Memory,
+    NotEnoughMemory,
+    available_memory,
+    check_memory,
+    format_size,
+    measure_inputs,
+    parse_size,
+)
+
+GIB = 1 << 30
+MEMINFO = "MemTotal:       24683584 kB\nMemFree:  1000 kB\nMemAvailable:    8388608 kB\n"
+
+
+def test_check_memory_passes_what_fits_and_anything_when_memory_is_unknown() -> None:
+    lines = 1000
+    assert check_memory(10_000, lines, Memory(lines * MEMORY_PER_LINE, "x"), True) == (
+        lines * MEMORY_PER_LINE)
+    assert check_memory(10 * GIB, 10**9, None, True) == 10**9 * MEMORY_PER_LINE
+
+
+def test_check_memory_refuses_naming_both_amounts_and_the_way_out() -> None:
+    with pytest.raises(NotEnoughMemory) as refused:
+        check_memory(GIB, 6_000_000, Memory(8 * GIB, "available (MemAvailable in /proc/meminfo)"),
+                     splittable=True)
+    assert str(refused.value) == (
+        "replaying 1.0 GiB of events (about 6,000,000 lines) would need about 14.0 GiB of "
+        "memory, more than the 8.0 GiB available (MemAvailable in /proc/meminfo): replay holds "
+        "every event in memory to sort them (about 2.4 KiB a line). Split the input by customer "
+        "id and replay each part with the same --as-of, use a machine with more memory, or pass "
+        "--max-memory SIZE to try anyway.")
+    assert isinstance(refused.value, ValueError)  # the command line's exit status 2
+    with pytest.raises(NotEnoughMemory, match="relative metrics.*cannot be split"):
+        check_memory(GIB, 6_000_000, Memory(8 * GIB, "x"), splittable=False)
+
+
+def test_measure_inputs_counts_small_files_and_estimates_large_ones(tmp_path: Path) -> None:
+    small, unterminated = tmp_path / "small.jsonl", tmp_path / "unterminated.jsonl"
+    small.write_bytes(b"a\nbb\n\nccc\n")
+    unterminated.write_bytes(b"a\nbb")
+    assert measure_inputs([small, unterminated]) == (14, 4 + 2)
+    large = tmp_path / "large.jsonl"
+    large.write_bytes(b"123456789\n" * 1000)
+    assert measure_inputs([large], sample=100) == (10_000, 1000)  # from the first 100 bytes
+    assert measure_inputs([tmp_path / "small.jsonl"], sample=3) == (10, 4)  # rounded up
+
+
+def fake_system(root: Path, files: dict[str, str]) -> Path:
+    for name, text in files.items():
+        (root / name).parent.mkdir(parents=True, exist_ok=True)
+        (root / name).write_text(text)
+    return root
+
+
+def test_available_memory_is_mem_available_without_a_cgroup_limit(tmp_path: Path) -> None:
+    root = fake_system(tmp_path, {
+        "proc/meminfo": MEMINFO,
+        "proc/self/cgroup": "4:memory:/jobs/a\n0::/\n",
+        "sys/fs/cgroup/memory/jobs/a/memory.limit_in_bytes": "9223372036854771712\n",
+        "sys/fs/cgroup/memory/jobs/a/memory.usage_in_bytes": "153632768\n",
+        "sys/fs/cgroup/unified/memory.max": "max\n",
+        "sys/fs/cgroup/unified/memory.current": "153632768\n",
+    })
+    assert available_memory(root) == Memory(8 * GIB, "available (MemAvailable in /proc/meminfo)")
+
+
+def test_available_memory_respects_a_cgroup_v2_limit(tmp_path: Path) -> None:
+    root = fake_system(tmp_path, {
+        "proc/meminfo": MEMINFO,
+        "proc/self/cgroup": "0::/job\n",
+        "sys/fs/cgroup/job/memory.max": f"{2 * GIB}\n",
+        "sys/fs/cgroup/job/memory.current": f"{GIB + GIB // 2}\n",
+        # reclaimable page cache is not counted as used
+        "sys/fs/cgroup/job/memory.stat": f"anon 1000\ninactive_file {GIB // 2}\n",
+    })
+    assert available_memory(root) == Memory(
+        GIB, "available under the 2.0 GiB limit in /sys/fs/cgroup/job/memory.max")
+
+
+def test_available_memory_respects_a_limit_on_a_parent_cgroup(tmp_path: Path) -> None:
+    root = fake_system(tmp_path, {
+        "proc/meminfo": MEMINFO,
+        "proc/self/cgroup": "11:cpu,memory:/pod/container\n",
+        "sys/fs/cgroup/memory/pod/container/memory.limit_in_bytes": "9223372036854771712\n",
+        "sys/fs/cgroup/memory/pod/container/memory.usage_in_bytes": "1000\n",
+        "sys/fs/cgroup/memory/pod/memory.limit_in_bytes": f"{GIB}\n",
+        "sys/fs/cgroup/memory/pod/memory.usage_in_bytes": f"{GIB // 4}\n",
+    })
+    assert available_memory(root) == Memory(
+        GIB - GIB // 4,
+        "available under the 1.0 GiB limit in /sys/fs/cgroup/memory/pod/memory.limit_in_bytes")
+
+
+def test_available_memory_is_unknown_without_proc(tmp_path: Path) -> None:
+    assert available_memory(tmp_path) is None
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 100.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def test_line_progress_writes_a_line_per_interval_with_amounts_percent_and_rate() -> None:
+    stream, clock = io.StringIO(), Clock()
+    with LineProgress(stream, prefix="replay: ", interval=5.0, clock=clock) as progress:
+        reading = progress.add_task("reading", total=100 * 2**20, unit="bytes")
+        clock.now += 4.9
+        progress.advance(reading, 40 * 2**20)
+        assert stream.getvalue() == ""  # not yet 5 s
+        clock.now += 0.1
+        progress.advance(reading, 0)
+        clock.now += 1.0
+        progress.advance(reading, 60 * 2**20)  # within 5 s of the last line
+        replaying = progress.add_task("replaying", total=2_000_000, unit="events")
+        clock.now += 20.0
+        progress.update(replaying, completed=100_000)
+        clock.now += 5.0
+        progress.update(replaying, completed=2_000_000)
+        counting = progress.add_task("counting")  # no total, no unit
+        clock.now += 5.0
+        progress.advance(counting, 3)
+    assert stream.getvalue().splitlines() == [
+        "replay: reading 40.0 MiB of 100.0 MiB (40.0%), 8.0 MiB/s, about 8s left",
+        "replay: replaying 100,000 of 2,000,000 events (5.0%), 5,000 events/s, "
+        "about 6m20s left",
+        "replay: replaying 2,000,000 of 2,000,000 events (100.0%), 80,000 events/s",
+        "replay: counting 3, 1/s",
+    ]
+
+
+def test_sizes_read_and_shown_in_powers_of_1024() -> None:
+    assert [parse_size(s) for s in ("500M", "8G", "8GiB", "8gb", "1.5k", "1048576", "2 TB")] == [
+        500 * 2**20, 8 * GIB, 8 * GIB, 8 * GIB, 1536, 2**20, 2 * 2**40]
+    for bad in ("", "lots", "8X", "-1G", "1.G"):
+        with pytest.raises(ValueError, match="is not a size"):
+            parse_size(bad)
+    assert [format_size(n) for n in (0, 1023, 1536, 14 * GIB, 3 * 2**40)] == [
+        "0 B", "1023 B", "1.5 KiB", "14.0 GiB", "3.0 TiB"]
