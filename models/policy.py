@@ -55,9 +55,10 @@ class RelativeOptions(_Strict):
 
 class Limits(_Strict):
     # Orders, refunds and interactions one customer's state may hold. The bound keeps a state
-    # (at most ~200 bytes an item with 128-character ids) under Kafka's 1 MB record limit and
-    # the cost of an event bounded; an event past it is dead-lettered (customer_full).
-    customer_items: int = Field(default=3000, ge=1, le=4000)
+    # (at most ~330 bytes an item, with 128-character order and event ids) under Kafka's 1 MB
+    # record limit and the cost of an event bounded; an event past it is dead-lettered
+    # (customer_full).
+    customer_items: int = Field(default=2000, ge=1, le=2500)
 
 
 class Policy(_Strict):

@@ -16,6 +16,7 @@ class Order(NamedTuple):
     refunded: float
     cancelled: bool
     refund_ids: tuple[str, ...]  # event ids of refunds applied, so a redelivery counts once
+    event_id: str = ""           # of the completion ("" before it, or in a state kept before)
 
     @property
     def counts(self) -> bool:

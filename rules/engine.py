@@ -21,7 +21,7 @@ from models.events import (
     OrderCompleted,
     OrderRefunded,
 )
-from models.instants import MICROS_PER_DAY, to_micros
+from models.instants import MICROS_PER_DAY, format_instant, to_micros
 from models.outputs import OutputEvent
 from models.state import CustomerState, Order, Touch
 from rules import decisions, relative
@@ -148,14 +148,20 @@ def in_policy_currency(event: Event, policy: CompiledPolicy) -> float:
 def _ingest(state: CustomerState, event: Event, amount: float, t: int,
             policy: CompiledPolicy) -> CustomerState | None:
     """The state with the event's facts added, or None when the event adds nothing new."""
+    _check_event_id(state, event)
     if isinstance(event, Interaction):
         return _add_touch(state, event, t, policy)
     index, order = _find(state.orders, event.order_id)
     if isinstance(event, OrderCompleted):
         if order is not None and order.amount is not None:
+            if (order.at, order.amount) != (t, amount):
+                raise _conflict(event, f"order {order.order_id!r} was completed at "
+                                f"{format_instant(order.at)} for {order.amount:g} (in the "
+                                f"policy currency), this event says {format_instant(t)} and "
+                                f"{amount:g}")
             return None
-        new = Order(event.order_id, t, amount, 0.0, False, ()) if order is None else \
-            order._replace(at=t, amount=amount)
+        new = Order(event.order_id, t, amount, 0.0, False, (), event.event_id) \
+            if order is None else order._replace(at=t, amount=amount, event_id=event.event_id)
     elif isinstance(event, OrderRefunded):
         order = order or Order(event.order_id, t, None, 0.0, False, ())
         if event.event_id in order.refund_ids:
@@ -170,6 +176,28 @@ def _ingest(state: CustomerState, event: Event, amount: float, t: int,
     orders = (*state.orders, new) if index is None else \
         (*state.orders[:index], new, *state.orders[index + 1:])
     return state.model_copy(update={"orders": orders})
+
+
+def _check_event_id(state: CustomerState, event: Event) -> None:
+    """An event id names one fact: a redelivery repeats it exactly; the same id on another
+    fact is a conflict (conflicting_duplicate), never applied or dropped silently. Interactions
+    compare their content in _add_touch; a refund's amount is not kept, so a refund redelivered
+    with another amount counts once, as first seen."""
+    same = event.event_id
+    for order in state.orders:
+        if order.event_id == same and not (
+                isinstance(event, OrderCompleted) and event.order_id == order.order_id):
+            raise _conflict(event, f"event {same!r} completed order {order.order_id!r}")
+        if same in order.refund_ids and not (
+                isinstance(event, OrderRefunded) and event.order_id == order.order_id):
+            raise _conflict(event, f"event {same!r} refunded order {order.order_id!r}")
+    if not isinstance(event, Interaction) and any(x.event_id == same for x in state.touches):
+        raise _conflict(event, f"event {same!r} was an interaction")
+
+
+def _conflict(event: Event, what: str) -> InvalidEventError:
+    return InvalidEventError(f"{what}: a redelivery must repeat its event exactly, this one "
+                             f"({event.type}) differs", "conflicting_duplicate")
 
 
 def _items(state: CustomerState) -> int:
@@ -192,8 +220,14 @@ def stale(state: CustomerState | None, event: Event, policy: CompiledPolicy) -> 
 
 def _add_touch(state: CustomerState, event: Interaction, t: int,
                policy: CompiledPolicy) -> CustomerState | None:
-    if stale(state, event, policy) or any(x.event_id == event.event_id for x in state.touches):
-        return None  # too old to count in any window, or already seen
+    if stale(state, event, policy):
+        return None  # too old to count in any window
+    seen = next((x for x in state.touches if x.event_id == event.event_id), None)
+    if seen is not None:
+        if (seen.at, seen.kind) != (t, event.kind):
+            raise _conflict(event, f"event {event.event_id!r} was a {seen.kind} at "
+                            f"{format_instant(seen.at)}")
+        return None  # already seen
     forgotten = max(state.clock, t) - policy.largest_window  # at or before: counts nowhere
     kept = tuple(x for x in state.touches if x.at > forgotten)
     return state.model_copy(update={"touches": (*kept, Touch(event.event_id, t, event.kind))})

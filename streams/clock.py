@@ -25,6 +25,11 @@ class PartitionClocks:
         self._watermark[partition] = max(self._watermark.get(partition, event_time), event_time)
         self._last_event_wall[partition] = wall
 
+    def read(self, partition: int, wall: int) -> None:
+        """An input message of the partition was read, valid or not: a partition reading a
+        long run of dead letters is busy, not quiet, and must not follow the wall clock."""
+        self._last_event_wall[partition] = wall
+
     def assigned(self, partitions: Iterable[int], wall: int) -> None:
         for partition in partitions:
             self._last_event_wall.setdefault(partition, wall)

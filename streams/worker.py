@@ -130,6 +130,7 @@ class Runtime:
     async def _event(self, message: Any) -> list[asyncio.Future]:
         """Process an input message; the dead letter it was sent as, if any, is returned."""
         started = time.perf_counter()
+        self.clocks.read(message.partition, wall_micros())
         try:
             parsed = parse_event(message.value or b"")
             admit(parsed, self.policy, wall=wall_micros(), max_future=self.max_future,

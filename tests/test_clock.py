@@ -31,6 +31,14 @@ def test_idle_partition_follows_the_wall_clock() -> None:
     assert clocks.now(0, wall=2_000 + IDLE) == 5_000
 
 
+def test_a_partition_reading_dead_letters_is_not_idle() -> None:
+    clocks = PartitionClocks(idle_after=IDLE)
+    clocks.observe(0, event_time=500, wall=1_000)
+    clocks.read(0, wall=1_000 + IDLE - 1)             # an invalid message: no event time
+    assert clocks.now(0, wall=1_000 + IDLE) == 500
+    assert clocks.now(0, wall=1_000 + 2 * IDLE - 2) == 500
+
+
 def test_assigned_partition_with_no_events_starts_its_idle_timer() -> None:
     clocks = PartitionClocks(idle_after=IDLE)
     clocks.assigned([3], wall=100)

@@ -198,8 +198,8 @@ def test_unknown_currency_on_a_new_customer_creates_no_state() -> None:
 
 DUPLICATES = [
     ("same order redelivered", THREE_ORDERS[0], THREE_ORDERS[0]),
-    ("same order id, new event id", THREE_ORDERS[0],
-     order("c", day(0), 999, "o1", event_id="other")),
+    ("same order re-sent under a new event id", THREE_ORDERS[0],
+     order("c", day(0), 100, "o1", event_id="other")),
     ("same refund redelivered", refund("c", day(1), 10, "o1", "r1"),
      refund("c", day(1), 10, "o1", "r1")),
     ("same cancellation redelivered", cancel("c", day(1), "o1", "x1"),

@@ -20,6 +20,7 @@ from tests.integration.conftest import FaultRow
 from tests.integration.harness import (
     DEFAULT_POLICY,
     Worker,
+    collect,
     create_topics,
     http_get,
     isolated_settings,
@@ -72,15 +73,18 @@ def test_oversized_input_dead_lettered_truncated_and_acked(
     fault_row.events_in = len(records) + len(later)
     w1, w2 = (start_worker(settings, tmp_path, name, workers) for name in ("w1", "w2"))
     produce_records(settings, records)
-    so_far = settle(settings, replayed(first), dead_letters=2)
+    # Once both are dead-lettered, the rest of the input goes in and w1 leaves at once: w2
+    # takes over every partition and must stall on none (partitions never sit idle meanwhile).
+    so_far = collect(settings, until=lambda e: len(dead_lettered(e)) >= 2, quiet=0.0,
+                     timeout=120)
     counted: Counter[str] = Counter()
     for worker in (w1, w2):
         for labels, value in metric_samples(worker, "tierstream_dead_letters_total"):
             counted[labels["reason"]] += int(value)
     assert counted == Counter(headers["reason"] for _, headers in so_far.dead_letters)
     assert counted["oversized"] >= 1, counted
+    produce(settings, later)
     fault_row.note = f"SIGTERM of w1 after the oversized input took {stop_within_grace(w1):.1f} s"
-    produce(settings, later)  # w2 takes over every partition: nothing may stall
     expected = replayed(lines)
     emitted = settle(settings, expected, dead_letters=2)
     verify(settings, expected, emitted, fault_row, workers)
@@ -128,3 +132,38 @@ def test_customer_with_50000_orders_is_bounded_and_the_rest_flows(
     assert counted == {"customer_full": reasons["customer_full"]}
     assert worker.process.poll() is None and http_get(f"{worker.url}/health")[0] == 200
     fault_row.note = "policy bound 200 items; 49,800 dead-lettered as customer_full"
+
+
+def test_conflicting_redeliveries_dead_lettered_never_applied(
+        kafka_bootstrap: str, tmp_path: Path, workers: list[Worker], fault_row: FaultRow) -> None:
+    """Orders re-sent with other content, among a shop's traffic: the same event id with another
+    amount, and the same order id under a new event id with another amount. Each is dead-lettered
+    as conflicting_duplicate with its bytes and counted; nothing is applied twice or dropped
+    silently, and the result equals replay."""
+    settings = isolated_settings(kafka_bootstrap, tmp_path)
+    create_topics(settings)
+    lines = simulated(customers=60, seed=97)
+    orders = [i for i, line in enumerate(lines) if b'"order_completed"' in line][:40:4]
+    conflicts = []
+    for n, i in enumerate(orders):
+        event = json.loads(lines[i])
+        event["amount"] = str(float(event["amount"]) + 1000)
+        if n % 2:  # the same order again under a new event id (sorting after the first)
+            event["event_id"] += "-again"
+        conflicts.append((i, json.dumps(event).encode()))
+    sent = list(lines)
+    for i, line in reversed(conflicts):
+        sent.insert(i + 1, line)  # right behind the original: same instant, so never late
+    fault_row.events_in = len(sent)
+    worker = start_worker(settings, tmp_path, "w1", workers)
+    produce(settings, sent)
+    expected = replayed(sent)
+    emitted = settle(settings, expected, dead_letters=len(conflicts))
+    verify(settings, expected, emitted, fault_row, workers)
+    assert Counter(h["reason"] for _, h in emitted.dead_letters) == \
+        {"conflicting_duplicate": len(conflicts)}
+    assert {value for value, _ in emitted.dead_letters} == {line for _, line in conflicts}
+    counted = {labels["reason"]: value for labels, value in
+               metric_samples(worker, "tierstream_dead_letters_total")}
+    assert counted == {"conflicting_duplicate": len(conflicts)}
+    fault_row.note = f"{len(conflicts)} orders re-sent with another amount"
