@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from datetime import datetime
 from typing import Annotated, Any, Literal
 
@@ -24,7 +25,28 @@ MAX_AMOUNT = 1e12
 EARLIEST = datetime.fromisoformat("1970-01-01T00:00:00+00:00")
 LATEST = datetime.fromisoformat("2200-01-01T00:00:00+00:00")
 
-Identifier = Annotated[str, Field(min_length=1, max_length=128)]
+
+# C0 controls (NUL, tab, newline, ...), DEL, C1 controls and the Unicode line and paragraph
+# separators: never part of an id, and in a log line, a header or a terminal they forge lines.
+_CONTROL = re.compile("[\x00-\x1f\x7f-\x9f\u2028\u2029]")
+_CONTROL_NAMES = {"\x00": "NUL", "\t": "tab", "\n": "line feed", "\r": "carriage return",
+                  "\x1b": "escape", "\x7f": "DEL", "\x85": "next line",
+                  "\u2028": "line separator", "\u2029": "paragraph separator"}
+
+
+def _no_control_characters(value: str) -> str:
+    found = _CONTROL.search(value)
+    if found:
+        char = found.group()
+        name = _CONTROL_NAMES.get(char, "control character")
+        raise ValueError(f"must not contain control characters: U+{ord(char):04X} ({name}) at "
+                         f"index {found.start()}")
+    return value
+
+
+Identifier = Annotated[str, Field(min_length=1, max_length=128, json_schema_extra={
+    "pattern": "^[^\\u0000-\\u001f\\u007f-\\u009f\\u2028\\u2029]*$"}),
+    AfterValidator(_no_control_characters)]
 
 
 def _not_bool(value: Any) -> Any:

@@ -12,6 +12,7 @@ metric inside a function call, a division or a product with another) is looked a
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from typing import Any
 
 import cel
@@ -25,15 +26,64 @@ from rules.native import compile_gaps, compile_predicate, compile_settled
 Values = dict[str, Any]
 _GROWTH = "_growth_{}"  # context variable: 1.0 if the time metric grows, 0.0 if it is stuck at 0
 
+# Bounds on a condition, checked before CEL sees it: real conditions are a few hundred characters
+# and a few levels deep. CEL's parser stops at 96 levels with a bare "syntax error", the parsers
+# here recurse per level, and evaluating a chain of thousands of operators overflows the stack.
+MAX_CONDITION_LENGTH = 4096
+MAX_CONDITION_NESTING = 50
+
+
+def check_bounds(source: str) -> None:
+    """Raise ValueError when `source` is longer than MAX_CONDITION_LENGTH characters or nested
+    deeper than MAX_CONDITION_NESTING levels: each parenthesis, bracket or brace, each unary `-`
+    or `!` before an operand, and each `?` of a conditional (up to the end of its group) is one.
+    Nesting is looked at first: a deep condition is usually long too, and depth is its problem."""
+    depth, run, previous = 0, 0, None
+    opened: list[int] = [0]  # per open group: the levels it adds, `?`s inside it included
+    for token in tokens(source):
+        text = token.text if token.kind == "op" else ""
+        if text and text in "([{":
+            opened.append(run + 1)
+            depth, run = depth + run + 1, 0
+        elif text and text in ")]}":
+            depth -= opened.pop() if len(opened) > 1 else 0
+            run = 0
+        elif text == "!" or (text == "-" and (previous is None or previous.kind == "op"
+                                              and previous.text not in ")]}")):
+            run += 1
+        elif text == "?":
+            opened[-1] += 1
+            depth, run = depth + 1, 0
+        else:
+            run = 0
+        if depth + run > MAX_CONDITION_NESTING:
+            raise ValueError(f"the condition is nested {depth + run} levels deep at column "
+                             f"{token.start + 1}; the nesting limit is {MAX_CONDITION_NESTING} "
+                             "(each parenthesis, bracket, brace, unary - or ! and ?: is a level)")
+        previous = token
+    if len(source) > MAX_CONDITION_LENGTH:
+        raise ValueError(f"the condition is {len(source):,} characters, more than the "
+                         f"{MAX_CONDITION_LENGTH:,} allowed")
+
+
+def _native(compile_native: Callable[..., Any], *parts: Any) -> Any:
+    """A native (Python) version of CEL code, or None: where Python's own parser cannot take
+    the translation (e.g. a sum of hundreds of terms), CEL evaluates it instead."""
+    try:
+        return compile_native(*parts)
+    except (SyntaxError, RecursionError, MemoryError):
+        return None
+
 
 class Condition:
     """One `when` expression: evaluates to a bool and knows when time alone could flip it."""
 
     def __init__(self, source: str, where: str) -> None:
         self.source, self.where = source, where
+        check_bounds(source)
         self.program = cel.compile(source)
         self.variables = tuple(self.program.variables())
-        self.native = compile_predicate(source)
+        self.native = _native(compile_predicate, source)
         self.timed = _TimeGaps(source)
         self.steady = _Steady(source) if self.timed else None
 
@@ -81,7 +131,7 @@ class _TimeGaps:
                 pairs.append((shift(c.left, names, by), shift(c.right, names, by)))
                 gaps.append(f"double({pairs[-1][0]}) - double({pairs[-1][1]})")
         self.program = cel.compile(f"[{', '.join(gaps)}]") if timed else None
-        self.native = compile_gaps(pairs) if timed else None
+        self.native = _native(compile_gaps, pairs) if timed else None
         self.variables = tuple(v for v in self.program.variables()
                                if not v.startswith("_growth_")) if self.program else ()
         self.time_variables = tuple(sorted({n for c in timed for n in c.identifiers
@@ -134,7 +184,7 @@ class _Steady:
                 blocked.append([c for c in conjuncts if not _reads_time(c)])
         if disjuncts is None:
             blocked = [[]]
-        self.native = compile_settled(holders, blocked)
+        self.native = _native(compile_settled, holders, blocked)
         if self.native is None:
             self.holders = [_Part(h) for h in holders]
             self.blocked = [[_Part(c) for c in parts] for parts in blocked]
@@ -151,7 +201,7 @@ class _Part:
     """One time-free part of a condition; None when it cannot be evaluated on its own."""
 
     def __init__(self, source: str) -> None:
-        self.native = compile_predicate(source)
+        self.native = _native(compile_predicate, source)
         self.program = None if self.native else cel.compile(source)
 
     def holds(self, values: Values) -> bool | None:

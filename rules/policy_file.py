@@ -1,4 +1,12 @@
-"""Parses policy YAML into a CompiledPolicy, with errors that name file, line and field."""
+"""Parses policy YAML into a CompiledPolicy, with errors that name file, line and field.
+
+A policy is a few KiB of YAML. Anything far larger is refused before it can cost much memory or
+time: text over MAX_POLICY_SIZE characters (the loader refuses a file over as many bytes before
+reading it), YAML nested deeper than MAX_POLICY_DEPTH, and a document larger than
+MAX_POLICY_VALUES values or MAX_POLICY_SIZE characters once its aliases are expanded (a
+"billion laughs" file of a few hundred bytes expands to billions of values). Aliases within
+these bounds are allowed.
+"""
 
 from __future__ import annotations
 
@@ -16,6 +24,10 @@ from rules.lifetime_value import Model
 Location = tuple[str | int, ...]
 ModelReader = Callable[[str], Model]
 
+MAX_POLICY_SIZE = 1024 * 1024  # bytes of a policy file, characters of a policy text: 1 MiB
+MAX_POLICY_VALUES = 10_000     # YAML values (scalars, lists, mappings), aliases expanded
+MAX_POLICY_DEPTH = 50          # lists and mappings inside each other
+
 
 def parse_policy(text: str, file: str = "<policy>",
                  read_model: ModelReader | None = None) -> CompiledPolicy:
@@ -24,6 +36,9 @@ def parse_policy(text: str, file: str = "<policy>",
     `read_model` turns the policy's `model:` value into a fitted model (the loader reads the
     file; ModelFitError says why it cannot), so this stays free of I/O.
     """
+    if len(text) > MAX_POLICY_SIZE:
+        raise PolicyError(f"the policy is {len(text):,} characters, more than the "
+                          f"{MAX_POLICY_SIZE:,} allowed", file=file)
     data, lines = _read_yaml(text, file)
     try:
         policy = Policy.model_validate(data)
@@ -52,8 +67,55 @@ def _model(policy: Policy, read_model: ModelReader | None, file: str,
                           field="model") from None
 
 
+class _BoundedLoader(yaml.SafeLoader):
+    """A SafeLoader that counts, while it composes, the values of the document with every alias
+    expanded, and stops at the first value past a bound, naming its line (an alias's own line)."""
+
+    def __init__(self, text: str, file: str) -> None:
+        super().__init__(text)
+        self.file, self.depth, self.values, self.characters = file, 0, 0, 0
+        self.sizes: dict[int, tuple[int, int]] = {}  # id of an anchored node: (values, chars)
+
+    def compose_node(self, parent: yaml.Node | None, index: Any) -> yaml.Node:
+        event = self.peek_event()
+        line = event.start_mark.line + 1
+        if isinstance(event, yaml.AliasEvent):
+            anchored = self.anchors.get(event.anchor)
+            if anchored is not None:  # an undefined one is the composer's error
+                if id(anchored) not in self.sizes:
+                    raise PolicyError(f"alias *{event.anchor} is inside the value it refers to "
+                                      "(a recursive structure)", file=self.file, line=line)
+                self._count(*self.sizes[id(anchored)], line, f"alias *{event.anchor}")
+            return super().compose_node(parent, index)
+        self.depth += 1
+        if self.depth > MAX_POLICY_DEPTH:
+            raise PolicyError(f"YAML nested more than {MAX_POLICY_DEPTH} levels deep",
+                              file=self.file, line=line)
+        before = (self.values, self.characters)
+        self._count(1, len(event.value) if isinstance(event, yaml.ScalarEvent) else 0, line)
+        node = super().compose_node(parent, index)
+        self.depth -= 1
+        if event.anchor is not None:
+            self.sizes[id(node)] = (self.values - before[0], self.characters - before[1])
+        return node
+
+    def _count(self, values: int, characters: int, line: int, alias: str | None = None) -> None:
+        self.values += values
+        self.characters += characters
+        if self.values > MAX_POLICY_VALUES:
+            repeats = f" ({alias} repeats {values:,})" if alias else ""
+            raise PolicyError(f"the policy has more than {MAX_POLICY_VALUES:,} YAML values, "
+                              f"an alias counting as the values it repeats{repeats}; a policy "
+                              "needs a few hundred", file=self.file, line=line)
+        if self.characters > MAX_POLICY_SIZE:
+            repeats = f" ({alias} repeats {characters:,})" if alias else ""
+            raise PolicyError(f"the policy has more than {MAX_POLICY_SIZE:,} characters of "
+                              f"values, an alias counting as the characters it repeats{repeats}",
+                              file=self.file, line=line)
+
+
 def _read_yaml(text: str, file: str) -> tuple[Any, dict[Location, int]]:
-    loader = yaml.SafeLoader(text)
+    loader = _BoundedLoader(text, file)
     try:
         node = loader.get_single_node()
         if node is None:

@@ -12,7 +12,7 @@ import rules
 from models.errors import PolicyError
 from rules.compiled import CompiledPolicy
 from rules.lifetime_value import Model
-from rules.policy_file import parse_policy
+from rules.policy_file import MAX_POLICY_SIZE, parse_policy
 from streams import model_cmd
 
 BUILTIN_DIR = Path(rules.__file__).parent / "policies"
@@ -25,9 +25,22 @@ def load_policy(path: str | Path) -> CompiledPolicy:
     if not path.exists() and (BUILTIN_DIR / f"{path}.yaml").exists():
         path = BUILTIN_DIR / f"{path}.yaml"
     try:
-        text = path.read_text(encoding="utf-8")
+        size = path.stat().st_size
+        if size > MAX_POLICY_SIZE:
+            raise PolicyError(f"the policy file is {size:,} bytes, more than the "
+                              f"{MAX_POLICY_SIZE:,} allowed (1 MiB)", file=str(path))
+        with path.open("rb") as opened:
+            raw = opened.read(MAX_POLICY_SIZE + 1)  # a pipe or device has no size to stat
     except OSError as error:
         raise PolicyError(f"cannot read the policy: {error.strerror}", file=str(path)) from None
+    if len(raw) > MAX_POLICY_SIZE:
+        raise PolicyError(f"the policy file is more than the {MAX_POLICY_SIZE:,} bytes allowed "
+                          "(1 MiB)", file=str(path))
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as error:
+        raise PolicyError(f"not UTF-8: byte {error.start} is invalid", file=str(path),
+                          line=raw.count(b"\n", 0, error.start) + 1) from None
     return parse_policy(text, str(path), lambda name: read_model(name, path.parent))
 
 

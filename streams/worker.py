@@ -44,7 +44,7 @@ log = logging.getLogger("tierstream.worker")
 REDIS_FLUSH_INTERVAL_S = 0.5
 # A dead letter keeps at most this much of the message's value and key, so it always fits under
 # Kafka's 1 MB record limit: an input too large to copy is kept truncated, with its size.
-DEAD_LETTER_MAX_VALUE = MAX_EVENT_BYTES + 1024
+DEAD_LETTER_MAX_VALUE = 4 * MAX_EVENT_BYTES  # 256 KiB: whole up to there
 DEAD_LETTER_MAX_KEY = 1024
 MAX_UNDELIVERED = 1000  # steps per partition waiting for delivery before the stream waits too
 

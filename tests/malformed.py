@@ -159,6 +159,23 @@ def invalid_utf8(draw: st.DrawFn) -> Malformed:
     return _keyed(event, raw[:at] + bad + raw[at:], "invalid_utf8", "not_utf8", None)
 
 
+CONTROL_CHARACTERS = [chr(c) for c in (*range(0x20), 0x7F, *range(0x80, 0xA0), 0x2028, 0x2029)]
+
+
+@st.composite
+def control_character(draw: st.DrawFn) -> Malformed:
+    """A C0 or C1 control character, DEL or a Unicode line or paragraph separator inside an id
+    (JSON-escaped, or as raw UTF-8 where JSON allows it); the message key stays the customer id."""
+    event = draw(valid_events())
+    field = draw(st.sampled_from(["customer_id", "event_id"]
+                                 + (["order_id"] if "order_id" in event else [])))
+    at = draw(st.integers(0, len(event[field])))
+    event[field] = event[field][:at] + draw(st.sampled_from(CONTROL_CHARACTERS)) + \
+        event[field][at:]
+    value = json.dumps(event, ensure_ascii=draw(st.booleans())).encode()
+    return _keyed(event, value, "control_character", "invalid_field", field)
+
+
 @st.composite
 def missing_field(draw: st.DrawFn) -> Malformed:
     event = draw(valid_events())
@@ -209,7 +226,8 @@ def future_timestamp(draw: st.DrawFn) -> Malformed:
 
 
 KINDS = {s.__name__: s for s in (truncated, wrong_type, bad_amount, bad_timestamp, oversized,
-                                 deeply_nested, nested, invalid_utf8, missing_field,
+                                 deeply_nested, nested, invalid_utf8, control_character,
+                                 missing_field,
                                  unknown_field, unknown_type, unknown_currency, wrong_key,
                                  future_timestamp)}
 

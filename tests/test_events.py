@@ -224,3 +224,47 @@ def test_str_with_a_lone_surrogate_is_rejected_not_crashed() -> None:
     with pytest.raises(InvalidEventError) as caught:
         parse_event(raw)
     assert caught.value.reason == "not_utf8"
+
+
+# Ids are written to logs, headers, Redis keys and terminals: a control character in one could
+# forge a log line or hide what an operator sees. C0 and C1 controls, DEL and the Unicode line and
+# paragraph separators are refused in every id; `/`, `..`, `%`, spaces and other unicode are not.
+CONTROL = [("\n", "U+000A (line feed)"), ("\x00", "U+0000 (NUL)"), ("\r", "U+000D"),
+           ("\t", "U+0009 (tab)"), ("\x1b", "U+001B (escape)"), ("\x1f", "U+001F"),
+           ("\x7f", "U+007F (DEL)"), ("\x85", "U+0085"), ("\x9f", "U+009F"),
+           ("\u2028", "U+2028 (line separator)"), ("\u2029", "U+2029 (paragraph separator)")]
+
+
+@pytest.mark.parametrize("field", ["customer_id", "event_id", "order_id"])
+@pytest.mark.parametrize(("char", "named"), CONTROL, ids=[hex(ord(c)) for c, _ in CONTROL])
+def test_control_characters_in_ids_are_rejected_naming_field_and_character(
+        field: str, char: str, named: str) -> None:
+    for ensure_ascii in (True, False):  # escaped in the JSON, or raw UTF-8 where JSON allows it
+        raw = json.dumps(with_(**{field: f"a{char}b"}), ensure_ascii=ensure_ascii)
+        with pytest.raises(InvalidEventError) as caught:
+            parse_event(raw)
+        message = str(caught.value)
+        assert caught.value.reason == "invalid_field", message
+        assert message.startswith(f"{field}: must not contain control characters: {named}")
+        assert char not in message  # shown escaped, so the message itself is one clean line
+
+
+def test_control_characters_in_segment_ids_are_rejected() -> None:
+    for field in ("messageId", "userId"):
+        with pytest.raises(InvalidEventError) as caught:
+            parse_event(as_json({**segment("Order Cancelled"), field: "u\n1"}))
+        assert caught.value.reason == "invalid_field" and field in str(caught.value)
+
+
+@pytest.mark.parametrize("customer_id", ["a/b", "..", ".", "%2F", "100%", "a b", "客户 42",
+                                         "emoji 🎉", "\u00a0nbsp", "tab\\t", "é\u0301",
+                                         "right-to-left \u05d0"])
+def test_ids_with_slashes_dots_spaces_and_unicode_stay_valid(customer_id: str) -> None:
+    assert parse_event(as_json(with_(customer_id=customer_id))).customer_id == customer_id
+    assert parse_event(as_json(with_(event_id=customer_id))).event_id == customer_id
+
+
+def test_csv_fields_with_control_characters_are_rejected_too() -> None:
+    with pytest.raises(InvalidEventError) as caught:
+        event_from_fields(with_(customer_id="c\r\n1"))
+    assert caught.value.reason == "invalid_field" and "U+000D" in str(caught.value)
