@@ -17,6 +17,8 @@ class Order(NamedTuple):
     cancelled: bool
     refund_ids: tuple[str, ...]  # event ids of refunds applied, so a redelivery counts once
     event_id: str = ""           # of the completion ("" before it, or in a state kept before)
+    given: str = ""              # the completion's amount and currency as sent, e.g. "12.5 USD"
+    cancel_id: str = ""          # event id of the cancellation
 
     @property
     def counts(self) -> bool:
@@ -67,6 +69,7 @@ class CustomerState(BaseModel):
     sequence: int = 0
     next_change_at: int | None = None
     recent: tuple[Transition, ...] = ()   # the latest RECENT_TRANSITIONS output events
+    failures: int = 0  # time-driven decisions the policy failed on in a row (rules.engine.wake)
 
 
 class Stored(BaseModel):

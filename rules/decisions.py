@@ -93,7 +93,7 @@ def evaluate(state: CustomerState, policy: CompiledPolicy, t: int,
         if not _decide_tier(decision):
             break
     _decide_churn(decision)
-    decision.update(clock=t, next_change_at=horizon.next_change(
+    decision.update(clock=t, failures=0, next_change_at=horizon.next_change(
         decision.state, policy, decision.values, t, population, decision.orders))
     return state.model_copy(update=decision.changes), decision.outputs
 

@@ -29,7 +29,15 @@ from rules.compiled import CompiledPolicy
 from rules.relative import Population
 
 Result = tuple[CustomerState | None, list[OutputEvent]]
-RETRY_AFTER_POLICY_ERROR = MICROS_PER_DAY  # event time until a failed decision is tried again
+# After the policy failed on a time-driven decision, it is tried again after 1, 2, 4, ... 64
+# days of event time: a lasting error costs a few dead letters a year, never one a day.
+RETRY_AFTER_POLICY_ERROR = MICROS_PER_DAY
+MOST_RETRY_DOUBLINGS = 6
+# A state, as JSON, stays under Kafka's default 1 MB record limit. States of fewer items than
+# ITEMS_ALWAYS_FIT fit whatever their ids (an item is at most ~1.1 KB: two ids of 128 characters
+# of 4 bytes each), so only larger ones are measured.
+STATE_BYTES_MAX = 900_000
+ITEMS_ALWAYS_FIT = 700
 
 
 def apply(state: CustomerState | None, event: Event, policy: CompiledPolicy,
@@ -49,12 +57,8 @@ def apply(state: CustomerState | None, event: Event, policy: CompiledPolicy,
     ingested = _ingest(state, event, amount, t, policy)
     if ingested is None and not fresh:
         return state, outputs
-    if ingested is not None and _items(ingested) > max(policy.customer_items, _items(state)):
-        raise InvalidEventError(
-            f"customer {event.customer_id!r} holds {_items(state)} orders, refunds and "
-            f"interactions, the most one customer's state may hold (policy limits."
-            f"customer_items = {policy.customer_items}); the event is not applied",
-            reason="customer_full")
+    if ingested is not None and _items(ingested) > _items(state):
+        _check_room(ingested, state, policy)
     state, more = decisions.evaluate(ingested or state, policy, max(state.clock, t), population)
     return state, outputs + more
 
@@ -71,11 +75,17 @@ def advance(state: CustomerState, policy: CompiledPolicy, now: int,
 
 class Failed(NamedTuple):
     """A decision not made, to be dead-lettered and counted: the policy failed (on a time-driven
-    decision or an event), or an event was refused (InvalidEventError: a full customer)."""
+    decision or an event), or the engine refused an event (InvalidEventError: customer_full,
+    conflicting_duplicate)."""
 
     customer_id: str
     at: int
     error: PolicyEvaluationError | InvalidEventError
+
+    def record(self) -> dict[str, str]:
+        """The dead letter of a failed time-driven decision (it has no input message)."""
+        return {"customer_id": self.customer_id, "at": format_instant(self.at),
+                "reason": "policy_error", "error": str(self.error)}
 
 
 def wake(state: CustomerState, policy: CompiledPolicy, now: int,
@@ -83,8 +93,8 @@ def wake(state: CustomerState, policy: CompiledPolicy, now: int,
          ) -> tuple[CustomerState, list[OutputEvent], list[Failed]]:
     """`advance` for a customer woken by time, which must never be lost: when a condition fails
     at run time (a policy bug), the changes before that instant are kept and the customer is
-    decided again RETRY_AFTER_POLICY_ERROR later (a day of event time: a lasting error costs one
-    failure a day, not a spin); each failure is returned for the caller to dead-letter."""
+    decided again later (after 1, 2, 4, ... 64 days of event time, counted in the state, so live
+    equals replay); each failure is returned for the caller to dead-letter."""
     outputs: list[OutputEvent] = []
     failed: list[Failed] = []
     while state.next_change_at is not None and state.next_change_at <= now:
@@ -93,7 +103,9 @@ def wake(state: CustomerState, policy: CompiledPolicy, now: int,
             state, more = decisions.evaluate(state, policy, at, population)
         except PolicyEvaluationError as error:
             failed.append(Failed(state.customer_id, at, error))
-            state = state.model_copy(update={"next_change_at": at + RETRY_AFTER_POLICY_ERROR})
+            delay = RETRY_AFTER_POLICY_ERROR << min(state.failures, MOST_RETRY_DOUBLINGS)
+            state = state.model_copy(update={"next_change_at": at + delay,
+                                             "failures": state.failures + 1})
             continue
         outputs += more
     return state, outputs, failed
@@ -153,15 +165,18 @@ def _ingest(state: CustomerState, event: Event, amount: float, t: int,
         return _add_touch(state, event, t, policy)
     index, order = _find(state.orders, event.order_id)
     if isinstance(event, OrderCompleted):
+        given = f"{event.amount!r} {event.currency}"
         if order is not None and order.amount is not None:
-            if (order.at, order.amount) != (t, amount):
+            # (a state kept before `given` was compares the amount in the policy currency)
+            alike = order.given == given if order.given else order.amount == amount
+            if order.at != t or not alike:
                 raise _conflict(event, f"order {order.order_id!r} was completed at "
-                                f"{format_instant(order.at)} for {order.amount:g} (in the "
-                                f"policy currency), this event says {format_instant(t)} and "
-                                f"{amount:g}")
+                                f"{format_instant(order.at)} for {order.given or order.amount}, "
+                                f"this event says {format_instant(t)} and {given}")
             return None
-        new = Order(event.order_id, t, amount, 0.0, False, (), event.event_id) \
-            if order is None else order._replace(at=t, amount=amount, event_id=event.event_id)
+        new = Order(event.order_id, t, amount, 0.0, False, (), event.event_id, given) \
+            if order is None else \
+            order._replace(at=t, amount=amount, event_id=event.event_id, given=given)
     elif isinstance(event, OrderRefunded):
         order = order or Order(event.order_id, t, None, 0.0, False, ())
         if event.event_id in order.refund_ids:
@@ -172,7 +187,8 @@ def _ingest(state: CustomerState, event: Event, amount: float, t: int,
         assert isinstance(event, OrderCancelled)
         if order is not None and order.cancelled:
             return None
-        new = (order or Order(event.order_id, t, None, 0.0, False, ()))._replace(cancelled=True)
+        new = (order or Order(event.order_id, t, None, 0.0, False, ()))._replace(
+            cancelled=True, cancel_id=event.event_id)
     orders = (*state.orders, new) if index is None else \
         (*state.orders[:index], new, *state.orders[index + 1:])
     return state.model_copy(update={"orders": orders})
@@ -191,6 +207,9 @@ def _check_event_id(state: CustomerState, event: Event) -> None:
         if same in order.refund_ids and not (
                 isinstance(event, OrderRefunded) and event.order_id == order.order_id):
             raise _conflict(event, f"event {same!r} refunded order {order.order_id!r}")
+        if order.cancel_id == same and not (
+                isinstance(event, OrderCancelled) and event.order_id == order.order_id):
+            raise _conflict(event, f"event {same!r} cancelled order {order.order_id!r}")
     if not isinstance(event, Interaction) and any(x.event_id == same for x in state.touches):
         raise _conflict(event, f"event {same!r} was an interaction")
 
@@ -198,6 +217,22 @@ def _check_event_id(state: CustomerState, event: Event) -> None:
 def _conflict(event: Event, what: str) -> InvalidEventError:
     return InvalidEventError(f"{what}: a redelivery must repeat its event exactly, this one "
                              f"({event.type}) differs", "conflicting_duplicate")
+
+
+def _check_room(ingested: CustomerState, state: CustomerState, policy: CompiledPolicy) -> None:
+    """InvalidEventError (customer_full) if the state grown by the event would hold more items
+    than the policy allows, or be too large a Kafka record."""
+    items = _items(ingested)
+    if items > policy.customer_items:
+        why = (f"holds {_items(state)} orders, refunds and interactions, the most one "
+               f"customer's state may hold (policy limits.customer_items)")
+    elif items > ITEMS_ALWAYS_FIT and \
+            len(ingested.model_dump_json().encode()) > STATE_BYTES_MAX:
+        why = f"state would pass {STATE_BYTES_MAX:,} bytes (its ids are long)"
+    else:
+        return
+    raise InvalidEventError(f"customer {state.customer_id!r} {why}; the event is not applied",
+                            reason="customer_full")
 
 
 def _items(state: CustomerState) -> int:

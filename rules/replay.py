@@ -74,8 +74,8 @@ class Replay:
         return outputs + more
 
     def take_failed(self) -> list[tuple[Failed, Event | None]]:
-        """The decisions the policy failed on since the last call, with the event each failed
-        on (None: woken by time, decided again a day later; rules.engine.wake)."""
+        """The decisions not made since the last call, with the event each failed on (None: a
+        time-driven decision; see rules.engine.wake and refresh)."""
         failed, self._failed = self._failed, []
         return failed
 

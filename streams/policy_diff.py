@@ -81,9 +81,10 @@ def from_events(events: Iterable[Event], old: CompiledPolicy, new: CompiledPolic
                 replay.feed(event)
             except InvalidEventError as error:  # e.g. a currency only one policy can convert
                 rejected[f"{replay.policy.name}: {error.reason}"] += 1
-            for failed, _ in replay.take_failed():
-                reason = getattr(failed.error, "reason", "policy_error")
-                rejected[f"{replay.policy.name}: {reason}"] += 1
+            for failed, failed_event in replay.take_failed():  # time-driven ones are no event
+                if failed_event is not None:
+                    reason = getattr(failed.error, "reason", "policy_error")
+                    rejected[f"{replay.policy.name}: {reason}"] += 1
     clocks = [r.clock for r in replays if r.clock is not None]
     last = max(clocks, default=None)
     if as_of is not None and last is not None and as_of < last:

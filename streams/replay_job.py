@@ -249,9 +249,9 @@ def _reject(line: Line, error: InvalidEventError, summary: Summary, sinks: Sinks
 
 
 def _failed(replay: Replay, line: Line | None, summary: Summary, sinks: Sinks) -> bool:
-    """Dead-letter what the policy failed to decide (reason policy_error), as a worker does: the
-    line of the event just fed, or for a time-driven decision the customer and the instant (it
-    is decided again a day later). True if the event itself failed."""
+    """Dead-letter what was not decided, as a worker does: the line of the event just fed (the
+    policy failed on it, or the engine refused it), or for a time-driven decision the customer
+    and the instant. True if the event itself failed."""
     event_failed = False
     for failed, event in replay.take_failed():
         if event is not None:
@@ -263,9 +263,7 @@ def _failed(replay: Replay, line: Line | None, summary: Summary, sinks: Sinks) -
             continue
         summary.failed_decisions += 1
         if sinks.dead_letters is not None:
-            record = {"source": "time", "customer_id": failed.customer_id,
-                      "at": format_instant(failed.at), "reason": "policy_error",
-                      "error": str(failed.error)}
+            record = {"source": "time", **failed.record()}
             sinks.dead_letters.write(json.dumps(record, ensure_ascii=False) + "\n")
     return event_failed
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 import pytest
 
 from models.errors import InvalidEventError, PolicyError
+from models.state import Stored
 from rules.engine import apply
 from rules.replay import Replay
 from tests.builders import day, fold, order, policy, refund, touch
@@ -30,7 +31,9 @@ def test_an_event_past_the_bound_is_refused_and_changes_nothing() -> None:
     assert state is not None and len(state.orders) == 5
     with pytest.raises(InvalidEventError) as caught:
         apply(state, order("c", day(6), 10, "o6"), SMALL)
-    assert caught.value.reason == "customer_full" and "customer_items = 5" in str(caught.value)
+    assert caught.value.reason == "customer_full"
+    assert "holds 5 orders, refunds and interactions" in str(caught.value)
+    assert "limits.customer_items" in str(caught.value)
     with pytest.raises(InvalidEventError):
         apply(state, refund("c", day(6), 5, "o1"), SMALL)  # a refund id is an item too
     with pytest.raises(InvalidEventError):
@@ -53,6 +56,23 @@ def test_replay_of_a_customer_with_50000_orders_keeps_going() -> None:
     assert [o.subject for o in outputs].count("light") == 1
 
 
-def test_the_bound_is_at_most_what_fits_in_a_kafka_record() -> None:
+def test_the_bound_is_at_most_2500_items() -> None:
     with pytest.raises(PolicyError, match="customer_items"):
-        policy(SMALL_TEXT.replace("customer_items: 5", "customer_items: 100000"))
+        policy(SMALL_TEXT.replace("customer_items: 5", "customer_items: 2501"))
+
+
+def test_a_state_of_the_longest_ids_stays_under_the_kafka_record_limit() -> None:
+    widest = policy(SMALL_TEXT.replace("customer_items: 5", "customer_items: 2500"))
+    emoji = "\U0001F600" * 120  # 128 characters of 4 bytes each, with the counter
+    state, last = None, None
+    for n in range(2500):
+        event = order("c", day(n / 100), 10, f"{emoji}{n:08d}", f"{emoji}e{n:07d}")
+        try:
+            state, _ = apply(state, event, widest)
+        except InvalidEventError as error:
+            last = error
+            break
+    assert last is not None and last.reason == "customer_full" and "bytes" in str(last)
+    assert state is not None
+    record = Stored(partition=0, state=state).model_dump_json().encode()
+    assert 800_000 < len(record) < 1_000_000

@@ -9,7 +9,7 @@ import json
 
 from rich.progress import Progress
 
-from rules.engine import wake
+from rules.engine import apply, wake
 from rules.replay import Replay
 from streams import replay_job
 from streams.files import Line
@@ -18,16 +18,21 @@ from tests.builders import FAILING_POLICY, day, order, policy, touch
 FAILING = policy(FAILING_POLICY)  # fails from day 30, once the first order left the window
 
 
-def test_a_failed_time_driven_decision_is_made_again_a_day_later() -> None:
+def test_a_failed_time_driven_decision_is_made_again_later_and_later() -> None:
     replay = Replay(FAILING)
     replay.feed(order("p", day(0), 100, "o1"))
     state = replay.states["p"]
     assert state.next_change_at == day(30)
 
-    woken, outputs, failed = wake(state, FAILING, day(32))
-    assert outputs == [] and [f.at for f in failed] == [day(30), day(31), day(32)]
+    woken, outputs, failed = wake(state, FAILING, day(200))
+    # after 1, 2, 4, ... 64 days, then every 64
+    assert [f.at for f in failed] == [day(n) for n in (30, 31, 33, 37, 45, 61, 93, 157)]
+    assert outputs == [] and woken.next_change_at == day(221) and woken.failures == 8
     assert "division by zero" in str(failed[0].error) and failed[0].customer_id == "p"
-    assert woken.next_change_at == day(33) and woken.tier == "A"
+    assert woken.tier == "A"
+    # a decision made resets the count
+    later, _ = apply(woken, order("p", day(201), 100, "o2"), FAILING)
+    assert later.failures == 0 and later.next_change_at == day(231)
 
 
 def test_replay_keeps_the_customer_and_reports_each_failure() -> None:
@@ -35,11 +40,12 @@ def test_replay_keeps_the_customer_and_reports_each_failure() -> None:
     replay.feed(order("p", day(0), 100, "o1"))
     assert replay.advance_to(day(40)) == []
     assert [f.at for f, event in replay.take_failed() if event is None] == \
-        [day(n) for n in range(30, 41)]
+        [day(n) for n in (30, 31, 33, 37)]
     replay.feed(order("p", day(45), 100, "o2"))  # woken up to the order first, then it counts
-    assert len(replay.take_failed()) == 5
+    assert [f.at for f, _ in replay.take_failed()] == [day(45)]
     assert replay.states["p"].orders[-1].order_id == "o2"
     assert replay.states["p"].next_change_at == day(75)
+    assert replay.states["p"].failures == 0
 
 
 def test_replay_job_dead_letters_failed_decisions_and_events() -> None:
@@ -51,15 +57,14 @@ def test_replay_job_dead_letters_failed_decisions_and_events() -> None:
                              wall=None, max_future=0)
     assert isinstance(sinks.dead_letters, io.StringIO)
     dead = [json.loads(line) for line in sinks.dead_letters.getvalue().splitlines()]
-    # woken at day 30 and 31 (failed), then the interaction at day 31 fails on its own, then
-    # days 32 and 33 fail, and the order at day 33 is applied
+    # woken at day 30 and 31 (failed; next try after two days), then the interaction at day 31
+    # fails on its own, then day 33 fails and the order at day 33 is applied
     assert [(d["source"], d.get("at", d.get("line")), d["reason"]) for d in dead] == [
         ("time", "2024-01-31T00:00:00Z", "policy_error"),
         ("time", "2024-02-01T00:00:00Z", "policy_error"),
         ("in.jsonl", 2, "policy_error"),
-        ("time", "2024-02-02T00:00:00Z", "policy_error"),
         ("time", "2024-02-03T00:00:00Z", "policy_error")]
-    assert summary.failed_decisions == 4 and summary.events == 2
+    assert summary.failed_decisions == 3 and summary.events == 2
     assert summary.rejected == {"policy_error": 1}
 
 
