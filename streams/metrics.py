@@ -34,6 +34,9 @@ class Metrics:
     redis_errors: Counter
     redis_backlog: Gauge
     undelivered: Gauge
+    redis_resets: Counter
+    redis_rebuilding: Gauge
+    topic_unusable: Gauge
 
     @classmethod
     def create(cls, registry: CollectorRegistry | None = None) -> Metrics:
@@ -75,4 +78,15 @@ class Metrics:
             undelivered=Gauge("tierstream_undelivered_steps",
                               "Table writes and acks waiting for their outputs' delivery",
                               registry=r),
+            redis_resets=Counter("tierstream_redis_view_resets_total",
+                                 "Times this worker found the Redis view emptied (its generation "
+                                 "marker gone or replaced): Redis restarted empty, was flushed or "
+                                 "failed over", registry=r),
+            redis_rebuilding=Gauge("tierstream_redis_view_rebuilding",
+                                   "1 while the Redis view's generation is not rebuilt from "
+                                   "customer-tiers yet (by this worker or another)", registry=r),
+            topic_unusable=Gauge("tierstream_topic_unusable",
+                                 "1 while a topic this worker needs is missing or has another "
+                                 "partition count than it needs (streams/topic_watch.py), else "
+                                 "0; checked every 10 s", ["topic"], registry=r),
         )

@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
+import secrets
+import threading
+import time
 from collections import OrderedDict
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from itertools import islice
 from typing import TYPE_CHECKING, Any, Protocol
@@ -31,6 +35,9 @@ BATCH_SIZE = 500
 MAX_BACKLOG = 1_000_000
 _WIDTH = 20  # digits of each version part: any non-negative int64 fits
 _LAST_SEQUENCE = "9" * _WIDTH
+GENERATION_CHECK_S = 1.0  # how often a worker's flush looks at the generation marker
+REBUILD_LEASE_S = 30.0  # a rebuilding worker renews its lock at every check; a dead one's expires
+REBUILD_RETRY_S = 10.0  # after a failed rebuild, before this worker tries again
 
 # Applies one record or erasure only if its version is newer than both the stored record and the
 # erased marker; versions are fixed-width digit strings, so string order is numeric order.
@@ -62,6 +69,45 @@ if ARGV[6] ~= '' then redis.call('SADD', sets .. ARGV[6], id) end
 return 1
 """
 
+# The view's generation: a hash {token, rebuilt} that lives as long as the view's data. Redis
+# restarted empty, flushed or failed over to an empty replica loses it with everything else, so a
+# token that is gone or another one than last seen means the view was emptied since. A missing
+# marker is created (SET NX semantics: the first caller's token wins) with rebuilt = 0; a
+# rebuild from `customer-tiers` that started after the token was set marks it rebuilt.
+# KEYS: the generation hash, the rebuild lock. ARGV: a new token, the lock owner ('' = do not
+# take the lock), the lock's lease in ms. While the generation is not rebuilt, the owner takes
+# the lock if free, or renews it if held. Returns {token, rebuilt, created (0/1), locked (0/1)}.
+GENERATION_LUA = """
+local token, created, locked = redis.call('HGET', KEYS[1], 'token'), 0, 0
+if not token then
+  token, created = ARGV[1], 1
+  redis.call('HSET', KEYS[1], 'token', token, 'rebuilt', '0')
+end
+local rebuilt = redis.call('HGET', KEYS[1], 'rebuilt') or '0'
+if rebuilt ~= '1' and ARGV[2] ~= '' then
+  if redis.call('SET', KEYS[2], ARGV[2], 'NX', 'PX', ARGV[3]) then
+    locked = 1
+  elseif redis.call('GET', KEYS[2]) == ARGV[2] then
+    redis.call('PEXPIRE', KEYS[2], ARGV[3])
+    locked = 1
+  end
+end
+return {token, rebuilt, created, locked}
+"""
+
+# Marks the generation rebuilt if it is still the one the rebuild started in; releases the lock
+# if held by the owner. KEYS: the generation hash, the rebuild lock. ARGV: token ('' = mark
+# nothing), lock owner ('' = none). Returns 1 if marked.
+REBUILT_LUA = """
+local marked = 0
+if ARGV[1] ~= '' and redis.call('HGET', KEYS[1], 'token') == ARGV[1] then
+  redis.call('HSET', KEYS[1], 'rebuilt', '1')
+  marked = 1
+end
+if ARGV[2] ~= '' and redis.call('GET', KEYS[2]) == ARGV[2] then redis.call('DEL', KEYS[2]) end
+return marked
+"""
+
 
 @dataclass(frozen=True)
 class Keys:
@@ -77,6 +123,12 @@ class Keys:
 
     def erased(self, customer_id: str) -> str:
         return f"{self.prefix}:erased:{customer_id}"
+
+    def generation(self) -> str:
+        return f"{self.prefix}:generation"
+
+    def rebuild_lock(self) -> str:
+        return f"{self.prefix}:rebuild-lock"
 
 
 def version_of(created_at: int, sequence: int) -> str:
@@ -183,6 +235,11 @@ class RedisMetrics(Protocol):
 
     redis_errors: Counter
     redis_backlog: Gauge
+    redis_resets: Counter
+    redis_rebuilding: Gauge
+
+
+Rebuilder = Callable[[], "RebuildResult"]  # a whole-view rebuild, run in a thread of its own
 
 
 class RedisView:
@@ -190,28 +247,54 @@ class RedisView:
 
     The backlog keeps one change per customer (the newest), so it is bounded by the customers this
     worker owns; past `max_backlog` the oldest are dropped, and only a rebuild restores them.
+
+    Redis losing its data (restarted empty, flushed, failed over to an empty replica) shows as the
+    generation marker gone or replaced (GENERATION_LUA), which `flush` looks at every
+    `check_interval_s`: the view counts the reset and, given a `rebuilder`, rebuilds the whole
+    view from `customer-tiers` in a thread while the live writes go on; one worker at a time
+    (the rebuild lock), the others wait for the generation to be marked rebuilt.
     """
 
     def __init__(self, client: redis.asyncio.Redis, *, prefix: str = DEFAULT_PREFIX,
                  batch_size: int = BATCH_SIZE, max_backlog: int = MAX_BACKLOG,
-                 erased_ttl_s: int = ERASED_TTL_S, metrics: RedisMetrics | None = None) -> None:
+                 erased_ttl_s: int = ERASED_TTL_S, metrics: RedisMetrics | None = None,
+                 rebuilder: Rebuilder | None = None,
+                 check_interval_s: float = GENERATION_CHECK_S,
+                 lease_s: float = REBUILD_LEASE_S, retry_s: float = REBUILD_RETRY_S) -> None:
         self.client, self.keys = client, Keys(prefix)
         self.batch_size, self.max_backlog, self.erased_ttl_s = batch_size, max_backlog, erased_ttl_s
         self.metrics = metrics
         self.script = client.register_script(APPLY_LUA)
-        self.errors = self.dropped = 0
+        self.errors = self.dropped = self.resets = self.rebuilds = 0
         self._backlog: OrderedDict[str, Change] = OrderedDict()
         self._failing = self._flushing = self._dropping = False
+        self.rebuilder, self.check_interval_s = rebuilder, check_interval_s
+        self.lease_s, self.retry_s = lease_s, retry_s
+        self._generation_script = client.register_script(GENERATION_LUA)
+        self._rebuilt_script = client.register_script(REBUILT_LUA)
+        self.generation: str | None = None  # the token last seen; None before the first check
+        self.rebuilt = False  # whether that generation was rebuilt (by any worker)
+        self._owner = secrets.token_hex(8)  # this view's name on the rebuild lock
+        self._next_check = self._retry_at = 0.0
+        self._rebuild: asyncio.Task | None = None
 
     @classmethod
-    def from_url(cls, url: str, *, timeout_s: float = 2.0, **options: Any) -> RedisView:
-        """A view on its own client; the backlog does the retrying, so the client retries once."""
+    def from_url(cls, url: str, *, timeout_s: float = 2.0, kafka: Mapping[str, Any] | None = None,
+                 topic: str | None = None, **options: Any) -> RedisView:
+        """A view on its own client; the backlog does the retrying, so the client retries once.
+        With `kafka` (kafka-python settings) and `topic` (`customer-tiers`) it rebuilds itself
+        from the topic when Redis lost its data."""
         client = redis.asyncio.Redis.from_url(
             url, socket_timeout=timeout_s, socket_connect_timeout=timeout_s,
             retry=Retry(NoBackoff(), 1))
+        if kafka is not None and topic is not None:
+            options.setdefault("rebuilder", _rebuilder(
+                url, kafka, topic, options.get("prefix", DEFAULT_PREFIX), timeout_s))
         return cls(client, **options)
 
     async def aclose(self) -> None:
+        if self._rebuild is not None:
+            self._rebuild.cancel()  # its thread runs on to its end, as a daemon
         await self.client.aclose()
 
     @property
@@ -222,9 +305,15 @@ class RedisView:
         """The customers waiting to be written, the longest waiting first."""
         return list(self._backlog)
 
-    def offer(self, customer_id: str, record: bytes | Mapping[str, Any] | None) -> None:
-        """Queue a `customer-tiers` record (None: the erasure tombstone) for the next flush."""
-        change = Erasure(customer_id) if record is None else parse_record(customer_id, record)
+    def offer(self, customer_id: str, record: bytes | Mapping[str, Any] | None,
+              created_at: int | None = None) -> None:
+        """Queue a `customer-tiers` record (None: the erasure tombstone) for the next flush.
+
+        An erasure given the `created_at` of the incarnation it erases leaves an erased marker
+        even where Redis holds nothing of the customer (an emptied Redis being rebuilt), so an
+        older record written after it (by the rebuild) does not bring the customer back."""
+        change = (Erasure(customer_id, created_at) if record is None
+                  else parse_record(customer_id, record))
         self._backlog[customer_id] = _newer(self._backlog.pop(customer_id, None), change)
         while len(self._backlog) > self.max_backlog:
             self._backlog.popitem(last=False)
@@ -236,18 +325,89 @@ class RedisView:
         Redis failure: the backlog stays, the error is counted, and the next flush retries."""
         if self._flushing:
             return 0
-        self._flushing, written = True, 0
+        self._flushing, written, failed = True, 0, False
         try:
             for _ in range(-(-len(self._backlog) // self.batch_size)):
                 batch = list(islice(self._backlog.values(), self.batch_size))
                 removed = await self._write(batch) if batch else None
                 if removed is None:
+                    failed = True
                     break
                 written += removed
+            if not failed and time.monotonic() >= self._next_check:
+                await self._check_generation()
         finally:
             self._flushing = False
             self._gauge()
         return written
+
+    async def _check_generation(self) -> None:
+        """Look at the generation marker (one round trip): a token other than the last one seen
+        means Redis lost the view since; while it is not rebuilt, rebuild it (or wait for the
+        worker holding the rebuild lock)."""
+        self._next_check = time.monotonic() + self.check_interval_s
+        running = self._rebuild is not None
+        may_rebuild = self.rebuilder is not None and (running or time.monotonic() >= self._retry_at)
+        try:
+            token, rebuilt, _, locked = await self._generation_script(
+                keys=[self.keys.generation(), self.keys.rebuild_lock()],
+                args=[secrets.token_hex(8), self._owner if may_rebuild else "",
+                      int(self.lease_s * 1000)])
+        except (redis.RedisError, OSError):
+            return  # the next write fails too and is counted; the next check looks again
+        token, rebuilt = _text(token), _text(rebuilt) == "1"
+        if token != self.generation:
+            self._new_generation(token, rebuilt)
+        elif rebuilt and not self.rebuilt:
+            log.info("redis view generation %s rebuilt", token)
+        self.generation, self.rebuilt = token, rebuilt
+        if self.metrics is not None:
+            self.metrics.redis_rebuilding.set(0 if rebuilt else 1)
+        if not rebuilt and locked and not running:
+            self._rebuild = asyncio.ensure_future(self._rebuild_view(token))
+
+    def _new_generation(self, token: str, rebuilt: bool) -> None:
+        if self.generation is not None:
+            self.resets += 1
+            if self.metrics is not None:
+                self.metrics.redis_resets.inc()
+            log.error("redis view lost: generation %s is gone from Redis (now %s), so Redis "
+                      "restarted empty, was flushed or failed over; %s", self.generation, token,
+                      "already rebuilt by another worker" if rebuilt else
+                      "rebuilding it from customer-tiers" if self.rebuilder is not None else
+                      "run `tierstream redis rebuild`")
+        elif not rebuilt:
+            log.warning("redis view generation %s not rebuilt yet (a new or emptied Redis, or a "
+                        "view from before generation markers): %s", token,
+                        "rebuilding it from customer-tiers" if self.rebuilder is not None else
+                        "run `tierstream redis rebuild`")
+        else:
+            log.info("redis view generation %s", token)
+
+    async def _rebuild_view(self, token: str) -> None:
+        """Rebuild the whole view in a thread; the rebuild marks the generation rebuilt."""
+        assert self.rebuilder is not None
+        started = time.monotonic()
+        try:
+            result = await _in_thread(self.rebuilder)
+        except asyncio.CancelledError:
+            raise
+        except Exception as error:  # any failure (Kafka, Redis): logged, tried again later
+            self._retry_at = time.monotonic() + self.retry_s
+            log.error("redis view rebuild of generation %s failed (%s: %s); trying again in "
+                      "%.0fs", token, type(error).__name__, error, self.retry_s)
+        else:
+            self.rebuilds += 1
+            self._next_check = 0.0  # see the generation rebuilt at the next flush
+            log.warning("redis view generation %s rebuilt from customer-tiers in %.1fs: %s",
+                        token, time.monotonic() - started, result)
+        finally:
+            self._rebuild = None
+        try:
+            await self._rebuilt_script(keys=[self.keys.generation(), self.keys.rebuild_lock()],
+                                       args=["", self._owner])
+        except (redis.RedisError, OSError):
+            pass  # the lease runs out
 
     async def _write(self, batch: list[Change]) -> int | None:
         """Apply a batch; how many changes left the backlog, or None if Redis failed."""
@@ -295,6 +455,51 @@ class RedisView:
             self.metrics.redis_backlog.set(len(self._backlog))
 
 
+def _text(value: bytes | str) -> str:
+    return value.decode() if isinstance(value, bytes) else value
+
+
+def _in_thread(work: Callable[[], Any]) -> asyncio.Future:
+    """Run `work` in a daemon thread (one that never holds up the process's exit, unlike the
+    loop's executor threads) and await its result."""
+    loop = asyncio.get_running_loop()
+    future = loop.create_future()
+
+    def settle(result: Any, error: BaseException | None) -> None:
+        if future.done():
+            return
+        if error is None:
+            future.set_result(result)
+        else:
+            future.set_exception(error)
+
+    def run() -> None:
+        result, error = None, RuntimeError("the rebuild thread was stopped")
+        try:
+            result, error = work(), None
+        except Exception as caught:  # handed to the awaiting task
+            error = caught
+        finally:
+            try:
+                loop.call_soon_threadsafe(settle, result, error)
+            except RuntimeError:
+                pass  # the loop is closed: nobody waits any more
+
+    threading.Thread(target=run, name="tierstream-redis-rebuild", daemon=True).start()
+    return future
+
+
+def _rebuilder(url: str, kafka: Mapping[str, Any], topic: str, prefix: str,
+               timeout_s: float) -> Rebuilder:
+    """A rebuild of the view under `prefix` from `topic`, on a synchronous client of its own."""
+    def run() -> RebuildResult:
+        client = redis.Redis.from_url(url, socket_timeout=max(timeout_s, 10.0),
+                                      socket_connect_timeout=timeout_s)
+        with client:
+            return rebuild(kafka, topic, client, prefix=prefix)
+    return run
+
+
 def decode_hash(customer_id: str, stored: Mapping[Any, Any]) -> dict[str, Any]:
     """A customer hash (bytes or str) back in the shape of the `customer-tiers` record."""
     h = {(k.decode() if isinstance(k, bytes) else k): (v.decode() if isinstance(v, bytes) else v)
@@ -324,8 +529,15 @@ def rebuild(kafka: Mapping[str, Any], topic: str, client: redis.Redis, *,
 
     `kafka` holds the kafka-python connection settings (streams.kafka_clients). Ordered like live
     writes, so it can run against a live view; into an empty prefix it gives exactly the topic's
-    state. Redis errors propagate: a rebuild is run by an operator.
+    state. Redis errors propagate: a rebuild is run by an operator, or by a worker that found
+    the view emptied (RedisView). The view's generation marker, read (or created) before the end
+    offsets are taken, is marked rebuilt at the end if it is still there: every record written
+    to Kafka before the view was emptied is then in it.
     """
+    keys = Keys(prefix)
+    generation = [keys.generation(), keys.rebuild_lock()]
+    token, _, _, _ = client.register_script(GENERATION_LUA)(
+        keys=generation, args=[secrets.token_hex(8), "", 0])
     consumer = KafkaConsumer(**kafka, group_id=None, enable_auto_commit=False,
                              auto_offset_reset="earliest")
     try:
@@ -333,24 +545,32 @@ def rebuild(kafka: Mapping[str, Any], topic: str, client: redis.Redis, *,
         starts = consumer.beginning_offsets(list(ends))
         total = sum(ends[tp] - starts[tp] for tp in ends)
         task = None if progress is None else progress.add_task(f"records of {topic}", total=total)
-        writer = _SyncWriter(client, Keys(prefix), erased_ttl_s)
+        writer = _SyncWriter(client, keys, erased_ttl_s)
         # A tombstone erases the incarnation of the record before it, not a newer one that a
         # live view may already hold: one int per customer, the price of rebuilding in place.
         incarnations: dict[str, int] = {}
+        # A tombstone whose record was compacted away erases whatever Redis holds; it waits for
+        # the end, and is forgotten if a record of the customer (a new incarnation) follows.
+        unknown: dict[str, Erasure] = {}
         counts, batch = {"read": 0, "invalid": 0}, []
         for record in read_to_end(consumer, ends, idle_timeout_s):
             counts["read"] += 1
             change = _change_of(record, incarnations)
             counts["invalid"] += change is None
-            batch += [] if change is None else [change]
+            if isinstance(change, Erasure) and change.created_at is None:
+                unknown[change.customer_id] = change
+            elif change is not None:
+                unknown.pop(change.customer_id, None)
+                batch.append(change)
             if len(batch) >= batch_size:
                 writer.write(batch)
                 batch = []
             if task is not None:
                 progress.update(task, completed=_position(consumer, starts))
-        writer.write(batch)
+        writer.write([*batch, *unknown.values()])
         if task is not None:
             progress.update(task, completed=total)
+        client.register_script(REBUILT_LUA)(keys=generation, args=[_text(token), ""])
         return RebuildResult(**counts, **writer.counts)
     finally:
         consumer.close()

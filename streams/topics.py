@@ -93,6 +93,12 @@ def _partitions(count: int) -> str:
     return f"{count} partition{'' if count == 1 else 's'}"
 
 
+def existing(client: Any) -> dict[str, dict]:
+    """Every topic of the cluster by name, as the admin client describes it (partitions,
+    topic_id); ConnectError when the cluster cannot be asked."""
+    return _existing(client)
+
+
 def _existing(client: Any) -> dict[str, dict]:
     try:
         described = client.describe_topics()

@@ -25,9 +25,12 @@ def install(runtime: Runtime) -> None:
 
     @app.page("/health")
     async def health(web: Any, request: Any) -> Any:
-        ready = app.rebalancing is False and runtime.ready
-        body = {"status": "ok" if ready else "starting", "app_id": settings.app_id,
-                "partitions": runtime.assigned()}
+        unusable = runtime.topic_watch.problems  # topic -> "missing" or its partition count
+        ready = app.rebalancing is False and runtime.ready and not unusable
+        status = "ok" if ready else "topics_unusable" if unusable else "starting"
+        body = {"status": status, "app_id": settings.app_id, "partitions": runtime.assigned()}
+        if unusable:
+            body["topics"] = unusable
         return web.json(body, status=200 if ready else 503)
 
     @app.page("/metrics")
@@ -45,6 +48,9 @@ def install(runtime: Runtime) -> None:
         if customer_id is None:
             return web.json({"error": "no such customer: the id is one path segment, "
                              "percent-encoded (/ as %2F)"}, status=404)
+        unavailable = await runtime.topic_watch.lookup_problem()  # the changelog is missing
+        if unavailable is not None:
+            return web.json({"error": unavailable}, status=503)
         owner = owner_url(runtime, customer_id)
         if owner is not None and owner != URL(settings.web_url):
             async with app.http_client.get(

@@ -24,7 +24,7 @@ from faust.streams import current_event
 
 from models.errors import ConnectError, InvalidEventError, PolicyEvaluationError
 from models.events import MAX_EVENT_BYTES, CustomerErased, parse_event
-from models.instants import MICROS_PER_SECOND, format_instant, to_micros
+from models.instants import MICROS_PER_SECOND, to_micros
 from models.outputs import CustomerTier, OutputEvent
 from models.state import CustomerState, Stored
 from rules import sketches
@@ -39,6 +39,8 @@ from streams.clock import PartitionClocks
 from streams.metrics import Metrics
 from streams.redis_view import RedisView
 from streams.settings import TABLE_NAME, Settings
+from streams.shutdown import GracefulWorker
+from streams.topic_watch import TopicWatch
 
 log = logging.getLogger("tierstream.worker")
 REDIS_FLUSH_INTERVAL_S = 0.5
@@ -108,9 +110,13 @@ class Runtime:
         self.app.on_partitions_revoked.connect(self._revoked)
         self.redis = None if settings.redis_url is None else RedisView.from_url(
             settings.redis_url.get_secret_value(), prefix=settings.redis_prefix,
-            metrics=self.metrics)
+            metrics=self.metrics, kafka=kafka_clients.kafka_python_config(settings),
+            topic=names.customer_tiers)  # to rebuild itself when Redis lost its data
         if self.redis is not None:
             self.app.timer(interval=REDIS_FLUSH_INTERVAL_S)(self.redis.flush)
+        # missing topics: /health, metric, log; a failed delivery stops the worker
+        self.topic_watch = TopicWatch(settings, self.app, self.metrics,
+                                      failure=lambda: self.after_delivery.failure)
         web.install(self)
 
     async def _process(self, stream: Any) -> None:
@@ -148,16 +154,16 @@ class Runtime:
                 and before.next_change_at <= t:  # woken first, as replay wakes it before t
             await self._wake(partition, customer, before, t)
             before = self.load(customer)
+        wall = wall_micros()
+        self.clocks.observe(partition, t, wall)  # as replay's clock, even if the engine refuses
         try:
             state, outputs = apply(before, parsed, self.policy, self.population(partition))
         except PolicyEvaluationError as error:
             return [await self._dead_letter(message, InvalidEventError(str(error),
                                                                       "policy_error"),
                                             parsed.type)]
-        except InvalidEventError as error:  # refused by the engine: a full customer
+        except InvalidEventError as error:  # refused: customer_full, conflicting_duplicate
             return [await self._dead_letter(message, error, parsed.type)]
-        wall = wall_micros()
-        self.clocks.observe(partition, t, wall)
         await self._emit(partition, customer, before, state, outputs,
                          erased=isinstance(parsed, CustomerErased))
         if self.reports is not None and state is not before:
@@ -197,7 +203,7 @@ class Runtime:
     async def _wake(self, partition: int, customer: str, before: CustomerState,
                     now: int) -> None:
         """Let time pass up to `now` for a due customer; a decision the policy fails on is
-        dead-lettered and made again a day later (rules.engine.wake)."""
+        dead-lettered and made again later (rules.engine.wake)."""
         state, outputs, failed = wake(before, self.policy, now, self.population(partition))
         dead = [await self._failed_decision(failure) for failure in failed]
         await self._emit(partition, customer, before, state, outputs, also_sent=dead)
@@ -319,7 +325,7 @@ class Runtime:
             if held is not None and held[1] is state:  # else a later state is waiting
                 del self.unstored[customer]
             if (outputs or erased) and self.redis is not None:  # derived: written behind
-                self.redis.offer(customer, record)
+                self.redis.offer(customer, record, before and before.created_at)
                 self._flush_redis()
 
         self.after_delivery.then(partition, current_event(), sent, store)
@@ -360,8 +366,7 @@ class Runtime:
                            event_type: str = "invalid") -> asyncio.Future:
         headers = [("source_topic", message.topic.encode()),
                    ("source_partition", str(message.partition).encode()),
-                   ("source_offset", str(message.offset).encode()),
-                   ("reason", error.reason.encode()), ("error", str(error)[:1000].encode())]
+                   ("source_offset", str(message.offset).encode())]
         key, value = message.key, message.value
         if len(value or b"") > DEAD_LETTER_MAX_VALUE or len(key or b"") > DEAD_LETTER_MAX_KEY:
             headers += [("truncated", b"true"),
@@ -371,24 +376,25 @@ class Runtime:
             value = None if value is None else value[:DEAD_LETTER_MAX_VALUE]
         log.warning("dead letter %s[%s]@%s: %s", message.topic, message.partition,
                     message.offset, str(error)[:200])
-        sent = await self.dead_letters.send(key=key, value=value, headers=headers)
-        self.metrics.dead_letters.labels(error.reason).inc()
         self.metrics.events.labels(message.topic, event_type, "dead_letter").inc()
-        return sent
+        return await self._send_dead_letter(key, value, error.reason, str(error), headers)
 
     async def _failed_decision(self, failed: Failed) -> asyncio.Future:
         """A time-driven decision has no input message: its dead letter is keyed by the customer
         and says when the policy failed and how, with the ticks topic as its source."""
-        at = format_instant(failed.at)
-        log.error("policy failed to decide customer %s at %s (tried again a day later): %s",
-                  failed.customer_id, at, failed.error)
-        value = json.dumps({"customer_id": failed.customer_id, "at": at,
-                            "reason": "policy_error", "error": str(failed.error)}).encode()
-        headers = [("source_topic", self.settings.topics.ticks.encode()),
-                   ("reason", b"policy_error"), ("error", str(failed.error).encode())]
-        sent = await self.dead_letters.send(key=failed.customer_id.encode(), value=value,
-                                            headers=headers)
-        self.metrics.dead_letters.labels("policy_error").inc()
+        record = failed.record()
+        log.error("policy failed to decide customer %s at %s (decided again later): %s",
+                  failed.customer_id, record["at"], failed.error)
+        return await self._send_dead_letter(
+            failed.customer_id.encode(), json.dumps(record).encode(), "policy_error",
+            str(failed.error), [("source_topic", self.settings.topics.ticks.encode())])
+
+    async def _send_dead_letter(self, key: bytes | None, value: bytes | None, reason: str,
+                                error: str, headers: list[tuple[str, bytes]]) -> asyncio.Future:
+        """Send one dead letter with its reason and error headers, and count it."""
+        headers = [*headers, ("reason", reason.encode()), ("error", error[:1000].encode())]
+        sent = await self.dead_letters.send(key=key, value=value, headers=headers)
+        self.metrics.dead_letters.labels(reason).inc()
         return sent
 
     async def _rebuild_due_index(self) -> None:
@@ -445,7 +451,8 @@ def run(settings: Settings, policy: CompiledPolicy, loglevel: str = "WARNING") -
         feed = population.Feed(settings, runtime.reports)
         feed.load()
         feed.start()
-    faust.Worker(runtime.app, loglevel=loglevel, quiet=True).execute_from_commandline()
+    # SIGTERM stops the worker within shutdown.GRACE_S in every state
+    GracefulWorker(runtime.app, loglevel=loglevel, quiet=True).execute_from_commandline()
 
 
 def redis_check(settings: Settings) -> None:
