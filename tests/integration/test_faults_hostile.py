@@ -44,6 +44,7 @@ from tests.integration.test_faults import (
     verify,
 )
 
+
 def stop_within_grace(worker: Worker) -> float:
     """SIGTERM the worker and return how long it took to exit (it must, within the grace)."""
     started = time.monotonic()
