@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator
+import uuid
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, fields
 from pathlib import Path
 
 import pytest
+import redis
 
 from streams.local_kafka import LocalKafka
 from tests.integration.harness import Worker
@@ -43,6 +45,21 @@ def redis_url() -> Iterator[str]:
         return
     with RedisServer() as server:
         yield server.url
+
+
+@pytest.fixture
+def new_prefix(redis_url: str) -> Iterator[Callable[[], str]]:
+    """Key prefixes of the test's own in the shared Redis, their keys deleted afterwards."""
+    names: list[str] = []
+
+    def new() -> str:
+        names.append(f"tierstream-test-{uuid.uuid4().hex[:8]}:v1")
+        return names[-1]
+    yield new
+    with redis.Redis.from_url(redis_url) as client:
+        for name in names:
+            for key in client.scan_iter(match=f"{name}:*", count=1000):
+                client.delete(key)
 
 
 @pytest.fixture

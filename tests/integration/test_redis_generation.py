@@ -12,9 +12,8 @@ import asyncio
 import threading
 import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 
-import pytest
 import redis
 from kafka import KafkaAdminClient, KafkaProducer
 
@@ -31,21 +30,6 @@ from tests.integration.test_redis_view import (
     with_view,
 )
 from tests.redis_server import RedisServer
-
-
-@pytest.fixture
-def fresh_prefix(redis_url: str) -> Iterator[Callable[[], str]]:
-    """Key prefixes of the test's own in the shared Redis, their keys deleted afterwards."""
-    names: list[str] = []
-
-    def new() -> str:
-        names.append(f"tierstream-generation-{uuid.uuid4().hex[:8]}:v1")
-        return names[-1]
-    yield new
-    with redis.Redis.from_url(redis_url) as client:
-        for name in names:
-            for key in client.scan_iter(match=f"{name}:*", count=1000):
-                client.delete(key)
 
 
 def compacted_topic(bootstrap: str, messages: list[tuple[str, bytes | None]]) -> str:
@@ -127,8 +111,8 @@ def test_redis_restarted_empty_is_counted_and_rebuilt_from_the_topic(
 
 
 def test_one_view_rebuilds_while_the_others_wait(redis_url: str,
-                                                 fresh_prefix: Callable[[], str]) -> None:
-    prefix, gate, calls = fresh_prefix(), threading.Event(), []
+                                                 new_prefix: Callable[[], str]) -> None:
+    prefix, gate, calls = new_prefix(), threading.Event(), []
 
     def held() -> RebuildResult:
         calls.append(threading.current_thread().name)
@@ -164,8 +148,8 @@ def test_one_view_rebuilds_while_the_others_wait(redis_url: str,
 
 
 def test_a_failed_rebuild_is_tried_again(redis_url: str,
-                                         fresh_prefix: Callable[[], str]) -> None:
-    prefix, outcomes = fresh_prefix(), [RuntimeError("broker away"), None]
+                                         new_prefix: Callable[[], str]) -> None:
+    prefix, outcomes = new_prefix(), [RuntimeError("broker away"), None]
 
     def flaky() -> RebuildResult:
         failure = outcomes.pop(0)
@@ -202,11 +186,11 @@ def test_a_view_without_a_rebuilder_counts_the_reset_and_waits(redis_url: str) -
 
 
 def test_an_erasure_with_its_incarnation_keeps_an_older_record_out(
-        redis_url: str, fresh_prefix: Callable[[], str]) -> None:
+        redis_url: str, new_prefix: Callable[[], str]) -> None:
     """The worker erases with the erased state's `created_at`: into an emptied Redis that leaves
     the erased marker, so the rebuild's older record does not bring the customer back (without
     it, the erasure finds nothing to erase and leaves nothing)."""
-    known, unknown = fresh_prefix(), fresh_prefix()
+    known, unknown = new_prefix(), new_prefix()
     for prefix, created_at in ((known, T0), (unknown, None)):
         async def erase(view: RedisView, created_at: int | None = created_at) -> None:
             view.offer("x", None, created_at)
@@ -218,12 +202,12 @@ def test_an_erasure_with_its_incarnation_keeps_an_older_record_out(
 
 
 def test_rebuild_keeps_a_new_incarnation_after_a_tombstone_without_its_record(
-        kafka_bootstrap: str, redis_url: str, fresh_prefix: Callable[[], str]) -> None:
+        kafka_bootstrap: str, redis_url: str, new_prefix: Callable[[], str]) -> None:
     """Compaction can leave a tombstone whose record is gone, followed by the customer's next
     incarnation; a live view already holds that one, and the rebuild keeps it."""
     newer = record("x", 1, T0 + DAY, tier="gold")
     topic = compacted_topic(kafka_bootstrap, [("x", None), ("x", newer), ("y", None)])
-    prefix = fresh_prefix()
+    prefix = new_prefix()
     offer_each(redis_url, prefix, [("x", newer), ("y", record("y", 2, T0, tier="silver"))])
     with redis.Redis.from_url(redis_url) as client:
         result = rebuild({"bootstrap_servers": kafka_bootstrap}, topic, client, prefix=prefix)

@@ -7,7 +7,7 @@ import io
 import json
 import random
 import uuid
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import pytest
@@ -42,21 +42,6 @@ def record(customer: str, sequence: int, created_at: int = T0, tier: str | None 
         "churn_rule": churn_rule, "sequence": sequence,
         "as_of": f"2020-03-{1 + sequence % 28:02d}T00:00:00Z", "created_at": created_at,
     }).encode()
-
-
-@pytest.fixture
-def new_prefix(redis_url: str) -> Iterator[Callable[[], str]]:
-    """Key prefixes of the test's own in the shared Redis, their keys deleted afterwards."""
-    names: list[str] = []
-
-    def new() -> str:
-        names.append(f"tierstream-test-{uuid.uuid4().hex[:8]}:v1")
-        return names[-1]
-    yield new
-    with redis.Redis.from_url(redis_url) as client:
-        for name in names:
-            for key in client.scan_iter(match=f"{name}:*", count=1000):
-                client.delete(key)
 
 
 @pytest.fixture
