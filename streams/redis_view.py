@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
 import secrets
@@ -403,11 +404,9 @@ class RedisView:
                         token, time.monotonic() - started, result)
         finally:
             self._rebuild = None
-        try:
+        with contextlib.suppress(redis.RedisError, OSError):  # else the lease runs out
             await self._rebuilt_script(keys=[self.keys.generation(), self.keys.rebuild_lock()],
                                        args=["", self._owner])
-        except (redis.RedisError, OSError):
-            pass  # the lease runs out
 
     async def _write(self, batch: list[Change]) -> int | None:
         """Apply a batch; how many changes left the backlog, or None if Redis failed."""
@@ -480,10 +479,8 @@ def _in_thread(work: Callable[[], Any]) -> asyncio.Future:
         except Exception as caught:  # handed to the awaiting task
             error = caught
         finally:
-            try:
+            with contextlib.suppress(RuntimeError):  # the loop is closed: nobody waits any more
                 loop.call_soon_threadsafe(settle, result, error)
-            except RuntimeError:
-                pass  # the loop is closed: nobody waits any more
 
     threading.Thread(target=run, name="tierstream-redis-rebuild", daemon=True).start()
     return future

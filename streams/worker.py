@@ -135,12 +135,11 @@ class Runtime:
 
     async def _event(self, message: Any) -> list[asyncio.Future]:
         """Process an input message; the dead letter it was sent as, if any, is returned."""
-        started = time.perf_counter()
-        self.clocks.read(message.partition, wall_micros())
+        started, wall = time.perf_counter(), wall_micros()
+        self.clocks.read(message.partition, wall)
         try:
             parsed = parse_event(message.value or b"")
-            admit(parsed, self.policy, wall=wall_micros(), max_future=self.max_future,
-                  key=message.key)
+            admit(parsed, self.policy, wall=wall, max_future=self.max_future, key=message.key)
         except InvalidEventError as error:
             return [await self._dead_letter(message, error)]
         partition, customer = message.partition, parsed.customer_id
@@ -154,7 +153,6 @@ class Runtime:
                 and before.next_change_at <= t:  # woken first, as replay wakes it before t
             await self._wake(partition, customer, before, t)
             before = self.load(customer)
-        wall = wall_micros()
         self.clocks.observe(partition, t, wall)  # as replay's clock, even if the engine refuses
         try:
             state, outputs = apply(before, parsed, self.policy, self.population(partition))

@@ -7,7 +7,6 @@ ending equal to the replay of its valid input.
 from __future__ import annotations
 
 import json
-import time
 from collections import Counter
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -43,15 +42,7 @@ from tests.integration.test_faults import (
     start_worker,
     verify,
 )
-
-
-def stop_within_grace(worker: Worker) -> float:
-    """SIGTERM the worker and return how long it took to exit (it must, within the grace)."""
-    started = time.monotonic()
-    worker.stop()  # SIGTERM, then SIGKILL after 30 s (past GRACE_S)
-    took = time.monotonic() - started
-    assert took < GRACE_S, f"worker took {took:.0f} s to stop after SIGTERM"
-    return took
+from tests.integration.test_faults_topics import stop_within_grace
 
 
 def test_oversized_input_dead_lettered_truncated_and_acked(
@@ -83,7 +74,9 @@ def test_oversized_input_dead_lettered_truncated_and_acked(
     assert counted == Counter(headers["reason"] for _, headers in so_far.dead_letters)
     assert counted["oversized"] >= 1, counted
     produce(settings, later)
-    fault_row.note = f"SIGTERM of w1 after the oversized input took {stop_within_grace(w1):.1f} s"
+    seconds, _ = stop_within_grace(w1)
+    assert seconds < GRACE_S, f"w1 took {seconds:.0f} s to stop after SIGTERM"
+    fault_row.note = f"SIGTERM of w1 after the oversized input took {seconds:.1f} s"
     expected = replayed(lines)
     emitted = settle(settings, expected, dead_letters=2)
     verify(settings, expected, emitted, fault_row, workers)

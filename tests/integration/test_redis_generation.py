@@ -11,11 +11,9 @@ from __future__ import annotations
 import asyncio
 import threading
 import time
-import uuid
 from collections.abc import Callable
 
 import redis
-from kafka import KafkaAdminClient, KafkaProducer
 
 from streams.metrics import Metrics
 from streams.redis_view import REBUILT_LUA, Keys, RebuildResult, RedisView, rebuild
@@ -23,6 +21,7 @@ from tests.integration.test_redis_view import (
     DAY,
     T0,
     assert_consistent,
+    compacted_topic,
     history,
     offer_each,
     record,
@@ -30,26 +29,6 @@ from tests.integration.test_redis_view import (
     with_view,
 )
 from tests.redis_server import RedisServer
-
-
-def compacted_topic(bootstrap: str, messages: list[tuple[str, bytes | None]]) -> str:
-    """A new compacted topic holding `messages` (key = customer id), in order."""
-    topic = f"customer-tiers-{uuid.uuid4().hex[:8]}"
-    admin = KafkaAdminClient(bootstrap_servers=bootstrap)
-    try:
-        admin.create_topics({topic: {"num_partitions": 2, "replication_factor": 1,
-                                     "configs": {"cleanup.policy": "compact"}}},
-                            wait_for_metadata=True)
-    finally:
-        admin.close()
-    producer = KafkaProducer(bootstrap_servers=bootstrap, linger_ms=5)
-    try:
-        for customer, value in messages:
-            producer.send(topic, key=customer.encode(), value=value)
-        producer.flush(timeout=30)
-    finally:
-        producer.close(timeout=10)
-    return topic
 
 
 async def flush_until(views: list[RedisView], condition: Callable[[], bool],

@@ -226,24 +226,30 @@ def test_backlog_over_its_cap_drops_the_oldest() -> None:
     with_view(f"redis://127.0.0.1:{free_port()}/0", "tierstream-cap:v1", body, max_backlog=10)
 
 
-def test_rebuild_from_the_compacted_topic_equals_the_live_view(
-        kafka_bootstrap: str, redis_url: str, new_prefix: Callable[[], str]) -> None:
+def compacted_topic(bootstrap: str, messages: list[tuple[str, bytes | None]]) -> str:
+    """A new compacted topic holding `messages` (key = customer id), in order."""
     topic = f"customer-tiers-{uuid.uuid4().hex[:8]}"
-    admin = KafkaAdminClient(bootstrap_servers=kafka_bootstrap)
+    admin = KafkaAdminClient(bootstrap_servers=bootstrap)
     try:
         admin.create_topics({topic: {"num_partitions": 2, "replication_factor": 1,
                                      "configs": {"cleanup.policy": "compact"}}},
                             wait_for_metadata=True)
     finally:
         admin.close()
-    changes = history()
-    producer = KafkaProducer(bootstrap_servers=kafka_bootstrap, linger_ms=5)
+    producer = KafkaProducer(bootstrap_servers=bootstrap, linger_ms=5)
     try:
-        for customer, value in [*changes, ("c0", b"not json")]:
+        for customer, value in messages:
             producer.send(topic, key=customer.encode(), value=value)
         producer.flush(timeout=30)
     finally:
         producer.close(timeout=10)
+    return topic
+
+
+def test_rebuild_from_the_compacted_topic_equals_the_live_view(
+        kafka_bootstrap: str, redis_url: str, new_prefix: Callable[[], str]) -> None:
+    changes = history()
+    topic = compacted_topic(kafka_bootstrap, [*changes, ("c0", b"not json")])
     live, rebuilt = new_prefix(), new_prefix()
     offer_each(redis_url, live, changes)
 
