@@ -429,7 +429,11 @@ def test_redis_unavailable_during_load(kafka_bootstrap: str, tmp_path: Path,
     processing goes on, and once Redis serves again the view catches up: every customer's hash
     and the tier sets equal the replay."""
     with RedisServer() as server:
-        settings = isolated_settings(kafka_bootstrap, tmp_path)
+        # Between the parts the test waits for the worker to count Redis errors (a hung server
+        # times out twice, 2 s each, and the metric is polled): on a loaded machine that can
+        # take longer than the harness's 6 s idle time, and a partition idle that long rightly
+        # moves to the wall clock before the next part's events come.
+        settings = isolated_settings(kafka_bootstrap, tmp_path, idle_after_s=30.0)
         create_topics(settings)
         prefix = f"faults:{settings.app_id}"
         lines = simulated(customers=120, seed=81)
