@@ -15,7 +15,6 @@ from collections.abc import Iterable
 
 import numpy as np
 
-from models.errors import InvalidEventError, PolicyEvaluationError
 from models.events import Event
 from models.instants import to_micros
 from models.outputs import OutputEvent
@@ -23,8 +22,8 @@ from models.state import CustomerState
 from rules import relative
 from rules.admission import admit
 from rules.compiled import CompiledPolicy
-from rules.due_index import DueIndex
-from rules.engine import Failed, apply, refresh, wake
+from rules.engine import Failed, refresh
+from rules.partition import Partition
 from rules.relative import Population, snapshot
 
 
@@ -34,7 +33,8 @@ def event_order(event: Event) -> tuple[int, str, str]:
 
 
 class Replay:
-    """The state of every customer, fed events in event-time order."""
+    """The state of every customer, fed events in event-time order: one partition
+    (rules/partition.py) over an in-memory store, with its own population snapshots."""
 
     def __init__(self, policy: CompiledPolicy, states: Iterable[CustomerState] = (),
                  population: Population | None = None, refreshing: bool = True,
@@ -45,16 +45,20 @@ class Replay:
         self.policy = policy
         self.wall, self.max_future = wall, max_future
         self.states: dict[str, CustomerState] = {s.customer_id: s for s in states}
-        self._due = DueIndex()
+        self._customers = Partition(0, policy, self.states, population=population)
         for state in self.states.values():
-            self._due.schedule(0, state.next_change_at, state.customer_id)
+            self._customers.due.schedule(0, state.next_change_at, state.customer_id)
         self.clock: int | None = None
-        self.population = population
         self._every = policy.refresh if refreshing else None
         self._refreshed = None if population is None else population.taken_at
         self._bases: dict[str, tuple[CustomerState, dict]] = {}
         # decisions the policy failed to make, for the caller to dead-letter (take_failed)
         self._failed: list[tuple[Failed, Event | None]] = []
+        self._outputs: list[OutputEvent] = []
+
+    @property
+    def population(self) -> Population | None:
+        return self._customers.population
 
     def feed(self, event: Event) -> list[OutputEvent]:
         """Apply one event after every change due by its time. InvalidEventError if it is not
@@ -63,15 +67,9 @@ class Replay:
         # before time moves, so a rejection loses nothing
         admit(event, self.policy, wall=self.wall, max_future=self.max_future)
         t = to_micros(event.occurred_at)
-        outputs = self._pass_time(t, refresh_at_now=False)
-        try:
-            new, more = apply(self.states.get(event.customer_id), event, self.policy,
-                              self.population)
-        except (PolicyEvaluationError, InvalidEventError) as error:  # dead-lettered, as live
-            self._failed.append((Failed(event.customer_id, t, error), event))
-            return outputs
-        self._store(event.customer_id, new)
-        return outputs + more
+        self._pass_time(t, refresh_at_now=False)
+        self._customers.event(event, t)
+        return self._take()
 
     def take_failed(self) -> list[tuple[Failed, Event | None]]:
         """The decisions not made since the last call, with the event each failed on (None: a
@@ -82,51 +80,55 @@ class Replay:
     def advance_to(self, now: int) -> list[OutputEvent]:
         """Let time pass up to `now` for every customer with a time-driven change due, and
         retake the population snapshot at every refresh boundary up to `now` (inclusive)."""
-        return self._pass_time(now, refresh_at_now=True)
+        self._pass_time(now, refresh_at_now=True)
+        return self._take()
 
-    def _pass_time(self, now: int, refresh_at_now: bool) -> list[OutputEvent]:
-        outputs: list[OutputEvent] = []
+    def _take(self) -> list[OutputEvent]:
+        """The outputs since the last call."""
+        self._sync()
+        outputs, self._outputs = self._outputs, []
+        return outputs
+
+    def _sync(self) -> None:
+        """Take the partition's effects: the changed states into `states`."""
+        effects = self._customers.take()
+        for customer, state in effects.states.items():
+            if state is None:
+                self.states.pop(customer, None)
+                self._bases.pop(customer, None)
+            else:
+                self.states[customer] = state
+        self._failed += [(d.failed, d.event) for d in effects.dead_letters if d.failed]
+        self._outputs += effects.outputs
+
+    def _pass_time(self, now: int, refresh_at_now: bool) -> None:
+        customers = self._customers
         if self._every is not None:
             if self._refreshed is None:  # the first boundary is the first at or after now
                 self._refreshed = (now - 1) // self._every * self._every
             while (boundary := self._refreshed + self._every) < now + refresh_at_now:
-                outputs += self._advance_customers(boundary)
-                outputs += self._refresh(boundary)
-        outputs += self._advance_customers(now)
+                customers.advance(boundary)
+                self._refresh(boundary)
+        customers.advance(now)
         self.clock = now if self.clock is None else max(self.clock, now)
-        return outputs
 
-    def _advance_customers(self, now: int) -> list[OutputEvent]:
-        outputs: list[OutputEvent] = []
-        while (entry := self._due.pop_next(0, now)) is not None:
-            due, customer = entry
-            state = self.states.get(customer)
-            if state is None or state.next_change_at != due:
-                continue  # stale entry: the customer was re-evaluated or erased since
-            state, more, failed = wake(state, self.policy, due, self.population)
-            self._failed += [(f, None) for f in failed]
-            outputs += more
-            self._store(customer, state)
-        return outputs
-
-    def _refresh(self, at: int) -> list[OutputEvent]:
+    def _refresh(self, at: int) -> None:
         """Retake the snapshot at `at` from every customer and move each one to it."""
+        self._sync()  # the states up to now, to take the snapshot from
         policy, customers = self.policy, sorted(self.states)
         values = [self._base_values(c, at) for c in customers]
         new = snapshot(at, policy.relative_bases, values)
-        old, self.population, self._refreshed = self.population, new, at
+        old, self._customers.population, self._refreshed = self.population, new, at
         changed = np.full(len(customers), bool(policy.time_bases))
         for metric in policy.relative:
             column = np.array([float(v[metric.base]) for v in values])
             changed |= relative.changed(metric, column, old, new,
                                         policy.thresholds.get(metric.name))
-        outputs: list[OutputEvent] = []
         for customer in (c for c, moved in zip(customers, changed, strict=True) if moved):
-            state, more, failed = refresh(self.states[customer], policy, old, new, changed=True)
-            self._failed += [(f, None) for f in failed]
-            outputs += more
-            self._store(customer, state)
-        return outputs
+            before = self.states[customer]
+            state, outputs, failed = refresh(before, policy, old, new, changed=True)
+            self._customers.failed(failed)
+            self._customers.emit(customer, before, state, outputs)
 
     def _base_values(self, customer: str, at: int) -> dict:
         """The customer's base metric values at `at`; reused while its state is unchanged, as
@@ -138,13 +140,3 @@ class Replay:
         values = self.policy.base_values(state, at)
         self._bases[customer] = (state, values)
         return values
-
-    def _store(self, customer: str, state: CustomerState | None) -> None:
-        if state is None:
-            self.states.pop(customer, None)
-            self._bases.pop(customer, None)
-            return
-        previous = self.states.get(customer)
-        self.states[customer] = state
-        if previous is None or previous.next_change_at != state.next_change_at:
-            self._due.schedule(0, state.next_change_at, customer)

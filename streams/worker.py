@@ -35,7 +35,7 @@ from rules.engine import Failed, apply, refresh, stale, wake
 from rules.relative import Population
 from streams import faust_fixes, kafka_clients, population, topics, web
 from streams.after_delivery import AfterDelivery
-from streams.clock import PartitionClocks
+from rules.clock import PartitionClocks
 from streams.metrics import Metrics
 from streams.redis_view import RedisView
 from streams.settings import TABLE_NAME, Settings

@@ -8,7 +8,7 @@ from models.errors import InvalidEventError
 from models.events import parse_event
 from rules.admission import check_key, reject_future
 from rules.due_index import DueIndex
-from streams.clock import PartitionClocks
+from rules.clock import PartitionClocks
 
 IDLE = 30
 
