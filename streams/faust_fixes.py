@@ -1,4 +1,6 @@
-"""Two corrections to faust-streaming 0.15.x that at-least-once delivery depends on.
+"""Every touch of faust-streaming's internals, for the 0.15 series it was written for
+(`install` refuses another): two corrections that at-least-once delivery depends on, and the
+worker's batch path past faust's per-message stream.
 
 1. `Recovery.on_recovery_completed` resumes the stream partitions and only then seeks them back to
 their committed offsets. The consumer keeps fetching stream partitions while the tables recover
@@ -28,17 +30,36 @@ fetch) and fixed it with a lock that faust-streaming no longer has. The fix give
 of the live set that is never empty-means-all, so aiokafka only takes records of partitions that
 are active at that moment; a partition paused after that is always seeked before it resumes.
 
+3. The batch path (`consume_in_batches`): the worker takes what the fetcher fetched of its
+input and tick partitions as one batch per fetch, before faust turns each record into a message
+and an event for a stream (faust's per-message path cost more than all of the worker's own work,
+docs/benchmarks.md). The batch's topics stay subscribed through faust (assignment, recovery
+pauses and seeks are faust's), its records never reach faust's acks, and the worker commits
+their offsets itself once the batch is stored (streams/worker.py). Records fetched while the
+flow is stopped (a rebalance began) are left to faust's `getmany`, which seeks back to the
+committed offsets, as it does with its own.
+
 Everything else is faust's code as is.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import weakref
+from collections.abc import Awaitable, Callable, Iterator, Mapping, Sequence
 from collections.abc import Set as AbstractSet
+from types import SimpleNamespace
 from typing import Any, cast
 
+import faust
+from faust.streams import _current_event
 from faust.tables.recovery import Recovery
+from faust.transport.consumer import Consumer
 from faust.transport.drivers.aiokafka import AIOKafkaConsumerThread
+
+WRITTEN_FOR = "0.15."
+BatchHandler = Callable[[Mapping[Any, Sequence[Any]]], Awaitable[None]]
 
 
 async def _on_recovery_completed(self: Recovery, generation_id: int = 0) -> None:
@@ -101,6 +122,60 @@ async def _fetch_active_records(self: AIOKafkaConsumerThread, consumer: Any,
                                 max_records=max_records)
 
 
+_wait_next_records = Consumer._wait_next_records
+_BATCHES = "_tierstream_batches"
+
+
+async def _wait_next_records_in_batches(self: Consumer, timeout: float) -> Any:
+    records, active = await _wait_next_records(self, timeout)
+    batches = getattr(self.app, _BATCHES, None)
+    if not records or batches is None or not self.flow_active:
+        return records, active
+    topics, handler = batches
+    ours = {tp: records.pop(tp) for tp in [tp for tp in records if tp.topic in topics]
+            if active is None or tp in active}
+    if ours:
+        await handler(ours)
+    return records, active
+
+
+def consume_in_batches(app: faust.App, topics: AbstractSet[str], handler: BatchHandler) -> None:
+    """Subscribe `topics` and hand `handler` each fetch's records of them (aiokafka
+    ConsumerRecords by TopicPartition); it runs in the fetcher, so the next fetch waits."""
+    for topic in topics:
+        app.topics.add(app.topic(topic, key_serializer="raw", value_serializer="raw"))
+    setattr(app, _BATCHES, (frozenset(topics), handler))
+
+
+class _StandIn:
+    """An event of a partition, as far as faust's table writes read one."""
+
+    def __init__(self, topic: str, partition: int) -> None:
+        self.message = SimpleNamespace(topic=topic, partition=partition)
+
+
+@contextlib.contextmanager
+def writing_partition(topic: str, partition: int) -> Iterator[None]:
+    """Table writes inside go to `partition` (faust picks the changelog and RocksDB partition
+    from the event being processed, here a stand-in for one of the partition's records)."""
+    event = _StandIn(topic, partition)
+    token = _current_event.set(weakref.ref(event))
+    try:
+        yield
+    finally:
+        _current_event.reset(token)
+
+
+async def commit(app: faust.App, offsets: Mapping[Any, int]) -> bool:
+    """Commit the offsets (the next offset to read, per TopicPartition) of batch records."""
+    return await app.consumer._commit(offsets)
+
+
 def install() -> None:
+    if not faust.__version__.startswith(WRITTEN_FOR):
+        raise RuntimeError(f"streams/faust_fixes.py was written for faust-streaming "
+                           f"{WRITTEN_FOR}x, this is {faust.__version__}: check each fix "
+                           f"against its code before allowing it")
     Recovery.on_recovery_completed = _on_recovery_completed
     AIOKafkaConsumerThread._fetch_records = _fetch_active_records
+    Consumer._wait_next_records = _wait_next_records_in_batches

@@ -120,6 +120,22 @@ class Reports:
         with self._lock:
             return list(self._by_partition.get(partition, ()))
 
+    def boundaries(self, partition: int) -> list[int]:
+        return [report.boundary for report in self.of(partition)]
+
+    def publish(self, partition: int, boundary: int, customers: int,
+                sketches: dict[str, bytes], again: bool) -> bytes:
+        """Take a report of one of this worker's partitions (replacing its latest with
+        `again`) and return its record, for the worker to send to the population topic (the
+        feed then reads the same record again: no change)."""
+        published = self.of(partition)
+        record = encode(partition, self.partitions, [Report(boundary, customers, sketches),
+                                                     *(published[1:] if again else published)])
+        self.add(record)
+        log.info("partition %s reported its population at %s: %s customers", partition,
+                 boundary, customers)
+        return record
+
 
 class Feed(threading.Thread):
     """Reads the whole population topic into `reports`: `load` up to its end (before the worker

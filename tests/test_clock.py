@@ -7,8 +7,8 @@ import pytest
 from models.errors import InvalidEventError
 from models.events import parse_event
 from rules.admission import check_key, reject_future
-from rules.due_index import DueIndex
 from rules.clock import PartitionClocks
+from rules.due_index import DueIndex
 
 IDLE = 30
 
