@@ -52,8 +52,8 @@ class Metrics:
                                  "Messages sent to the dead-letter topic, by reason",
                                  ["reason"], registry=r),
             processing=Histogram("tierstream_processing_seconds",
-                                 "Time to process one input message, outputs sent (delivery is "
-                                 "not awaited)",
+                                 "Time to process one input message, averaged over its batch: "
+                                 "decided, outputs delivered, states stored, offsets committed",
                                  buckets=LATENCY_BUCKETS_S, registry=r),
             event_time_lag=Histogram("tierstream_event_time_lag_seconds",
                                      "Wall clock minus occurred_at when an event is processed",
@@ -75,8 +75,9 @@ class Metrics:
                                  "Failed writes to the Redis view", registry=r),
             redis_backlog=Gauge("tierstream_redis_backlog_records",
                                 "Tier records waiting to be written to Redis", registry=r),
-            undelivered=Gauge("tierstream_undelivered_steps",
-                              "Table writes and acks waiting for their outputs' delivery",
+            undelivered=Gauge("tierstream_undelivered_messages",
+                              "Messages of the batch in hand waiting for delivery (its table "
+                              "writes and offset commit wait for them)",
                               registry=r),
             redis_resets=Counter("tierstream_redis_view_resets_total",
                                  "Times this worker found the Redis view emptied (its generation "
