@@ -37,7 +37,10 @@ docs/benchmarks.md). The batch's topics stay subscribed through faust (assignmen
 pauses and seeks are faust's), its records never reach faust's acks, and the worker commits
 their offsets itself once the batch is stored (streams/worker.py). Records fetched while the
 flow is stopped (a rebalance began) are left to faust's `getmany`, which seeks back to the
-committed offsets, as it does with its own.
+committed offsets, as it does with its own. Table writes go to the table's local store
+(`write_locally`) while the worker sends their changelog records itself, in producer batches
+(faust's one buffered send per table write cost a fifth of the worker's time); RocksDB is then
+told the offset it holds (`persisted`), as faust's own delivery callback does.
 
 Everything else is faust's code as is.
 """
@@ -164,6 +167,26 @@ def writing_partition(topic: str, partition: int) -> Iterator[None]:
         yield
     finally:
         _current_event.reset(token)
+
+
+def write_locally(table: Any, key: str, value: bytes | None) -> None:
+    """Set (None: delete) a key in the table's local store only, inside `writing_partition`;
+    its changelog record (`changelog_key`, `value`) is the caller's to send."""
+    if value is None:
+        table.data.pop(key, None)
+    else:
+        table.data[key] = value
+
+
+def changelog_key(table: Any, key: str) -> bytes:
+    return table.app.serializers.dumps_key(table.key_type, key, serializer=table.key_serializer)
+
+
+def persisted(table: Any, metadata: Any) -> None:
+    """The changelog holds the local store's writes up to the batch that `metadata` (a
+    delivered changelog batch: its first offset) belongs to; at most that batch is read again
+    at a RocksDB restart."""
+    table.data.set_persisted_offset(metadata.topic_partition, metadata.offset)
 
 
 async def commit(app: faust.App, offsets: Mapping[Any, int]) -> bool:
