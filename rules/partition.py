@@ -100,7 +100,7 @@ class Effects:
     states: dict[str, CustomerState | None] = field(default_factory=dict)
     events: Counter[tuple[str, str, str]] = field(default_factory=Counter)  # topic, type, outcome
     lags: list[int] = field(default_factory=list)  # wall minus event time of applied events, µs
-    due_customers: int = 0  # woken by the last tick
+    due_customers: int | None = None  # woken by the last tick; None: no tick
 
 
 class Partition:

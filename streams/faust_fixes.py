@@ -146,7 +146,9 @@ def consume_in_batches(app: faust.App, topics: AbstractSet[str], handler: BatchH
     """Subscribe `topics` and hand `handler` each fetch's records of them (aiokafka
     ConsumerRecords by TopicPartition); it runs in the fetcher, so the next fetch waits."""
     for topic in topics:
-        app.topics.add(app.topic(topic, key_serializer="raw", value_serializer="raw"))
+        # acks=False: faust's monitor would take topics it never sees acked for stalled streams
+        app.topics.add(app.topic(topic, key_serializer="raw", value_serializer="raw",
+                                 acks=False))
     setattr(app, _BATCHES, (frozenset(topics), handler))
 
 

@@ -52,8 +52,9 @@ class Metrics:
                                  "Messages sent to the dead-letter topic, by reason",
                                  ["reason"], registry=r),
             processing=Histogram("tierstream_processing_seconds",
-                                 "Time to process one input message, averaged over its batch: "
-                                 "decided, outputs delivered, states stored, offsets committed",
+                                 "Time to process one input message, averaged over its batch "
+                                 "(one sample per batch): decided, outputs delivered, states "
+                                 "stored, offsets committed",
                                  buckets=LATENCY_BUCKETS_S, registry=r),
             event_time_lag=Histogram("tierstream_event_time_lag_seconds",
                                      "Wall clock minus occurred_at when an event is processed",

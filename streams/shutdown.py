@@ -1,16 +1,15 @@
 """Stopping a worker within a bounded time, whatever state it is in.
 
-faust stops on SIGTERM (or SIGINT) by waiting for every event it handed to the agent to be acked
-and then flushing its producer. Neither ends while an output topic is missing: the acks wait for
-deliveries that wait for the topic, and the flush waits for the same batches, for up to faust's
-producer request timeout (20 minutes by default), so SIGTERM seemed ignored. The same holds for
-any state in which a delivery cannot complete.
+faust stops on SIGTERM (or SIGINT) by stopping its services and flushing its producer. The
+flush does not end while an output topic is missing: it waits for batches that wait for the
+topic, for up to faust's producer request timeout (20 minutes by default), so SIGTERM seemed
+ignored. The same holds for any state in which a delivery cannot complete.
 
 So a signal also starts a watchdog thread: if the worker has not exited GRACE_S seconds later,
-it logs why and exits at once with status FORCED_EXIT_STATUS. Nothing is lost by that: faust
-commits only the offsets of acked events, and an event is acked only once its outputs and its
-state are in Kafka (streams/after_delivery.py), so whatever was still waiting is read and
-processed again by the next owner of its partition. Only the group leave is skipped: the
+it logs why and exits at once with status FORCED_EXIT_STATUS. Nothing is lost by that: the
+worker commits a batch's offsets only once its outputs and its states are in Kafka
+(streams/worker.py), so whatever was still waiting is read and processed again by the next
+owner of its partition. Only the group leave is skipped: the
 partitions move once the broker's session timeout has passed.
 
 GRACE_S is below the stop grace of docker compose (30 s) and Kubernetes (60 s in
@@ -57,7 +56,7 @@ def arm(grace_s: float = GRACE_S) -> None:
 def _force_exit(grace_s: float) -> None:
     log.error("the worker did not stop within %g s of the stop signal (a delivery or a flush "
               "still waiting, e.g. for a missing topic): exiting now with status %s; events "
-              "not yet acked are processed again after the restart", grace_s,
+              "not yet committed are processed again after the restart", grace_s,
               FORCED_EXIT_STATUS)
     for handler in logging.getLogger().handlers:
         try:

@@ -27,14 +27,12 @@ Every CHECK_INTERVAL_S the watch describes the topics (an admin client, in a thr
   while the consumer kept the topic assigned (no rebalance since the last check: it never saw
   the topic gone), its read offsets belong to the old topic, so the worker stops (request_stop)
   and its restart reads the new topic;
-- stops the worker (exit status 1) once a delivery has failed: the step queue of that partition
-  is stopped for good (streams/after_delivery.py) and only a restart, which processes again
-  every event not acked, gets it going. That happens to outputs waiting for a missing topic
-  longer than the producer request timeout.
 
-Processing itself is left as it is: while an output topic is missing, the event whose output
-goes there waits in the send, nothing after it is acked, and it goes on once the topic is back
-(`tierstream topics create` recreates it); no input is skipped.
+Processing itself is left as it is: while an output topic is missing, the batch with an output
+for it waits in its delivery, nothing is fetched or committed past it, and it goes on once the
+topic is back (`tierstream topics create` recreates it); no input is skipped. Outputs waiting
+longer than the producer request timeout fail the batch, which stops the worker (exit status
+1, streams/worker.py); its restart processes the batch again.
 """
 
 from __future__ import annotations
@@ -178,9 +176,8 @@ class TopicWatch:
     """The periodic topic check of one worker (see the module's docstring)."""
 
     def __init__(self, settings: Settings, app: Any, metrics: Metrics,
-                 failure: Callable[[], BaseException | None],
                  interval: float = CHECK_INTERVAL_S) -> None:
-        self.settings, self.app, self.metrics, self.failure = settings, app, metrics, failure
+        self.settings, self.app, self.metrics = settings, app, metrics
         self.needed = needed(settings)
         self.inputs = (*settings.topics.inputs, settings.topics.ticks)
         self.problems: dict[str, str] = {}  # what /health reports: topic -> what is wrong
@@ -207,12 +204,6 @@ class TopicWatch:
             self.update(found)
             await self._pick_up(found)
             self._track(found)
-            failure = self.failure()
-            if failure is not None:
-                shutdown.request_stop(
-                    f"a delivery to Kafka failed ({failure!r}): the partition's queue of table "
-                    f"writes and acks is stopped; after the restart every event not acked is "
-                    f"processed again")
         except Exception:  # the watch must go on (a bug here must not stop processing)
             log.exception("topic check failed")
 
@@ -223,8 +214,8 @@ class TopicWatch:
             self.metrics.topic_unusable.labels(topic.name).set(1 if topic.name in wrong else 0)
         if wrong:
             log.error("topics not usable: %s. /health answers 503 until they are back "
-                      "(`tierstream topics create` recreates them); an event with an output "
-                      "for a missing topic waits, and nothing after it is acked",
+                      "(`tierstream topics create` recreates them); a batch with an output "
+                      "for a missing topic waits, and nothing past it is committed",
                       "; ".join(f"{self._role(name)} {name} {problem}"
                                 for name, problem in sorted(wrong.items())))
         elif self.problems:

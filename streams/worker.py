@@ -18,12 +18,13 @@ from __future__ import annotations
 
 import asyncio
 import gc
+import heapq
 import json
 import logging
 import time
 from collections import Counter
 from collections.abc import Mapping, Sequence
-from typing import Any
+from typing import Any, NamedTuple
 
 import faust
 from aiokafka.partitioner import DefaultPartitioner
@@ -60,6 +61,15 @@ def wall_micros() -> int:
     return time.time_ns() // 1000
 
 
+class Done(NamedTuple):
+    """A partition's part of a batch: its effects, and the `customer-tiers` record of each
+    customer with outputs (None: a tombstone)."""
+
+    partition: int
+    effects: Effects
+    tiers: dict[str, bytes | None]
+
+
 class TableStore:
     """The customer table as the partition drivers' store: JSON bytes (models.state.Stored),
     parsed per read, since bytes are not tracked by the garbage collector and parsed states are
@@ -81,9 +91,9 @@ class Runtime:
         self.settings, self.policy = settings, policy
         self.metrics = metrics or Metrics.create()
         self.ready = False
-        self.failure: BaseException | None = None  # a failed delivery: the worker stops
         self._redis_flush: asyncio.Future | None = None  # the Redis write running, if any
         self.partitions: dict[int, Partition] = {}  # the drivers of the assigned partitions
+        self._storing: asyncio.Future | None = None  # a batch writing its states
         # Relative metrics: the complete populations read from Kafka and this worker's reports
         self.reports = population.Reports(settings.partitions, policy.relative_bases) \
             if policy.relative else None
@@ -116,9 +126,7 @@ class Runtime:
             topic=names.customer_tiers)  # to rebuild itself when Redis lost its data
         if self.redis is not None:
             self.app.timer(interval=REDIS_FLUSH_INTERVAL_S)(self.redis.flush)
-        # missing topics: /health, metric, log; a failed delivery stops the worker
-        self.topic_watch = TopicWatch(settings, self.app, self.metrics,
-                                      failure=lambda: self.failure)
+        self.topic_watch = TopicWatch(settings, self.app, self.metrics)  # /health, metric, log
         web.install(self)
 
     def _partition(self, partition: int) -> Partition:
@@ -131,70 +139,95 @@ class Runtime:
             populations=self.reports, sketch_k=settings.sketch_k)
 
     async def _batch(self, records: Mapping[Any, Sequence[Any]]) -> None:
-        """Process one fetch of input and tick records, then carry out its effects."""
+        """Process one fetch of input and tick records, then carry out its effects. Any
+        failure stops the worker with nothing of the batch committed (and nothing fetched
+        past it)."""
         started, wall = time.perf_counter(), wall_micros()
         generation = self.app.consumer_generation_id
-        batches: dict[int, list[Message | None]] = {}
+        try:
+            done, offsets, count = self._decide(records, wall)
+            if not await self._deliver(done, generation):
+                return  # a rebalance began: whoever owns the partitions next reads it again
+            self._storing = asyncio.get_running_loop().create_future()
+            try:
+                await self._store_all(done)
+                if not await faust_fixes.commit(self.app, offsets):
+                    log.warning("offsets of a batch not committed (the group rebalanced): "
+                                "its input is read again by the partitions' next owner")
+            finally:
+                self._storing.set_result(None)
+                self._storing = None
+        except Exception as error:
+            shutdown.request_stop(f"a batch failed ({error!r}): it is not committed; after the "
+                                  f"restart it is processed again")
+            await asyncio.Future()  # until the worker stops: nothing may be fetched past it
+        self._count(done, count, time.perf_counter() - started)
+
+    def _decide(self, records: Mapping[Any, Sequence[Any]], wall: int
+                ) -> tuple[list[Done], dict[Any, int], int]:
+        """Run each partition's records through its driver: the input topics' records merged
+        in the order they were produced (record timestamp), then a tick if one came."""
+        inputs: dict[int, list[Sequence[Any]]] = {}
         offsets, ticks, count = {}, set(), 0
         for tp, fetched in records.items():
             offsets[tp] = fetched[-1].offset + 1
             if tp.topic == self.settings.topics.ticks:
                 ticks.add(tp.partition)
-                continue
-            batches.setdefault(tp.partition, []).extend(
-                Message(r.topic, r.offset, r.key, r.value) for r in fetched)
-            count += len(fetched)
+            else:
+                inputs.setdefault(tp.partition, []).append(fetched)
+                count += len(fetched)
         done = []
-        for partition in sorted(batches.keys() | ticks):
+        for partition in sorted(inputs.keys() | ticks):
             driver = self.partitions.get(partition)
             if driver is None:
+                log.warning("partition %s has no driver (not recovered?): starting one with "
+                            "no customers known", partition)
                 driver = self.partitions[partition] = self._partition(partition)
-            items = batches.get(partition, [])
+            items: list[Message | None] = [
+                Message(r.topic, r.offset, r.key, r.value)
+                for r in heapq.merge(*inputs.get(partition, ()), key=_timestamp)]
             if partition in ticks:  # after the events: their time is the partition's clock
                 items.append(TICK)
-            done.append((partition, driver.run(items, wall)))
-        try:
-            await self._deliver(done)
-        except Exception as error:  # a failed send: stop, nothing after this batch is stored
-            self.failure = error
-            shutdown.request_stop(f"a delivery to Kafka failed ({error!r}): the batch is not "
-                                  f"stored; after the restart it is processed again")
-            await asyncio.Future()  # until the worker stops: nothing may be fetched past it
-        if not self.app.consumer.flow_active or self.app.consumer_generation_id != generation:
-            return  # a rebalance began: whoever owns the partitions next reads it again
-        changelog = self.table.changelog_topic.get_topic_name()
-        for partition, effects in done:
-            written = await self._send(changelog, self._store(partition, effects), partition)
-            for delivered in await asyncio.gather(*written):
-                faust_fixes.persisted(self.table, delivered)
-        await faust_fixes.commit(self.app, offsets)
-        self._count(done, count, time.perf_counter() - started)
+            with faust_fixes.writing_partition(self.settings.topics.orders, partition):
+                effects = driver.run(items, wall)  # reads from the table's partition
+            done.append(Done(partition, effects, {
+                customer: None if state is None else current_tier(state)
+                for customer, state in effects.tiers.items()}))
+        return done, offsets, count
 
-    async def _deliver(self, done: list[tuple[int, Effects]]) -> None:
-        """Send every output, record and dead letter of the batch; return once Kafka has
-        them all (one future per partition batch, not per message)."""
+    async def _deliver(self, done: list[Done], generation: int) -> bool:
+        """Send every output, record and dead letter of the batch and wait until Kafka has
+        them all; False if a rebalance began meanwhile (faust stopped the flow)."""
         names = self.settings.topics
         out: dict[str, list[Record]] = {}
-        for partition, effects in done:
+        for partition, effects, tiers in done:
             for output in effects.outputs:
                 out.setdefault(names.tier_changes if output.topic_kind == "tier-changes"
                                else names.churn_warnings, []).append(
                     (output.subject.encode(), output.model_dump_json().encode(), []))
-            for customer, state in effects.tiers.items():
-                out.setdefault(names.customer_tiers, []).append(
-                    (customer.encode(), None if state is None else current_tier(state), []))
+            for customer, record in tiers.items():
+                out.setdefault(names.customer_tiers, []).append((customer.encode(), record, []))
             for dead in effects.dead_letters:
                 out.setdefault(names.dead_letters, []).append(self._dead_letter(dead, partition))
             for record in effects.reports:
                 out.setdefault(names.population, []).append(
                     (str(partition).encode(), record, []))
-        sent = [future for topic, records in out.items()
-                for future in await self._send(topic, records)]
-        self.metrics.undelivered.set(len(sent))
+        self.metrics.undelivered.set(sum(len(records) for records in out.values()))
         try:
-            await asyncio.gather(*sent)
+            await asyncio.gather(*[future for topic, records in out.items()
+                                   for future in await self._send(topic, records)])
         finally:
             self.metrics.undelivered.set(0)
+        return self.app.consumer.flow_active and self.app.consumer_generation_id == generation
+
+    async def _store_all(self, done: list[Done]) -> None:
+        """Write the batch's changed states to the table and send their changelog records,
+        then wait for all of them: a revocation waits for this (`_revoked`)."""
+        changelog = self.table.changelog_topic.get_topic_name()
+        written = [future for item in done
+                   for future in await self._send(changelog, self._store(item), item.partition)]
+        for delivered in await asyncio.gather(*written):
+            faust_fixes.persisted(self.table, delivered)
 
     async def _send(self, topic: str, records: list[Record],
                     partition: int | None = None) -> list[asyncio.Future]:
@@ -222,9 +255,10 @@ class Runtime:
             sent.append(await producer.send_batch(batch, topic, partition=partition))
         return sent
 
-    def _store(self, partition: int, effects: Effects) -> list[Record]:
+    def _store(self, done: Done) -> list[Record]:
         """Write the batch's changed states to the table, once per customer, and offer the
         Redis view the new `customer-tiers` records; the changelog records to send."""
+        partition, effects = done.partition, done.effects
         changelog: list[Record] = []
         with faust_fixes.writing_partition(self.settings.topics.orders, partition):
             for customer, state in effects.states.items():
@@ -233,15 +267,14 @@ class Runtime:
                 faust_fixes.write_locally(self.table, customer, value)
                 changelog.append((faust_fixes.changelog_key(self.table, customer), value, []))
         if self.redis is not None and effects.tiers:  # derived: written behind
-            for customer, state in effects.tiers.items():
-                self.redis.offer(customer, None if state is None else current_tier(state),
-                                 effects.erased_created_at.get(customer))
+            for customer, record in done.tiers.items():
+                self.redis.offer(customer, record, effects.erased_created_at.get(customer))
             self._flush_redis()
         return changelog
 
-    def _count(self, done: list[tuple[int, Effects]], count: int, seconds: float) -> None:
+    def _count(self, done: list[Done], count: int, seconds: float) -> None:
         metrics = self.metrics
-        for _, effects in done:
+        for _, effects, _ in done:
             for (topic, kind, outcome), n in effects.events.items():
                 metrics.events.labels(topic, kind, outcome).inc(n)
             for lag in effects.lags:
@@ -251,8 +284,9 @@ class Runtime:
             self._count_outputs(effects.outputs)
         if count:
             metrics.processing.observe(seconds / count)
-        due = [effects.due_customers for _, effects in done]
-        metrics.timer_due.set(sum(due))
+        due = [d.effects.due_customers for d in done if d.effects.due_customers is not None]
+        if due:  # the batch had ticks
+            metrics.timer_due.set(sum(due))
         tiers = sum((driver.tiers for driver in self.partitions.values()), Counter())
         for tier in self.policy.tier_ids:
             metrics.customers.labels(tier).set(tiers[tier])
@@ -351,9 +385,17 @@ class Runtime:
         self.ready = True
 
     async def _revoked(self, sender: Any, revoked: set, **_: Any) -> None:
+        """A batch storing its states finishes first (its writes and commit belong to this
+        generation); one still being delivered is dropped once it sees the flow stopped."""
+        if self._storing is not None:
+            await asyncio.shield(self._storing)
         for tp in revoked:
             if tp.topic == self.settings.topics.ticks:
                 self.partitions.pop(tp.partition, None)
+
+
+def _timestamp(record: Any) -> int:
+    return record.timestamp
 
 
 def current_tier(state: CustomerState) -> bytes:

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import json
 
-from models.instants import MICROS_PER_DAY, MICROS_PER_SECOND
+from models.instants import MICROS_PER_SECOND
 from models.state import CustomerState
 from rules.partition import TICK, Message, Partition
 from rules.relative import Population
@@ -132,9 +132,10 @@ class Reports:
 
     def __init__(self) -> None:
         self.published: list[tuple[int, int]] = []  # (boundary, customers), newest first
+        self.complete: Population | None = None  # as merged from every partition's reports
 
     def latest(self) -> Population | None:
-        return None
+        return self.complete
 
     def before(self, population: Population) -> Population | None:
         return None
@@ -172,4 +173,17 @@ def test_a_partition_reports_its_population_at_each_boundary_it_passes() -> None
     later = partition.run([message(order("ann", day(3) + 1, 10), 2)], WALL)
     assert later.reports == [json.dumps([day(3), 2]).encode()]  # ann and bob by then
     assert reports.published == [(day(3), 2), (day(1), 0)]
-    assert MICROS_PER_DAY == RELATIVE.refresh
+
+
+def test_customers_move_to_each_newer_complete_population() -> None:
+    reports = Reports()
+    store = Store()
+    partition = driver(store, RELATIVE, populations=reports, sketch_k=64)
+    store.keep(partition.run([message(order("ann", day(1), 10)),
+                              message(order("bob", day(1) + 1, 20), 1)], WALL).states)
+    assert {s.tier for s in store.values()} == {"B"}  # no population yet: no percentile
+    reports.complete = Population.of(day(2), {"revenue_30d": [5.0, 15.0, 25.0, 100.0]})
+    moved = partition.run([TICK], WALL)
+    assert partition.decided_in() is reports.complete
+    assert {c: s.tier for c, s in moved.states.items()} == {"ann": "B", "bob": "A"}
+    assert [(o.subject, o.data.to_tier) for o in moved.outputs] == [("bob", "A")]

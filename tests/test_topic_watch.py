@@ -110,7 +110,7 @@ class _App:
 
 def test_problems_show_in_the_gauge_and_refuse_lookups_while_the_changelog_is_missing() -> None:
     metrics = Metrics.create()
-    watch = TopicWatch(SETTINGS, _App(), metrics, failure=lambda: None)
+    watch = TopicWatch(SETTINGS, _App(), metrics)
     found = {topic.name: (topic.partitions, "id") for topic in needed(SETTINGS)}
 
     def gauge(topic: str) -> float:
