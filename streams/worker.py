@@ -158,6 +158,7 @@ class Runtime:
                 self._storing.set_result(None)
                 self._storing = None
         except Exception as error:
+            log.exception("batch failed")
             shutdown.request_stop(f"a batch failed ({error!r}): it is not committed; after the "
                                   f"restart it is processed again")
             await asyncio.Future()  # until the worker stops: nothing may be fetched past it
