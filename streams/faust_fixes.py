@@ -191,6 +191,11 @@ def persisted(table: Any, metadata: Any) -> None:
     table.data.set_persisted_offset(metadata.topic_partition, metadata.offset)
 
 
+def aiokafka_producer(app: faust.App) -> Any:
+    """faust's aiokafka producer, for producer batches (`create_batch`, `send_batch`)."""
+    return app.producer._ensure_producer()
+
+
 async def commit(app: faust.App, offsets: Mapping[Any, int]) -> bool:
     """Commit the offsets (the next offset to read, per TopicPartition) of batch records."""
     return await app.consumer._commit(offsets)

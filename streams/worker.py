@@ -234,7 +234,7 @@ class Runtime:
                     partition: int | None = None) -> list[asyncio.Future]:
         """Send records in producer batches, to `partition` or by key as Kafka's default
         partitioner places them; one delivery future per batch."""
-        producer = self.app.producer._ensure_producer()
+        producer = faust_fixes.aiokafka_producer(self.app)
         by_partition: dict[int, list[Record]] = {}
         if not records:
             return []
