@@ -45,12 +45,6 @@ class PartitionClocks:
             self._last_event_wall[partition] = max(self._last_event_wall.get(partition, wall),
                                                    wall)
 
-    def forget(self, partitions: Iterable[int]) -> None:
-        for partition in partitions:
-            self._watermark.pop(partition, None)
-            self._last_event_wall.pop(partition, None)
-            self._last_tick_wall.pop(partition, None)
-
     def watermark(self, partition: int) -> int | None:
         return self._watermark.get(partition)
 

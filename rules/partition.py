@@ -79,7 +79,6 @@ class DeadLetter:
 
     reason: str
     error: str
-    event_type: str
     message: Message | None = None
     failed: Failed | None = None
     event: Event | None = None  # the parsed event refused, if any
@@ -163,7 +162,7 @@ class Partition:
             admit(event, self.policy, wall=wall, max_future=self.max_future, key=message.key)
         except InvalidEventError as error:
             self.effects.dead_letters.append(
-                DeadLetter(error.reason, str(error), "invalid", message))
+                DeadLetter(error.reason, str(error), message))
             self.effects.events[message.topic, "invalid", "dead_letter"] += 1
             return
         t = to_micros(event.occurred_at)
@@ -192,7 +191,7 @@ class Partition:
         except (PolicyEvaluationError, InvalidEventError) as error:
             reason = error.reason if isinstance(error, InvalidEventError) else "policy_error"
             self.effects.dead_letters.append(DeadLetter(
-                reason, str(error), event.type, message, Failed(customer, t, error), event))
+                reason, str(error), message, Failed(customer, t, error), event))
             if message is not None:
                 self.effects.events[message.topic, event.type, "dead_letter"] += 1
             return None
@@ -235,7 +234,7 @@ class Partition:
         self.emit(customer, before, state, outputs)
 
     def failed(self, failed: list[Failed]) -> None:
-        self.effects.dead_letters += [DeadLetter("policy_error", str(f.error), "time", None, f)
+        self.effects.dead_letters += [DeadLetter("policy_error", str(f.error), None, f)
                                       for f in failed]
 
     def decided_in(self) -> Population | None:
