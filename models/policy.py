@@ -59,6 +59,11 @@ class Limits(_Strict):
     # record limit and the cost of an event bounded; an event past it is dead-lettered
     # (customer_full).
     customer_items: int = Field(default=2000, ge=1, le=2500)
+    # How long past the largest window a customer's orders stay one by one (ids, amounts), so
+    # redeliveries, refunds and cancellations of them apply exactly; older orders are folded
+    # into totals (rules/history.py) and an order event placed before that is dead-lettered
+    # (beyond_history).
+    redelivery_horizon: Duration = "30d"
 
 
 class Policy(_Strict):

@@ -19,6 +19,7 @@ class Order(NamedTuple):
     event_id: str = ""           # of the completion ("" before it, or in a state kept before)
     given: str = ""              # the completion's amount and currency as sent, e.g. "12.5 USD"
     cancel_id: str = ""          # event id of the cancellation
+    touched: int = 0             # when its latest refund or cancellation happened (0: none)
 
     @property
     def counts(self) -> bool:
@@ -35,6 +36,21 @@ class Touch(NamedTuple):
     event_id: str
     at: int
     kind: str
+
+
+class Folded(NamedTuple):
+    """The counted orders placed before `until`, folded into totals; their ids are no longer
+    kept (rules/history.py). `revenue` and `repeat` are exact partial sums (as math.fsum keeps
+    them) of the folded orders' net revenue, and of that of those after the first purchase
+    day, so totals over folded and exact orders round exactly as over the orders themselves."""
+
+    until: int = 0        # the start of a UTC day; 0: nothing folded yet
+    orders: int = 0
+    days: int = 0         # distinct UTC purchase days
+    first_at: int = 0     # the first and the latest folded order
+    last_at: int = 0
+    revenue: tuple[float, ...] = ()
+    repeat: tuple[float, ...] = ()
 
 
 class Transition(NamedTuple):
@@ -58,7 +74,8 @@ class CustomerState(BaseModel):
     customer_id: str
     created_at: int
     clock: int
-    orders: tuple[Order, ...] = ()
+    orders: tuple[Order, ...] = ()   # placed from folded.until on
+    folded: Folded = Folded()
     touches: tuple[Touch, ...] = ()
     tier: str | None = None
     tier_since: int | None = None

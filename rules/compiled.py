@@ -68,6 +68,9 @@ class CompiledPolicy:
         self.time_metrics = tuple(n for n in names if n in metrics.TIME_METRICS)
         self.largest_window = max((parse_duration(w) for w in self.windows), default=0)
         self.customer_items = policy.limits.customer_items
+        # orders placed this long before a customer's clock are folded (rules/history.py)
+        self.exact_history = self.largest_window + \
+            parse_duration(policy.limits.redelivery_horizon)
         self.timed_conditions = tuple(c for c in compiled.values() if c.timed)
         self.tier_variables = tuple(sorted({v for c in self.tier_conditions for v in c.variables}))
         self.tiers_read_tier = any(v in ("tier", "days_in_tier")

@@ -24,7 +24,7 @@ from models.events import (
 from models.instants import MICROS_PER_DAY, format_instant, to_micros
 from models.outputs import OutputEvent
 from models.state import CustomerState, Order, Touch
-from rules import decisions, relative
+from rules import decisions, history, relative
 from rules.compiled import CompiledPolicy
 from rules.relative import Population
 
@@ -58,6 +58,8 @@ def apply(state: CustomerState | None, event: Event, policy: CompiledPolicy,
     if ingested is None and not fresh:
         return state, outputs
     if ingested is not None:
+        ingested = history.fold(ingested, history.cut(max(state.clock, t),
+                                                      policy.exact_history))
         _check_room(ingested, state, policy)
     state, more = decisions.evaluate(ingested or state, policy, max(state.clock, t), population)
     return state, outputs + more
@@ -164,6 +166,8 @@ def _ingest(state: CustomerState, event: Event, amount: float, t: int,
     if isinstance(event, Interaction):
         return _add_touch(state, event, t, policy)
     index, order = _find(state.orders, event.order_id)
+    if order is None:
+        _check_history(state, event, t, policy)
     if isinstance(event, OrderCompleted):
         given = f"{event.amount!r} {event.currency}"
         if order is not None and order.amount is not None:
@@ -181,14 +185,15 @@ def _ingest(state: CustomerState, event: Event, amount: float, t: int,
         order = order or Order(event.order_id, t, None, 0.0, False, ())
         if event.event_id in order.refund_ids:
             return None
-        new = order._replace(refunded=order.refunded + amount,
+        new = order._replace(refunded=order.refunded + amount, touched=max(order.touched, t),
                              refund_ids=(*order.refund_ids, event.event_id))
     else:
         assert isinstance(event, OrderCancelled)
-        if order is not None and order.cancelled:
+        order = order or Order(event.order_id, t, None, 0.0, False, ())
+        if order.cancelled:
             return None
-        new = (order or Order(event.order_id, t, None, 0.0, False, ()))._replace(
-            cancelled=True, cancel_id=event.event_id)
+        new = order._replace(cancelled=True, cancel_id=event.event_id,
+                             touched=max(order.touched, t))
     orders = (*state.orders, new) if index is None else \
         (*state.orders[:index], new, *state.orders[index + 1:])
     return state.model_copy(update={"orders": orders})
@@ -212,6 +217,20 @@ def _check_event_id(state: CustomerState, event: Event) -> None:
             raise _conflict(event, f"event {same!r} cancelled order {order.order_id!r}")
     if not isinstance(event, Interaction) and any(x.event_id == same for x in state.touches):
         raise _conflict(event, f"event {same!r} was an interaction")
+
+
+def _check_history(state: CustomerState, event: Event, t: int, policy: CompiledPolicy) -> None:
+    """InvalidEventError (beyond_history) for an event of an order the state does not hold,
+    placed before the customer's exact history: a redelivery there can no longer be told from
+    a new event (rules/history.py)."""
+    start = max(state.folded.until, history.cut(max(state.clock, t), policy.exact_history))
+    if t < start:
+        raise InvalidEventError(
+            f"{event.type} at {format_instant(t)} is of an order not held and before the "
+            f"exact history of customer {state.customer_id!r}, which starts "
+            f"{format_instant(start)} (older orders are folded into totals, so a redelivery "
+            "can no longer be told from a new event); policy limits.redelivery_horizon sets "
+            "how long orders stay exact", reason="beyond_history")
 
 
 def _conflict(event: Event, what: str) -> InvalidEventError:

@@ -72,7 +72,7 @@ def next_change(state: CustomerState, policy: CompiledPolicy, values: dict[str, 
     if orders is None:
         orders = metrics.counted_orders(state, t)
     candidates += [_window_change(m, state, orders, policy, values, t) for m in policy.windowed]
-    candidates += [_model_change(m, orders, policy, values, t) for m in policy.modelled]
+    candidates += [_model_change(m, state, orders, policy, values, t) for m in policy.modelled]
     if policy.time_metrics:
         growing = metrics.time_anchors(state, policy.time_metrics)
         candidates += [c.next_flip(values, growing, t) for c in policy.timed_conditions]
@@ -133,13 +133,13 @@ def floors(windowed: Iterable[metrics.Windowed], found: dict[str, tuple[Threshol
     return result
 
 
-def _model_change(metric: model_metrics.ModelMetric, orders: list, policy: CompiledPolicy,
-                  values: dict[str, Any], t: int) -> int | None:
+def _model_change(metric: model_metrics.ModelMetric, state: CustomerState, orders: list,
+                  policy: CompiledPolicy, values: dict[str, Any], t: int) -> int | None:
     """First UTC midnight after t at which `metric` changes how a condition sees it."""
-    if not orders or policy.model is None:
+    if (not orders and not state.folded.orders) or policy.model is None:
         return None
     checks = policy.thresholds.get(metric.name)
     if checks is None:
         return model_metrics.next_midnight(t)
-    return model_metrics.next_change(policy.model, metric, checks, orders, t,
+    return model_metrics.next_change(policy.model, metric, checks, state, orders, t,
                                      values[metric.name])

@@ -14,7 +14,7 @@ from typing import NamedTuple
 
 from models.instants import MICROS_PER_DAY, parse_duration
 from models.state import CustomerState
-from rules import model_metrics, relative
+from rules import history, model_metrics, relative
 from rules.lifetime_value import Model
 from rules.model_metrics import ModelMetric
 from rules.relative import Relative
@@ -114,38 +114,41 @@ def compute(state: CustomerState, t: int, fixed: tuple[str, ...],
     for metric in windowed:
         values[metric.name] = windowed_value(metric, state, orders, t)
     if modelled and model is not None:
-        values.update(model_metrics.compute(model, modelled, orders, t))
+        values.update(model_metrics.compute(model, modelled, state, orders, t))
     return values
 
 
 def counted_orders(state: CustomerState, t: int) -> list:
-    """Orders that count at t (amount known, not cancelled), oldest first."""
+    """The orders kept one by one that count at t (amount known, not cancelled), oldest first;
+    those folded into state.folded are not among them."""
     counted = [o for o in state.orders if o.amount is not None and not o.cancelled and o.at <= t]
     counted.sort(key=_placed)
     return counted
 
 
 def _fixed(name: str, state: CustomerState, orders: list, t: int) -> float | int | str:
+    folded = state.folded
     if name == "orders_total":
-        return len(orders)
+        return folded.orders + len(orders)
     if name == "purchase_days_total":
-        return len({o.at // MICROS_PER_DAY for o in orders})
+        return folded.days + len({o.at // MICROS_PER_DAY for o in orders})
     if name == "revenue_total":
-        return fsum([max(o.amount - o.refunded, 0.0) for o in orders])
+        return fsum([*history.revenue(state), *(max(o.amount - o.refunded, 0.0) for o in orders)])
     if name == "tier":
         return state.tier or ""
     if name == "days_in_tier":
         return (t - state.tier_since) / MICROS_PER_DAY if state.tier_since is not None else 0.0
-    if not orders:
+    if not orders and not folded.orders:
         return 0.0
-    first, last = orders[0].at, orders[-1].at
+    first = folded.first_at if folded.orders else orders[0].at
+    last = orders[-1].at if orders else folded.last_at
     if name == "days_since_last_order":
         return (t - last) / MICROS_PER_DAY
     if name == "days_since_first_order":
         return (t - first) / MICROS_PER_DAY
     # Orders minutes apart are one purchase, not a habit of buying every few minutes: the gaps
     # are between purchase days, so such a pair never makes a customer look overdue.
-    days = len({o.at // MICROS_PER_DAY for o in orders})
+    days = folded.days + len({o.at // MICROS_PER_DAY for o in orders})
     span = last // MICROS_PER_DAY - first // MICROS_PER_DAY
     return span / (days - 1) if days > 1 else 0.0
 
@@ -177,7 +180,7 @@ def of_items(metric: Windowed, inside: list) -> float | int:
 
 def time_anchors(state: CustomerState, names: tuple[str, ...]) -> dict[str, bool]:
     """For each time metric in `names`: does it grow with time (True) or stay at 0.0 (False)?"""
-    has_orders = any(o.counts for o in state.orders)
+    has_orders = state.folded.orders > 0 or any(o.counts for o in state.orders)
     return {name: (state.tier_since is not None if name == "days_in_tier" else has_orders)
             for name in names if name in TIME_METRICS}
 

@@ -10,15 +10,15 @@ which one of them crosses a threshold of the policy.
 from __future__ import annotations
 
 import re
-from collections import defaultdict
 from collections.abc import Callable, Sequence
-from datetime import date
+from math import fsum
 from typing import Any, NamedTuple
 
 import numpy as np
 
-from models.instants import MICROS_PER_DAY, from_micros, parse_duration
-from models.state import Order
+from models.instants import MICROS_PER_DAY, parse_duration
+from models.state import CustomerState, Order
+from rules import history
 from rules import lifetime_value as lv
 
 KINDS = {
@@ -51,31 +51,44 @@ def parse(name: str) -> ModelMetric | None:
     return ModelMetric(name, match["kind"], match["window"], weeks)
 
 
-def summary(orders: Sequence[Order], t: int) -> lv.CustomerSummary | None:
-    """The customer's summary at t from the orders that count, None without any."""
-    by_day: dict[date, float] = defaultdict(float)
-    for order in orders:
-        by_day[_day(order.at)] += order.net
-    return lv.customer_summary("", by_day, _day(t)) if by_day else None
+def summary(state: CustomerState, orders: Sequence[Order], t: int
+            ) -> lv.CustomerSummary | None:
+    """The customer's summary at t from its folded orders and `orders`, the rest that count;
+    None without any. The spend of repeat purchase days is summed exactly (math.fsum)."""
+    folded = state.folded
+    if not orders and not folded.orders:
+        return None
+    if folded.orders:
+        first = folded.first_at // MICROS_PER_DAY
+        spent = fsum([*history.repeat(state), *(o.net for o in orders)])
+    else:
+        first = orders[0].at // MICROS_PER_DAY
+        spent = fsum([o.net for o in orders if o.at // MICROS_PER_DAY != first])
+    repeats = folded.days + len({o.at // MICROS_PER_DAY for o in orders}) - 1
+    last = (orders[-1].at if orders else folded.last_at) // MICROS_PER_DAY
+    return lv.CustomerSummary("", x=repeats, t_x=(last - first) / lv.DAYS_PER_UNIT,
+                              T=(t // MICROS_PER_DAY - first) / lv.DAYS_PER_UNIT,
+                              spend=spent / repeats if repeats else 0.0)
 
 
-def compute(model: lv.Model, wanted: Sequence[ModelMetric], orders: Sequence[Order],
-            t: int) -> dict[str, float]:
+def compute(model: lv.Model, wanted: Sequence[ModelMetric], state: CustomerState,
+            orders: Sequence[Order], t: int) -> dict[str, float]:
     """Values of the `wanted` model metrics at t; 0.0 for a customer with no order."""
-    s = summary(orders, t)
+    s = summary(state, orders, t)
     if s is None:
         return {m.name: 0.0 for m in wanted}
     return {m.name: float(_series(model, m, s, np.array([s.T]))[0]) for m in wanted}
 
 
 def next_change(model: lv.Model, metric: ModelMetric, checks: Sequence[Threshold],
-                orders: Sequence[Order], t: int, now: float) -> int | None:
+                state: CustomerState, orders: Sequence[Order], t: int, now: float
+                ) -> int | None:
     """First UTC midnight after t at which `metric` compares differently with its thresholds.
 
     Searches LOOKAHEAD_DAYS ahead in one vectorised step and, finding no change, asks to be
     looked at again at the end of that span. None for a customer with no order (nothing moves).
     """
-    s = summary(orders, t)
+    s = summary(state, orders, t)
     if s is None:
         return None
     days = np.arange(1, LOOKAHEAD_DAYS + 1)
@@ -101,8 +114,3 @@ def _series(model: lv.Model, metric: ModelMetric, s: lv.CustomerSummary,
     if metric.kind == "expected_orders":
         return lv.expected_purchases(model.bgnbd, metric.weeks, s.x, s.t_x, T)
     return lv.clv(model.bgnbd, model.gamma_gamma, metric.weeks, s.x, s.t_x, T, s.spend)
-
-
-def _day(t: int) -> date:
-    return from_micros(t).date()
-

@@ -10,7 +10,7 @@ import pytest
 
 from models.errors import PolicyError
 from models.instants import MICROS_PER_DAY
-from models.state import Order
+from models.state import CustomerState, Order
 from rules import lifetime_value as lv
 from rules import model_metrics
 from rules.horizon import _OPERATORS
@@ -22,6 +22,9 @@ MODEL = load_policy("predictive").model
 assert MODEL is not None
 
 
+NEW = CustomerState(customer_id="c", created_at=0, clock=0)  # nothing folded
+
+
 def order(day: int, amount: float, hour: int = 0) -> Order:
     return Order(f"o{day}-{hour}", day * DAY + hour * 3_600_000_000, amount, 0.0, False, ())
 
@@ -29,14 +32,14 @@ def order(day: int, amount: float, hour: int = 0) -> Order:
 def test_values_are_the_fit_summary_in_weeks_of_distinct_days() -> None:
     orders = [order(0, 10.0), order(0, 5.0, hour=20), order(14, 30.0), order(28, 20.0)]
     metrics = [model_metrics.parse(n) for n in ("p_alive", "expected_orders_90d", "clv_365d")]
-    values = model_metrics.compute(MODEL, metrics, orders, 70 * DAY + 5)
+    values = model_metrics.compute(MODEL, metrics, NEW, orders, 70 * DAY + 5)
     x, t_x, T, spend = 2, 4.0, 10.0, 25.0  # same-day orders are one purchase day
     assert values["p_alive"] == pytest.approx(float(lv.p_alive(MODEL.bgnbd, x, t_x, T)))
     assert values["expected_orders_90d"] == pytest.approx(
         float(lv.expected_purchases(MODEL.bgnbd, 90 / 7, x, t_x, T)))
     assert values["clv_365d"] == pytest.approx(
         float(lv.clv(MODEL.bgnbd, MODEL.gamma_gamma, 365 / 7, x, t_x, T, spend)))
-    assert model_metrics.compute(MODEL, metrics, [], 5) == {m.name: 0.0 for m in metrics}
+    assert model_metrics.compute(MODEL, metrics, NEW, [], 5) == {m.name: 0.0 for m in metrics}
 
 
 @pytest.mark.parametrize(("op", "threshold"), [("<", 0.3), (">=", 0.5), ("<", 0.05)])
@@ -47,11 +50,11 @@ def test_next_change_is_the_midnight_the_comparison_flips(op: str, threshold: fl
     t = 80 * DAY + 123
 
     def holds(at: int) -> bool:
-        return _OPERATORS[op](model_metrics.compute(MODEL, [metric], orders, at)["p_alive"],
+        return _OPERATORS[op](model_metrics.compute(MODEL, [metric], NEW, orders, at)["p_alive"],
                               threshold)
 
-    due = model_metrics.next_change(MODEL, metric, checks, orders, t,
-                                    model_metrics.compute(MODEL, [metric], orders, t)["p_alive"])
+    now = model_metrics.compute(MODEL, [metric], NEW, orders, t)["p_alive"]
+    due = model_metrics.next_change(MODEL, metric, checks, NEW, orders, t, now)
     assert due is not None and due % DAY == 0 and due > t
     assert holds(due) != holds(t) and holds(due - 1) == holds(t)
 
