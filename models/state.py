@@ -87,13 +87,3 @@ class CustomerState(BaseModel):
     next_change_at: int | None = None
     recent: tuple[Transition, ...] = ()   # the latest RECENT_TRANSITIONS output events
     failures: int = 0  # time-driven decisions the policy failed on in a row (rules.engine.wake)
-
-
-class Stored(BaseModel):
-    """A worker's table value (and changelog record): the state and the input partition it
-    belongs to. Kept as JSON bytes in the table, not parsed: see docs/streaming.md, "State"."""
-
-    model_config = ConfigDict(frozen=True, extra="forbid")
-
-    partition: int
-    state: CustomerState

@@ -12,6 +12,7 @@ from typing import NamedTuple
 
 import numpy as np
 
+from models import stored
 from models.errors import InvalidEventError, PolicyEvaluationError
 from models.events import (
     CustomerErased,
@@ -33,9 +34,9 @@ Result = tuple[CustomerState | None, list[OutputEvent]]
 # days of event time: a lasting error costs a few dead letters a year, never one a day.
 RETRY_AFTER_POLICY_ERROR = MICROS_PER_DAY
 MOST_RETRY_DOUBLINGS = 6
-# A state, as JSON, stays under Kafka's default 1 MB record limit. States of fewer items than
-# ITEMS_ALWAYS_FIT fit whatever their ids (an item is at most ~1.1 KB: two ids of 128 characters
-# of 4 bytes each), so only larger ones are measured.
+# A stored state (models/stored.py) stays under Kafka's default 1 MB record limit. States of
+# fewer items than ITEMS_ALWAYS_FIT fit whatever their ids (an item is at most ~1.1 KB: two ids
+# of 128 characters of 4 bytes each), so only larger ones are measured.
 STATE_BYTES_MAX = 900_000
 ITEMS_ALWAYS_FIT = 700
 
@@ -252,7 +253,7 @@ def _check_room(ingested: CustomerState, state: CustomerState, policy: CompiledP
         why = (f"holds {held} orders, refunds and interactions, the most one "
                f"customer's state may hold (policy limits.customer_items)")
     elif items > ITEMS_ALWAYS_FIT and \
-            len(ingested.model_dump_json().encode()) > STATE_BYTES_MAX:
+            len(stored.encode(0, ingested)) > STATE_BYTES_MAX:
         why = f"state would pass {STATE_BYTES_MAX:,} bytes (its ids are long)"
     else:
         return

@@ -18,10 +18,11 @@ from typing import Any
 from rich.console import Console
 from rich.table import Table
 
+from models import stored
 from models.errors import InvalidEventError
 from models.events import Event
 from models.instants import format_instant
-from models.state import CustomerState, Stored
+from models.state import CustomerState
 from rules.compiled import CompiledPolicy
 from rules.replay import Replay, event_order
 
@@ -121,7 +122,7 @@ def changelog_states(values: Iterable[bytes | None]) -> Iterator[CustomerState]:
     """Customer states from the latest changelog value of each key; tombstones are skipped."""
     for value in values:
         if value:
-            yield Stored.model_validate_json(value).state
+            yield stored.decode(value)[1]
 
 
 def _tier(state: CustomerState | None) -> str | None:

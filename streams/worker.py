@@ -29,11 +29,12 @@ from typing import Any, NamedTuple
 import faust
 from aiokafka.partitioner import DefaultPartitioner
 
+from models import stored
 from models.errors import ConnectError
 from models.events import MAX_EVENT_BYTES
 from models.instants import MICROS_PER_SECOND
 from models.outputs import CustomerTier, OutputEvent
-from models.state import CustomerState, Stored
+from models.state import CustomerState
 from rules.compiled import CompiledPolicy
 from rules.partition import TICK, DeadLetter, Effects, Message, Partition
 from streams import faust_fixes, kafka_clients, population, shutdown, topics, web
@@ -71,16 +72,16 @@ class Done(NamedTuple):
 
 
 class TableStore:
-    """The customer table as the partition drivers' store: JSON bytes (models.state.Stored),
-    parsed per read, since bytes are not tracked by the garbage collector and parsed states are
+    """The customer table as the partition drivers' store: bytes (models/stored.py), parsed per
+    read, since bytes are not tracked by the garbage collector and parsed states are
     (docs/streaming.md, "State")."""
 
     def __init__(self, table: Any) -> None:
         self.table = table
 
     def get(self, customer_id: str) -> CustomerState | None:
-        stored = self.table.get(customer_id)
-        return None if stored is None else Stored.model_validate_json(stored).state
+        value = self.table.get(customer_id)
+        return None if value is None else stored.decode(value)[1]
 
 
 class Runtime:
@@ -263,8 +264,7 @@ class Runtime:
         changelog: list[Record] = []
         with faust_fixes.writing_partition(self.settings.topics.orders, partition):
             for customer, state in effects.states.items():
-                value = None if state is None else \
-                    Stored(partition=partition, state=state).model_dump_json().encode()
+                value = None if state is None else stored.encode(partition, state)
                 faust_fixes.write_locally(self.table, customer, value)
                 changelog.append((faust_fixes.changelog_key(self.table, customer), value, []))
         if self.redis is not None and effects.tiers:  # derived: written behind
@@ -372,12 +372,11 @@ class Runtime:
         whose events are still to be read again (docs/streaming.md, "Time")."""
         self.partitions = {partition: self._partition(partition)
                            for partition in self.assigned()}
-        for customer, stored in self.table.items():
-            record = json.loads(stored)  # the fields needed, not a validated state
-            driver = self.partitions.get(record["partition"])
+        for customer, value in self.table.items():
+            partition, tier, next_change_at = stored.peek(value)
+            driver = self.partitions.get(partition)
             if driver is not None:
-                state = record["state"]
-                driver.recovered(customer, state["tier"], state.get("next_change_at"))
+                driver.recovered(customer, tier, next_change_at)
         tiers = sum((driver.tiers for driver in self.partitions.values()), Counter())
         for tier in self.policy.tier_ids:
             self.metrics.customers.labels(tier).set(tiers[tier])

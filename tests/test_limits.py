@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import pytest
 
+from models import stored
 from models.errors import InvalidEventError, PolicyError
-from models.state import Stored
 from rules.engine import apply
 from rules.replay import Replay
 from tests.builders import day, fold, order, policy, refund, touch
@@ -75,5 +75,5 @@ def test_a_state_of_the_longest_ids_stays_under_the_kafka_record_limit() -> None
             break
     assert last is not None and last.reason == "customer_full" and "bytes" in str(last)
     assert state is not None
-    record = Stored(partition=0, state=state).model_dump_json().encode()
+    record = stored.encode(0, state)
     assert 800_000 < len(record) < 1_000_000

@@ -1,0 +1,68 @@
+"""The stored state (models/stored.py): version 2 round-trips every field, version 1 records
+as workers wrote them are read and migrated, and the layout cannot change unnoticed."""
+
+from __future__ import annotations
+
+import json
+from typing import get_args
+
+import msgspec
+import pytest
+
+from models import stored
+from models.outputs import OutputType
+from models.state import CustomerState, Folded, Order, Touch, Transition
+
+STATE = CustomerState(
+    customer_id="客户/42", created_at=1_700_000_000_000_000, clock=1_710_000_000_000_000,
+    orders=(Order("o1", 1_700_000_000_000_000, 12.5, 2.25, False, ("r1",), "e1", "12.5 CNY",
+                  "", 1_700_100_000_000_000),
+            Order("o2", 1_700_200_000_000_000, None, 0.0, True, (), "", "", "c2",
+                  1_700_200_000_000_000)),
+    folded=Folded(1_690_000_000_000_000, 7, 5, 1_600_000_000_000_000, 1_689_000_000_000_000,
+                  (123.25, 1e-17), (100.0,)),
+    touches=(Touch("t1", 1_709_000_000_000_000, "visit"),),
+    tier="A", tier_since=1_705_000_000_000_000, downgrade_due=1_711_000_000_000_000,
+    downgrade_warned=True, churn_rule="overdue", churn_since=1_708_000_000_000_000, sequence=9,
+    next_change_at=1_711_000_000_000_000,
+    recent=(Transition("tier.upgraded", 1_705_000_000_000_000, "B", "A", "A"),), failures=2)
+
+
+def test_version_2_round_trips_every_field() -> None:
+    raw = stored.encode(3, STATE)
+    assert msgspec.msgpack.decode(raw)[:3] == [2, 3, "客户/42"]
+    assert stored.decode(raw) == (3, STATE)
+    new = CustomerState(customer_id="c", created_at=1, clock=1)  # nothing folded: nil
+    assert stored.decode(stored.encode(0, new)) == (0, new)
+    assert stored.peek(raw) == (3, "A", 1_711_000_000_000_000)
+    assert len(raw) < len(json.dumps({"partition": 3, "state": STATE.model_dump()}))
+
+
+def test_a_version_1_record_is_read_with_defaults_for_what_it_lacks() -> None:
+    old = {"partition": 1, "state": {
+        "customer_id": "c", "created_at": 5, "clock": 9, "tier": "B", "next_change_at": 20,
+        "orders": [["o1", 5, 10.0, 0.0, False, [], "e1", "10.0 CNY", ""]]}}
+    raw = json.dumps(old).encode()
+    partition, state = stored.decode(raw)
+    assert partition == 1 and state.tier == "B" and state.folded == Folded()
+    assert state.orders == (Order("o1", 5, 10.0, 0.0, False, (), "e1", "10.0 CNY", "", 0),)
+    assert stored.peek(raw) == (1, "B", 20)
+    assert stored.decode(stored.encode(partition, state)) == (1, state)  # migrated on write
+
+
+def test_the_layout_is_frozen_for_version_2() -> None:
+    # A new field in any of these changes what version 2 means: write a version 3 instead.
+    assert sorted(stored.LAYOUT) == sorted(CustomerState.model_fields)
+    assert Order._fields == ("order_id", "at", "amount", "refunded", "cancelled", "refund_ids",
+                             "event_id", "given", "cancel_id", "touched")
+    assert Folded._fields == ("until", "orders", "days", "first_at", "last_at", "revenue",
+                              "repeat")
+    assert Touch._fields == ("event_id", "at", "kind")
+    assert Transition._fields == ("type", "at", "from_tier", "to_tier", "rule")
+    assert {f"tierstream.{kind}" for kind in stored.KINDS} == set(get_args(OutputType))
+
+
+def test_an_unknown_version_is_refused_clearly() -> None:
+    with pytest.raises(ValueError, match="version 3"):
+        stored.decode(msgspec.msgpack.encode([3, 0, *msgspec.msgpack.decode(
+            stored.encode(0, STATE))[2:]]))
