@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import NamedTuple
 
-from pydantic import BaseModel, ConfigDict
+import msgspec
 
 
 class Order(NamedTuple):
@@ -66,10 +66,12 @@ class Transition(NamedTuple):
 RECENT_TRANSITIONS = 5
 
 
-class CustomerState(BaseModel):
-    """Everything the engine knows about one customer. Instants are epoch microseconds."""
+class CustomerState(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+    """Everything the engine knows about one customer. Instants are epoch microseconds.
 
-    model_config = ConfigDict(frozen=True, extra="forbid")
+    A msgspec struct, not a pydantic model: the engine makes a new one at every change, and a
+    struct is built, copied (`msgspec.structs.replace`) and decoded several times faster, with
+    no validation: its writers are the engine and models/stored.py."""
 
     customer_id: str
     created_at: int

@@ -13,6 +13,8 @@ from hashlib import sha1
 from types import SimpleNamespace
 from typing import Any
 
+from msgspec.structs import asdict, replace
+
 from models.instants import format_instant
 from models.outputs import DecisionData, OutputEvent
 from models.state import RECENT_TRANSITIONS, CustomerState, Transition
@@ -33,7 +35,7 @@ class _Decision:
     def __init__(self, state: CustomerState, policy: CompiledPolicy, t: int,
                  population: Population | None) -> None:
         self.policy, self.t = policy, t
-        self.state = SimpleNamespace(**state.__dict__)
+        self.state = SimpleNamespace(**asdict(state))
         self.changes: dict[str, Any] = {}
         self.orders = metrics.counted_orders(state, t)
         self.values = policy.values(state, t, population, self.orders)
@@ -95,7 +97,7 @@ def evaluate(state: CustomerState, policy: CompiledPolicy, t: int,
     _decide_churn(decision)
     decision.update(clock=t, failures=0, next_change_at=horizon.next_change(
         decision.state, policy, decision.values, t, population, decision.orders))
-    return state.model_copy(update=decision.changes), decision.outputs
+    return replace(state, **decision.changes), decision.outputs
 
 
 def _decide_tier(d: _Decision) -> bool:

@@ -11,6 +11,7 @@ from __future__ import annotations
 from typing import NamedTuple
 
 import numpy as np
+from msgspec.structs import replace
 
 from models import stored
 from models.errors import InvalidEventError, PolicyEvaluationError
@@ -107,8 +108,7 @@ def wake(state: CustomerState, policy: CompiledPolicy, now: int,
         except PolicyEvaluationError as error:
             failed.append(Failed(state.customer_id, at, error))
             delay = RETRY_AFTER_POLICY_ERROR << min(state.failures, MOST_RETRY_DOUBLINGS)
-            state = state.model_copy(update={"next_change_at": at + delay,
-                                             "failures": state.failures + 1})
+            state = replace(state, next_change_at=at + delay, failures=state.failures + 1)
             continue
         outputs += more
     return state, outputs, failed
@@ -197,7 +197,7 @@ def _ingest(state: CustomerState, event: Event, amount: float, t: int,
                              touched=max(order.touched, t))
     orders = (*state.orders, new) if index is None else \
         (*state.orders[:index], new, *state.orders[index + 1:])
-    return state.model_copy(update={"orders": orders})
+    return replace(state, orders=orders)
 
 
 def _check_event_id(state: CustomerState, event: Event) -> None:
@@ -291,4 +291,4 @@ def _add_touch(state: CustomerState, event: Interaction, t: int,
         return None  # already seen
     forgotten = max(state.clock, t) - policy.largest_window  # at or before: counts nowhere
     kept = tuple(x for x in state.touches if x.at > forgotten)
-    return state.model_copy(update={"touches": (*kept, Touch(event.event_id, t, event.kind))})
+    return replace(state, touches=(*kept, Touch(event.event_id, t, event.kind)))

@@ -20,6 +20,8 @@ from __future__ import annotations
 from math import fsum
 from operator import attrgetter
 
+from msgspec.structs import replace
+
 from models.instants import MICROS_PER_DAY
 from models.state import CustomerState, Folded, Order
 
@@ -43,9 +45,8 @@ def fold(state: CustomerState, before: int) -> CustomerState:
     folded = state.folded
     counted = sorted((o for o in old if o.counts), key=_placed)
     if not counted and not folded.orders:  # refunds and cancellations of orders never seen
-        return state.model_copy(update={
-            "orders": tuple(o for o in state.orders if o.at >= before),
-            "folded": folded._replace(until=max(folded.until, before))})
+        return replace(state, orders=tuple(o for o in state.orders if o.at >= before),
+                       folded=folded._replace(until=max(folded.until, before)))
     first = folded.first_at if folded.orders else counted[0].at
     days = {o.at // MICROS_PER_DAY for o in counted}
     nets = [o.net for o in counted]
@@ -59,8 +60,7 @@ def fold(state: CustomerState, before: int) -> CustomerState:
             *folded.repeat, *(o.net for o in counted
                               if o.at // MICROS_PER_DAY != first // MICROS_PER_DAY),
             *refunds])))
-    return state.model_copy(update={"orders": tuple(o for o in state.orders if o.at >= before),
-                                    "folded": new})
+    return replace(state, orders=tuple(o for o in state.orders if o.at >= before), folded=new)
 
 
 def revenue(state: CustomerState) -> tuple[float, ...]:

@@ -117,6 +117,7 @@ class Runtime:
         self.ticks = self.app.topic(names.ticks, key_serializer="raw", value_serializer="raw")
         self.table = self.app.Table(TABLE_NAME, partitions=settings.partitions,
                                     value_type=bytes)
+        faust_fixes.restore_in_bulk(self.table)
         self.store = TableStore(self.table)
         self.app.timer(interval=settings.tick_interval_s)(self._send_ticks)
         self.table.on_recover(self._recovered)

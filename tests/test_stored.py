@@ -35,7 +35,7 @@ def test_version_2_round_trips_every_field() -> None:
     new = CustomerState(customer_id="c", created_at=1, clock=1)  # nothing folded: nil
     assert stored.decode(stored.encode(0, new)) == (0, new)
     assert stored.peek(raw) == (3, "A", 1_711_000_000_000_000)
-    assert len(raw) < len(json.dumps({"partition": 3, "state": STATE.model_dump()}))
+    assert len(raw) < len(msgspec.json.encode({"partition": 3, "state": STATE}))
 
 
 def test_a_version_1_record_is_read_with_defaults_for_what_it_lacks() -> None:
@@ -52,7 +52,7 @@ def test_a_version_1_record_is_read_with_defaults_for_what_it_lacks() -> None:
 
 def test_the_layout_is_frozen_for_version_2() -> None:
     # A new field in any of these changes what version 2 means: write a version 3 instead.
-    assert sorted(stored.LAYOUT) == sorted(CustomerState.model_fields)
+    assert stored.LAYOUT == CustomerState.__struct_fields__
     assert Order._fields == ("order_id", "at", "amount", "refunded", "cancelled", "refund_ids",
                              "event_id", "given", "cancel_id", "touched")
     assert Folded._fields == ("until", "orders", "days", "first_at", "last_at", "revenue",

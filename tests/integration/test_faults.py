@@ -286,10 +286,12 @@ def test_events_older_than_the_largest_window(kafka_bootstrap: str, tmp_path: Pa
                                               workers: list[Worker],
                                               fault_row: FaultRow) -> None:
     """Once the worker has settled, orders and interactions dated over a year before their
-    customers' clocks. docs/engine.md: a late event is folded in and evaluated at the
-    customer's clock, never in the past; an order is kept for life (orders_total, revenue_total
-    count it, no window does); an interaction older than the largest window is dropped. A stale
-    event of a customer never seen starts that customer at its own time."""
+    customers' clocks. docs/engine.md: a late event is evaluated at the customer's clock, never
+    in the past; an order inside the largest window plus the redelivery horizon (365 + 30 days)
+    is kept (orders_total, revenue_total count it, no window does), one older than that is
+    dead-lettered as beyond_history (a redelivery there cannot be told from a new order); an
+    interaction older than the largest window is dropped. A stale event of a customer never
+    seen starts that customer at its own time."""
     settings = isolated_settings(kafka_bootstrap, tmp_path)
     create_topics(settings)
     lines = simulated(customers=100, seed=51)
@@ -299,32 +301,40 @@ def test_events_older_than_the_largest_window(kafka_bootstrap: str, tmp_path: Pa
     settle(settings, settled)
     assert wait_for(lambda: table_states(settings) == settled.states, timeout=90)
     rng = random.Random(51)
-    stale = []
-    for name in rng.sample(sorted(settled.states), 25):
-        at = datetime.fromtimestamp(settled.states[name].clock / 1e6, UTC) \
-            - timedelta(days=366 + rng.randrange(400))
+    stale, refused = [], set()
+    for n, name in enumerate(rng.sample(sorted(settled.states), 26)):
+        behind = 366 + rng.randrange(25) if n % 2 else 400 + rng.randrange(400)
+        at = datetime.fromtimestamp(settled.states[name].clock / 1e6, UTC) - \
+            timedelta(days=behind)
+        if not n % 2:
+            refused.add(f"{name}-stale")
         stale += [event_line("order_completed", name, at, order_id=f"{name}-stale",
                              amount="800", currency="CNY"),
                   event_line("interaction", name, at, kind="complaint")]
     stale.append(event_line("order_completed", "newcomer", datetime(2019, 5, 1, tzinfo=UTC),
                             order_id="newcomer-1", amount="30000", currency="CNY"))
     fault_row.events_in = len(lines) + len(stale)
-    fault_row.note = "25 orders, 25 interactions a year+ behind; a new customer from 2019"
+    fault_row.note = "26 orders (13 kept, 13 beyond the horizon), 26 interactions a year+ " \
+                     "behind; a new customer from 2019"
     produce(settings, stale)
     expected = Expected(*in_phases([lines, stale]))
-    verify(settings, expected, settle(settings, expected), fault_row, workers)
+    verify(settings, expected, settle(settings, expected, dead_letters=13), fault_row, workers)
     for line in stale:
         event = parse_event(line)
-        state = expected.states[event.customer_id]
+        held = expected.states[event.customer_id].orders
         if event.type == "order_completed":
-            assert event.order_id in {o.order_id for o in state.orders}
+            assert (event.order_id in {o.order_id for o in held}) == \
+                (event.order_id not in refused)
         else:
-            assert event.event_id not in {t.event_id for t in state.touches}
+            assert event.event_id not in {t.event_id for t in
+                                          expected.states[event.customer_id].touches}
     assert expected.states["newcomer"].tier == "D", "assigned in 2019, downgraded since"
     changed = {name for name in settled.states
                if expected.states[name].sequence > settled.states[name].sequence}
     assert changed, "some stale orders must change a decision (churn: orders_total, gaps)"
-    assert outcomes([worker]) == {"applied": len(lines) + 26, "stale": 25}
+    assert outcomes([worker]) == {"applied": len(lines) + 14, "stale": 26, "dead_letter": 13}
+    assert {labels["reason"]: value for labels, value in
+            metric_samples(worker, "tierstream_dead_letters_total")} == {"beyond_history": 13}
 
 
 def event_line(event_type: str, name: str, at: datetime, **fields: str) -> bytes:
