@@ -46,7 +46,7 @@ sys.path.insert(0, str(ROOT))
 
 import pipeline_bench  # noqa: E402  (the ceilings and helpers of the project's own benchmark)
 
-from streams.local_kafka import LocalKafka  # noqa: E402
+from streams.dev.local_kafka import LocalKafka  # noqa: E402
 from streams.settings import Settings, Topics  # noqa: E402
 from tests.integration.harness import Worker, create_topics, http_get  # noqa: E402
 

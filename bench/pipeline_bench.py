@@ -15,7 +15,7 @@ engine through replay of the same events; state bytes per customer in the table 
 changelog recovery time of a worker for many customers; and how fast the timers re-evaluate due
 customers with no new events.
 
-A local Apache Kafka broker is started from Maven jars (streams/local_kafka.py) unless
+A local Apache Kafka broker is started from Maven jars (streams/dev/local_kafka.py) unless
 KAFKA_BOOTSTRAP_SERVERS is set; a local redis-server serves the Redis view when one is installed
 (the pipeline rows then include it). Results and the machine: docs/benchmarks.md.
 """
@@ -50,8 +50,8 @@ sys.path.insert(0, str(ROOT))
 
 from models.events import parse_event  # noqa: E402
 from rules.replay import Replay, event_order  # noqa: E402
-from streams import kafka_clients  # noqa: E402
-from streams.local_kafka import LocalKafka  # noqa: E402
+from streams.dev.local_kafka import LocalKafka  # noqa: E402
+from streams.kafka import clients as kafka_clients  # noqa: E402
 from streams.policies import load_policy  # noqa: E402
 from streams.settings import Settings, Topics  # noqa: E402
 from tests.integration.harness import (  # noqa: E402
@@ -178,7 +178,7 @@ def raw_aiokafka(bootstrap: str, topic: str, expected: int) -> float:
 NOOP_AGENT = """
 import json, os, sys, time
 import faust
-from streams import faust_fixes
+from streams.worker import faust_fixes
 faust_fixes.install()
 bootstrap, topic = os.environ["BENCH_BOOTSTRAP"], os.environ["BENCH_TOPIC"]
 datadir = os.environ["BENCH_DIR"]

@@ -41,7 +41,7 @@ from models.instants import MICROS_PER_DAY, format_instant, to_micros  # noqa: E
 from rules import decisions  # noqa: E402
 from rules.compiled import CompiledPolicy  # noqa: E402
 from rules.replay import Replay, event_order  # noqa: E402
-from streams.files import PRESETS, read_csv  # noqa: E402
+from streams.cli.files import PRESETS, read_csv  # noqa: E402
 from streams.policies import load_policy  # noqa: E402
 from tests.datafiles import cdnow_master_path  # noqa: E402
 
@@ -91,7 +91,7 @@ def main() -> None:
     table = Table(title=f"replay benchmark: {n:,} CDNOW purchases, policy {policy.name}")
     for column in ("what", "events/s", "note"):
         table.add_column(column, justify="right" if column == "events/s" else "left")
-    table.add_row("read + validate (pydantic)", f"{parse_rate:,.0f}", "streams.files.read_csv")
+    table.add_row("read + validate (pydantic)", f"{parse_rate:,.0f}", "streams.cli.files.read_csv")
     table.add_row("engine (pure rules)", f"{n / engine_seconds:,.0f}",
                   f"target {TARGET:,}: {'met' if n / engine_seconds >= TARGET else 'NOT met'}")
     table.add_row("engine, per CPU second", f"{n / cpu_seconds:,.0f}",

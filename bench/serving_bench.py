@@ -30,8 +30,8 @@ from rich.table import Table
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from streams.local_kafka import LocalKafka  # noqa: E402
-from streams.redis_view import Keys  # noqa: E402
+from streams.dev.local_kafka import LocalKafka  # noqa: E402
+from streams.view.redis_view import Keys  # noqa: E402
 from tests.integration.harness import Worker, create_topics, http_get, isolated_settings  # noqa: E402
 from tests.redis_server import RedisServer  # noqa: E402
 

@@ -9,7 +9,7 @@ Per tick: the partition's clock (rules/clock.py) moves, and every customer due b
 allowed lateness is woken. States are read through a `Store` once per customer and batch;
 every change stays in the effects (the latest state per customer) until the caller stores it.
 
-A policy with relative metrics also exchanges population reports (streams/population.py):
+A policy with relative metrics also exchanges population reports (streams/worker/population.py):
 at each refresh boundary the partition reports its customers' base values, and its customers
 move to every newer complete population (engine.refresh).
 """
@@ -42,7 +42,7 @@ class Store(Protocol):
 
 
 class Populations(Protocol):
-    """The population reports of every partition (streams/population.Reports)."""
+    """The population reports of every partition (streams/worker/population.Reports)."""
 
     def latest(self) -> Population | None: ...
 

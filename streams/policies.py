@@ -13,7 +13,7 @@ from models.errors import PolicyError
 from rules.compiled import CompiledPolicy
 from rules.lifetime_value import Model
 from rules.policy_file import MAX_POLICY_SIZE, parse_policy
-from streams import model_cmd
+from streams.cli import model_cmd
 
 BUILTIN_DIR = Path(rules.__file__).parent / "policies"
 BUILTIN_MODELS = BUILTIN_DIR / "models"

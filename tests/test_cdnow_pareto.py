@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from streams.cli import main
+from streams.cli.main import main
 from tests.datafiles import cdnow_master_path, cdnow_slice_path
 from tests.test_cdnow_replay import purchases
 

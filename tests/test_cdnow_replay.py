@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from streams.cli import main
+from streams.cli.main import main
 from tests.datafiles import cdnow_master_path, cdnow_slice_path
 
 POLICY = """

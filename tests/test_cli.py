@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from streams import replay_job
-from streams.cli import main
+from streams.cli import replay_job
+from streams.cli.main import main
 
 GOOD = [
     {"type": "order_completed", "event_id": "e1", "customer_id": "c1",

@@ -21,8 +21,8 @@ import pytest
 import yaml
 from pydantic_settings import BaseSettings
 
-from streams.metrics import Metrics
 from streams.settings import Settings
+from streams.worker.metrics import Metrics
 
 ROOT = Path(__file__).resolve().parents[1]
 DEPLOY = ROOT / "deploy"
@@ -116,7 +116,7 @@ def web_port(env: dict[str, Any]) -> int:
 
 
 def known_metric_names() -> set[str]:
-    """Every sample name a worker can export (from streams/metrics.py), kafka-exporter's, `up`."""
+    """Every sample name a worker can export (streams/worker/metrics.py), kafka-exporter's, `up`."""
     names = set(KAFKA_EXPORTER_METRICS | PROMETHEUS_METRICS)
     for family in Metrics.create().registry.collect():
         names |= {family.name + suffix for suffix in SAMPLE_SUFFIXES[family.type]}
@@ -264,7 +264,7 @@ def test_compose_workers_canonical_url_is_their_service() -> None:
 
 @pytest.mark.parametrize("name", ["topics", "worker-1", "worker-2", "simulator"])
 def test_compose_commands_exist_in_the_cli(name: str, capsys: pytest.CaptureFixture) -> None:
-    from streams.cli import main
+    from streams.cli.main import main
     command = list(compose()["services"][name]["command"])
     with pytest.raises(SystemExit) as exit_info:
         main([*command, "--help"])

@@ -1,4 +1,4 @@
-"""The corrections to faust in streams/faust_fixes.py, on faust's and aiokafka's own code."""
+"""The corrections to faust in streams/worker/faust_fixes.py, on faust's and aiokafka's own code."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ from aiokafka.consumer.fetcher import Fetcher, FetchResult
 from aiokafka.structs import TopicPartition
 from faust.transport.drivers.aiokafka import AIOKafkaConsumerThread
 
-from streams import faust_fixes
+from streams.worker import faust_fixes
 
 CHANGELOG, ORDERS = TopicPartition("changelog", 0), TopicPartition("orders", 0)
 

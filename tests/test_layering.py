@@ -1,5 +1,5 @@
 """Architecture guard: the pure core (models/, rules/) does no I/O, reads no clock and never
-imports the streaming layer.
+imports the streaming layer; the streaming layer (streams/) keeps to its layout by role.
 
 Every .py file under models/ and rules/ is parsed with ``ast`` (never imported) and checked for
 forbidden imports and forbidden calls. Time, randomness and I/O enter the core only as
@@ -7,11 +7,19 @@ arguments (e.g. an event's timestamp), which keeps it deterministic and testable
 
 The one exception is rules/policy_file.py, which may import ``yaml`` to parse policy text;
 reading the file is streams/policies.py's job.
+
+Every .py file under streams/ is parsed the same way and its imports (lazy and TYPE_CHECKING ones
+included) checked against the layout: each role package imports only the roles below it
+(ROLE_IMPORTS), faust and its transport are imported only by the worker, and faust's internals
+(its submodules, and mode underneath it) only by streams/worker/faust_fixes.py, which checks the
+faust version it was written for. The check sees imports only, not attribute access.
 """
 
 from __future__ import annotations
 
 import ast
+import functools
+import importlib.machinery
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -362,3 +370,207 @@ def test_checker_accepts_pure_code() -> None:
 def test_checker_reports_unparsable_file() -> None:
     [v] = check_source("def broken(:\n", "models/broken.py")
     assert v.line == 1 and "cannot parse" in v.message
+
+
+# --- streams/: the layout by role ---------------------------------------------------------------
+
+SHELL = "streams"
+# The role packages (and shared modules) of streams/, and which of the others each may import;
+# a module may always import its own role, models/ and rules/. Kafka clients and topics sit at
+# the bottom, the CLI at the top: nothing but the CLI imports the worker, and no runtime role
+# imports the CLI or the dev tooling.
+ROLE_IMPORTS: dict[str, frozenset[str]] = {
+    "streams": frozenset(),
+    "streams.settings": frozenset(),
+    # Known exception: reading a policy's lifetime-value model file is model_cmd.read_model.
+    "streams.policies": frozenset({"streams.cli.model_cmd"}),
+    "streams.kafka": frozenset({"streams.settings"}),
+    "streams.view": frozenset({"streams.settings", "streams.kafka"}),
+    "streams.worker": frozenset(
+        {"streams.settings", "streams.policies", "streams.kafka", "streams.view"}
+    ),
+    # The demo follows outputs the way `tierstream tail` does (streams.cli.tail) and runs the
+    # worker as a process (`python -m streams.cli worker`), never in its own.
+    "streams.dev": frozenset(
+        {"streams.settings", "streams.policies", "streams.kafka", "streams.view", "streams.cli"}
+    ),
+    "streams.cli": frozenset(
+        {"streams.settings", "streams.policies", "streams.kafka", "streams.view",
+         "streams.worker", "streams.dev"}
+    ),
+}
+# The faust runtime and its transport: only the worker runs them.
+FAUST_MODULES = frozenset({"faust", "mode", "aiokafka"})
+WORKER = "streams.worker"
+# faust's public API (the top-level package) for its broker credentials (faust_credentials).
+FAUST_PUBLIC_ALLOWED = frozenset({"streams/kafka/clients.py"})
+# Every touch of faust's internals: its submodules, and mode (the service framework under it).
+FAUST_FIXES = "streams/worker/faust_fixes.py"
+
+
+@dataclass(frozen=True)
+class Import:
+    line: int
+    module: str  # the module imported from (`a.b` of `from a.b import c`)
+    names: tuple[str, ...]  # the names taken from it (empty for `import a.b`)
+
+    @property
+    def targets(self) -> list[str]:
+        """Everything this import may name: `a.b`, and `a.b.c` for `from a.b import c`."""
+        return [self.module, *(f"{self.module}.{name}" for name in self.names)]
+
+
+def imports_of(source: str, relpath: str) -> list[Import]:
+    """Every import in `source` (at any depth), relative ones resolved against `relpath`."""
+    package = relpath[: -len(".py")].split("/")[:-1]
+    found: list[Import] = []
+    for node in ast.walk(ast.parse(source, filename=relpath)):
+        if isinstance(node, ast.Import):
+            found += [Import(node.lineno, alias.name, ()) for alias in node.names]
+        elif isinstance(node, ast.ImportFrom):
+            base = package[: max(len(package) - (node.level - 1), 0)] if node.level else []
+            module = ".".join([*base, *([node.module] if node.module else [])])
+            names = tuple(a.name for a in node.names if a.name != "*")
+            found.append(Import(node.lineno, module, names))
+    return sorted(found, key=lambda i: i.line)
+
+
+def role_of(relpath: str) -> str:
+    """The role of a module under streams/: its sub-package, or the shared module itself."""
+    parts = relpath[: -len(".py")].split("/")
+    if len(parts) > 2:
+        return ".".join(parts[:2])
+    return SHELL if parts[-1] == "__init__" else ".".join(parts)
+
+
+def _under(name: str, prefix: str) -> bool:
+    return name == prefix or name.startswith(prefix + ".")
+
+
+@functools.cache
+def _faust_submodules() -> frozenset[str]:
+    """The names of faust's submodules, read from its directory (faust is not imported, and
+    sys.modules is not asked: the faust module there, once imported, has no __spec__)."""
+    spec = importlib.machinery.PathFinder.find_spec("faust")
+    assert spec is not None and spec.submodule_search_locations, "faust is not installed"
+    names: set[str] = set()
+    for location in spec.submodule_search_locations:
+        for entry in Path(location).iterdir():
+            if entry.suffix == ".py" or (entry / "__init__.py").exists():
+                names.add(entry.stem if entry.suffix == ".py" else entry.name)
+    return frozenset(names - {"__init__", "__main__"})
+
+
+def _is_faust_internal(imported: Import, faust_submodules: frozenset[str]) -> bool:
+    root = imported.module.split(".")[0]
+    if root == "mode":
+        return True
+    if root != "faust":
+        return False
+    return imported.module != "faust" or any(n in faust_submodules for n in imported.names)
+
+
+def check_shell_source(
+    source: str, relpath: str, faust_submodules: frozenset[str] = frozenset()
+) -> list[Violation]:
+    """Layout violations in the streams/ module at repo-relative `relpath`."""
+    try:
+        found = imports_of(source, relpath)
+    except SyntaxError as exc:
+        return [Violation(relpath, exc.lineno or 0, f"cannot parse: {exc.msg}")]
+    role = role_of(relpath)
+    allowed = ROLE_IMPORTS.get(role)
+    if allowed is None:
+        return [Violation(relpath, 0, f"{role} is not a role of ROLE_IMPORTS: add it there")]
+    own = () if role == SHELL else (role,)
+    violations: list[Violation] = []
+    for imported in found:
+        root = imported.module.split(".")[0]
+        # `from streams.kafka import clients` names the module streams.kafka.clients (a role
+        # package's __init__ holds only its docstring), so each name is a target of its own
+        package = (REPO_ROOT / imported.module.replace(".", "/")).is_dir()
+        targets = imported.targets[1:] if package and imported.names else [imported.module]
+        for target in targets if root == SHELL else []:
+            if not any(_under(target, a) for a in (*own, *allowed)):
+                violations.append(Violation(relpath, imported.line,
+                                            f"{role} imports {target} (allowed: "
+                                            f"{', '.join(sorted(allowed)) or 'no role'})"))
+        if root in FAUST_MODULES and role != WORKER and not (
+                imported.module == "faust" and relpath in FAUST_PUBLIC_ALLOWED):
+            violations.append(Violation(relpath, imported.line,
+                                        f"imports {imported.module} outside {WORKER}"))
+        if relpath != FAUST_FIXES and _is_faust_internal(imported, faust_submodules):
+            names = f" ({', '.join(imported.names)})" if imported.names else ""
+            violations.append(Violation(relpath, imported.line,
+                                        f"faust internals {imported.module}{names} outside "
+                                        f"{FAUST_FIXES}"))
+    return violations
+
+
+def _shell_files() -> list[str]:
+    root = REPO_ROOT / SHELL
+    return sorted(p.relative_to(REPO_ROOT).as_posix() for p in root.rglob("*.py")
+                  if "__pycache__" not in p.parts)
+
+
+@pytest.mark.parametrize("relpath", _shell_files())
+def test_shell_module_keeps_to_its_role(relpath: str) -> None:
+    source = (REPO_ROOT / relpath).read_text(encoding="utf-8")
+    violations = check_shell_source(source, relpath, _faust_submodules())
+    assert not violations, "layout violations:\n" + "\n".join(map(str, violations))
+
+
+def test_every_role_package_is_known_and_has_a_docstring() -> None:
+    packages = sorted(p.parent for p in (REPO_ROOT / SHELL).rglob("__init__.py")
+                      if "__pycache__" not in p.parts)
+    names = {".".join(p.relative_to(REPO_ROOT).parts) for p in packages}
+    assert names == {r for r in ROLE_IMPORTS if (REPO_ROOT / r.replace(".", "/")).is_dir()}
+    for package in packages:
+        tree = ast.parse((package / "__init__.py").read_text(encoding="utf-8"))
+        assert ast.get_docstring(tree), f"{package}: say what the package holds"
+        assert len(tree.body) == 1, f"{package}/__init__.py: a docstring only"
+
+
+def test_faust_fixes_checks_the_faust_version_it_was_written_for() -> None:
+    tree = ast.parse((REPO_ROOT / FAUST_FIXES).read_text(encoding="utf-8"))
+    assigned = {t.id for node in ast.walk(tree) if isinstance(node, ast.Assign)
+                for t in node.targets if isinstance(t, ast.Name)}
+    versions = {_dotted(node) for node in ast.walk(tree) if isinstance(node, ast.Attribute)}
+    assert "WRITTEN_FOR" in assigned and "faust.__version__" in versions
+
+
+def test_shell_checker_reports_violations() -> None:
+    faust_submodules = frozenset({"streams", "tables", "transport"})
+    worker = (
+        "from streams.cli import tail\n"
+        "from streams.dev.local_kafka import LocalKafka\n"
+        "from streams.kafka import clients\n"
+        "from streams.view.redis_view import RedisView\n"
+        "from . import population\n"
+        "import faust\n"
+        "from faust.tables.recovery import Recovery\n"
+        "from faust import tables\n"
+        "from mode import Service\n"
+        "from aiokafka.client import AIOKafkaClient\n"
+        "def f():\n"
+        "    from streams import cli\n"
+    )
+    found = _by_line(check_shell_source(worker, "streams/worker/runtime.py", faust_submodules))
+    assert set(found) == {1, 2, 7, 8, 9, 12}, found
+    assert "streams.cli.tail" in found[1][0] and "faust internals" in found[7][0]
+    fixes = "import faust\nfrom faust.tables.recovery import Recovery\nfrom mode import Service\n"
+    assert check_shell_source(fixes, FAUST_FIXES, faust_submodules) == []
+    assert check_shell_source("from faust import App\n", "streams/worker/shutdown.py",
+                              faust_submodules) == []
+    kafka = "from streams.worker import runtime\nimport faust\nimport aiokafka\n"
+    assert {v.line for v in check_shell_source(kafka, "streams/kafka/topics.py")} == {1, 2, 3}
+    assert {v.line for v in check_shell_source(kafka, "streams/kafka/clients.py")} == {1, 3}
+    view = "from streams.cli.main import main\nfrom ..kafka.clients import admin\n"
+    assert {v.line for v in check_shell_source(view, "streams/view/redis_view.py")} == {1}
+    shared = "from streams.cli import model_cmd\nfrom streams.cli import replay_job\n"
+    assert {v.line for v in check_shell_source(shared, "streams/policies.py")} == {2}
+    assert {v.line for v in check_shell_source(shared, "streams/settings.py")} == {1, 2}
+    cli = "from streams.worker import runtime\nfrom streams.dev import demo\nimport faust\n"
+    assert {v.line for v in check_shell_source(cli, "streams/cli/main.py")} == {3}
+    assert {v.line for v in check_shell_source(cli, "streams/__init__.py")} == {1, 2, 3}
+    assert check_shell_source("x = 1\n", "streams/new/thing.py")[0].line == 0

@@ -16,8 +16,8 @@ from scipy.special import hyp2f1
 
 from models.errors import ModelFitError
 from rules import lifetime_value as lv
-from streams import model_cmd
-from streams.cli import main
+from streams.cli import model_cmd
+from streams.cli.main import main
 from tests.datafiles import DATA_DIR, cdnow_master_path
 
 # Fader, Hardie & Lee (2005); the Gamma-Gamma values as in the lifetimes docs.

@@ -11,8 +11,9 @@ import pytest
 from models.events import parse_event
 from rules.policy_file import parse_policy
 from rules.replay import Replay
-from streams import policy_diff, simulate
-from streams.cli import main
+from streams.cli import policy_diff
+from streams.cli.main import main
+from streams.dev import simulate
 from streams.policies import BUILTIN_DIR
 
 DEFAULT_TEXT = (BUILTIN_DIR / "default.yaml").read_text(encoding="utf-8")

@@ -11,8 +11,8 @@ from rich.progress import Progress
 
 from rules.engine import apply, wake
 from rules.replay import Replay
-from streams import replay_job
-from streams.files import Line
+from streams.cli import replay_job
+from streams.cli.files import Line
 from tests.builders import FAILING_POLICY, day, order, policy, touch
 
 FAILING = policy(FAILING_POLICY)  # fails from day 30, once the first order left the window

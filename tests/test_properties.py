@@ -18,8 +18,8 @@ from models.state import CustomerState
 from rules.decisions import evaluate
 from rules.engine import apply
 from rules.replay import Replay, event_order
-from streams import replay_job
-from streams.files import Line
+from streams.cli import replay_job
+from streams.cli.files import Line
 from tests.builders import T0, cancel, day, micros, order, policy, refund, touch
 
 POLICY = policy("""

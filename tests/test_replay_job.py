@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from streams.replay_job import (
+from streams.cli.replay_job import (
     MEMORY_PER_LINE,
     LineProgress,
     Memory,

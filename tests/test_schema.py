@@ -14,10 +14,11 @@ from models.events import parse_event
 from models.instants import MICROS_PER_DAY
 from models.outputs import CustomerTier
 from rules import sketches
-from streams import population, schema
-from streams.asyncapi import default_settings
-from streams.cli import main
-from streams.worker import current_tier
+from streams.cli import schema
+from streams.cli.asyncapi import default_settings
+from streams.cli.main import main
+from streams.worker import population
+from streams.worker.runtime import current_tier
 from tests.example_run import example_lines, example_run
 
 ROOT = Path(__file__).resolve().parent.parent

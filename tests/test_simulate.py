@@ -14,9 +14,9 @@ from models.errors import InvalidEventError
 from models.events import Interaction, parse_event
 from models.instants import to_micros
 from rules.replay import event_order
-from streams import simulate_job
-from streams.cli import main
-from streams.simulate import Population, population_events, seasonality, to_record, with_noise
+from streams.cli import simulate_job
+from streams.cli.main import main
+from streams.dev.simulate import Population, population_events, seasonality, to_record, with_noise
 
 START = datetime(2024, 1, 1, tzinfo=UTC)
 

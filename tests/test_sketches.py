@@ -7,8 +7,8 @@ import pytest
 
 from rules import sketches
 from rules.relative import Distribution
-from streams import population
-from streams.population import Report, Reports
+from streams.worker import population
+from streams.worker.population import Report, Reports
 
 
 def split(values: np.ndarray, partitions: int, k: int = sketches.DEFAULT_K) -> list[bytes]:

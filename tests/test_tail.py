@@ -6,7 +6,7 @@ import pytest
 from rich.console import Console
 
 from models.outputs import OutputEvent
-from streams.tail import TYPES, Filter, full_types, line, short_type
+from streams.cli.tail import TYPES, Filter, full_types, line, short_type
 from tests.example_run import example_run
 
 

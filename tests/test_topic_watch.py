@@ -1,5 +1,6 @@
-"""The topic watch of streams/topic_watch.py and the stop watchdog of streams/shutdown.py, without
-a broker (tests/integration/test_faults_topics.py runs them against one)."""
+"""The topic watch of streams/worker/topic_watch.py and the stop watchdog of
+streams/worker/shutdown.py, without a broker (tests/integration/test_faults_topics.py runs them
+against one)."""
 
 from __future__ import annotations
 
@@ -12,10 +13,10 @@ from types import SimpleNamespace
 
 from aiokafka.client import AIOKafkaClient
 
-from streams import shutdown, topic_watch
-from streams.metrics import Metrics
 from streams.settings import Settings
-from streams.topic_watch import LogLimit, Needed, TopicWatch, needed, problems
+from streams.worker import shutdown, topic_watch
+from streams.worker.metrics import Metrics
+from streams.worker.topic_watch import LogLimit, Needed, TopicWatch, needed, problems
 
 SETTINGS = Settings(partitions=6, app_id="app")
 
@@ -127,7 +128,7 @@ def test_problems_show_in_the_gauge_and_refuse_lookups_while_the_changelog_is_mi
 
 
 def test_the_watchdog_ends_a_process_that_does_not_stop_within_the_grace() -> None:
-    code = "from streams import shutdown; shutdown.arm(0.5); import time; time.sleep(120)"
+    code = "from streams.worker import shutdown; shutdown.arm(0.5); import time; time.sleep(120)"
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                           timeout=60)
     assert done.returncode == shutdown.FORCED_EXIT_STATUS

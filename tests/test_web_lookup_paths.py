@@ -1,4 +1,4 @@
-"""Customer ids in lookup paths (streams/web.py): any id is one encoded segment, both ways.
+"""Customer ids in lookup paths (streams/worker/web.py): any id is one encoded segment, both ways.
 
 The workers' forwarding itself is tested on a real broker in
 tests/integration/test_faults_lookups.py; here the encoding, and that aiohttp's client and server
@@ -14,7 +14,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 from yarl import URL
 
-from streams.web import CUSTOMERS, customer_from_path, customer_path
+from streams.worker.web import CUSTOMERS, customer_from_path, customer_path
 
 TRICKY = ["a/b", "..", ".", "%", "%2F", "%2E%2E", "100%", "a b", "what?x=1#frag", "客户/42",
           "x/../y", "../health", "/", "//", "+&=;,", "emoji 🎉", "a\\b", "'\"<>", "/" * 128]

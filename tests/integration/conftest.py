@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 import redis
 
-from streams.local_kafka import LocalKafka
+from streams.dev.local_kafka import LocalKafka
 from tests.integration.harness import Worker
 from tests.redis_server import RedisServer
 

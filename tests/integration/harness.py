@@ -26,11 +26,12 @@ from models.events import parse_event
 from models.state import CustomerState
 from rules.compiled import CompiledPolicy
 from rules.replay import Replay, event_order
-from streams import kafka_clients, topics
-from streams.policy_diff import changelog_states
-from streams.redis_view import Keys, decode_hash
+from streams.cli.policy_diff import changelog_states
+from streams.dev.simulate import Population, population_events
+from streams.kafka import clients as kafka_clients
+from streams.kafka import topics
 from streams.settings import TABLE_NAME, Settings, Topics
-from streams.simulate import Population, population_events
+from streams.view.redis_view import Keys, decode_hash
 
 DEFAULT_POLICY = Path(__file__).resolve().parents[2] / "rules" / "policies" / "default.yaml"
 

@@ -31,11 +31,11 @@ from models.state import CustomerState
 from rules.compiled import CompiledPolicy
 from rules.decisions import explain
 from rules.replay import Replay, event_order
-from streams.local_kafka import LocalKafka
+from streams.dev.local_kafka import LocalKafka
 from streams.policies import load_policy
-from streams.redis_view import Keys, version_of
 from streams.settings import Settings
-from streams.worker import current_tier
+from streams.view.redis_view import Keys, version_of
+from streams.worker.runtime import current_tier
 from tests.integration.conftest import FaultRow
 from tests.integration.harness import (
     DEFAULT_POLICY,

@@ -14,8 +14,8 @@ from pathlib import Path
 from models.events import parse_event
 from rules.replay import event_order
 from streams.policies import load_policy
-from streams.shutdown import GRACE_S
-from streams.worker import DEAD_LETTER_MAX_VALUE
+from streams.worker.runtime import DEAD_LETTER_MAX_VALUE
+from streams.worker.shutdown import GRACE_S
 from tests.integration.conftest import FaultRow
 from tests.integration.harness import (
     DEFAULT_POLICY,

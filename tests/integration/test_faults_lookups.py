@@ -3,7 +3,7 @@
 A customer id is any 1-128 characters (README, "Event contracts"), so `/`, `..`, `%`, `?`, `#`,
 spaces and unicode are valid ids. `GET /customers/{id}` takes the id as one percent-encoded path
 segment on every worker; a worker that does not own the customer forwards the lookup with the id
-encoded again as one segment (streams/web.py). Before, it forwarded the decoded path: `..`
+encoded again as one segment (streams/worker/web.py). Before, it forwarded the decoded path: `..`
 reached the owner's root page (200 `{"status": "OK"}`) and `a/b` a 404.
 
 `harness.http_get` sends the URL it is given as it is (urllib does not encode a path), so the

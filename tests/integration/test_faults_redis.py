@@ -15,8 +15,8 @@ from pathlib import Path
 
 import redis
 
-from streams.redis_view import Keys, version_of
-from streams.worker import current_tier
+from streams.view.redis_view import Keys, version_of
+from streams.worker.runtime import current_tier
 from tests.integration.conftest import FaultRow
 from tests.integration.harness import (
     Worker,

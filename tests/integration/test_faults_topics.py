@@ -5,7 +5,8 @@ table of cases). Before, a deleted output topic stalled the worker while `/healt
 lookups failed with 500 (a TypeError in faust's `key_partition`), aiokafka logged "Topic ... not
 found in cluster metadata" ~1,800 times a second and SIGTERM was ignored; a deleted and recreated
 input topic was not read again until a restart (or aiokafka's next metadata refresh, up to five
-minutes later). streams/topic_watch.py and streams/shutdown.py say what the worker does now.
+minutes later). streams/worker/topic_watch.py and streams/worker/shutdown.py say what the worker
+does now.
 
 An output topic deleted mid-stream takes the outputs already in it along: the test pauses the
 worker (SIGSTOP) just before the deletion, reads everything it emitted so far, and counts those
@@ -27,8 +28,8 @@ from pathlib import Path
 from kafka import KafkaAdminClient
 
 from streams.settings import Settings
-from streams.shutdown import FORCED_EXIT_STATUS, GRACE_S
-from streams.topic_watch import CHECK_INTERVAL_S
+from streams.worker.shutdown import FORCED_EXIT_STATUS, GRACE_S
+from streams.worker.topic_watch import CHECK_INTERVAL_S
 from tests.integration.conftest import FaultRow
 from tests.integration.harness import (
     Emitted,

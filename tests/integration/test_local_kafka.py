@@ -1,4 +1,4 @@
-"""Smoke tests of the test/dev Kafka broker (streams.local_kafka) with kafka-python clients."""
+"""Smoke tests of the test/dev Kafka broker (streams.dev.local_kafka) with kafka-python clients."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from pathlib import Path
 from kafka import KafkaAdminClient, KafkaConsumer, KafkaProducer
 from kafka.serializer import DefaultSerializer
 
-from streams.local_kafka import LocalKafka
+from streams.dev.local_kafka import LocalKafka
 
 # kafka-python 3.0 warns (DeprecationWarning) about plain callables as (de)serializers: pass
 # kafka.serializer objects. DefaultSerializer is UTF-8 str <-> bytes both ways.

@@ -15,8 +15,8 @@ from collections.abc import Callable
 
 import redis
 
-from streams.metrics import Metrics
-from streams.redis_view import REBUILT_LUA, Keys, RebuildResult, RedisView, rebuild
+from streams.view.redis_view import REBUILT_LUA, Keys, RebuildResult, RedisView, rebuild
+from streams.worker.metrics import Metrics
 from tests.integration.test_redis_view import (
     DAY,
     T0,

@@ -16,8 +16,7 @@ from kafka import KafkaAdminClient, KafkaProducer
 from rich.console import Console
 from rich.progress import Progress
 
-from streams.metrics import Metrics
-from streams.redis_view import (
+from streams.view.redis_view import (
     InvalidTierRecordError,
     Keys,
     RedisView,
@@ -26,6 +25,7 @@ from streams.redis_view import (
     rebuild,
     version_of,
 )
+from streams.worker.metrics import Metrics
 from tests.redis_server import RedisServer, free_port
 
 T0 = 1_577_836_800_000_000  # 2020-01-01T00:00:00Z in microseconds

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from streams.local_kafka import LocalKafka
+from streams.dev.local_kafka import LocalKafka
 from tests.integration.harness import Worker, collect, environment, isolated_settings, produce
 
 USER, PASSWORD = "tierstream", "s3cret-scram-pw"

@@ -9,9 +9,9 @@ from pathlib import Path
 
 from kafka import KafkaConsumer
 
-from streams import simulate_job
-from streams.cli import main
-from streams.simulate import Population
+from streams.cli import simulate_job
+from streams.cli.main import main
+from streams.dev.simulate import Population
 from tests.integration.harness import create_topics, environment, isolated_settings
 
 

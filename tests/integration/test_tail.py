@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 from kafka import KafkaProducer
 
-from streams.cli import main
+from streams.cli.main import main
 from tests.example_run import example_run
 from tests.integration.harness import create_topics, isolated_settings
 

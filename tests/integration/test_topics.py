@@ -6,8 +6,8 @@ from pathlib import Path
 
 from kafka.admin import ConfigResource, ConfigResourceType, KafkaAdminClient
 
-from streams import topics
-from streams.cli import main
+from streams.cli.main import main
+from streams.kafka import topics
 from tests.integration.harness import environment, isolated_settings
 
 

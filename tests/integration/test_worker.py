@@ -11,8 +11,8 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from models.events import parse_event
 from models.instants import format_instant, to_micros
-from streams import policy_diff
-from streams.cli import main
+from streams.cli import policy_diff
+from streams.cli.main import main
 from streams.policies import load_policy
 from tests.builders import FAILING_POLICY
 from tests.integration.harness import (

@@ -14,7 +14,7 @@ from pathlib import Path
 import redis
 
 from streams.policies import load_policy
-from streams.redis_view import Keys
+from streams.view.redis_view import Keys
 from tests.integration.harness import (
     Worker,
     collect,

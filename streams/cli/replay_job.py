@@ -26,7 +26,7 @@ from models.instants import format_instant
 from models.outputs import OutputEvent
 from rules.compiled import CompiledPolicy
 from rules.replay import Replay, event_order
-from streams.files import PRESETS, CsvLayout, Line, Record, read_csv, read_jsonl
+from streams.cli.files import PRESETS, CsvLayout, Line, Record, read_csv, read_jsonl
 
 # Memory a replay needs per input line: it keeps every parsed event (with its line) until all
 # are read and sorted. Measured as the peak RSS (getrusage ru_maxrss of a child

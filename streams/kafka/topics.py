@@ -8,7 +8,7 @@ from typing import Any
 from kafka.errors import KafkaError, TopicAlreadyExistsError
 
 from models.errors import ConnectError
-from streams import kafka_clients
+from streams.kafka import clients
 from streams.settings import Settings
 
 
@@ -41,7 +41,7 @@ def specs(settings: Settings) -> list[TopicSpec]:
 
 def create(settings: Settings) -> list[tuple[TopicSpec, str]]:
     """Create what is missing; report each topic as created, exists or a mismatch."""
-    client = kafka_clients.admin(settings)
+    client = clients.admin(settings)
     try:
         existing = _existing(client)
         results = []
@@ -66,7 +66,7 @@ def create(settings: Settings) -> list[tuple[TopicSpec, str]]:
 
 
 def describe(settings: Settings) -> list[tuple[TopicSpec, str]]:
-    client = kafka_clients.admin(settings)
+    client = clients.admin(settings)
     try:
         existing = _existing(client)
     finally:

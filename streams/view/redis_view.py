@@ -22,7 +22,7 @@ from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 
 from models.errors import InvalidTierRecordError
-from streams.kafka_clients import assign_from_beginning, read_to_end
+from streams.kafka.clients import assign_from_beginning, read_to_end
 
 if TYPE_CHECKING:
     from prometheus_client import Counter, Gauge
@@ -232,7 +232,7 @@ def _newer(pending: Change | None, change: Change) -> Change:
 
 
 class RedisMetrics(Protocol):
-    """The part of `streams.metrics.Metrics` the view updates."""
+    """The part of `streams.worker.metrics.Metrics` the view updates."""
 
     redis_errors: Counter
     redis_backlog: Gauge
@@ -524,7 +524,7 @@ def rebuild(kafka: Mapping[str, Any], topic: str, client: redis.Redis, *,
             idle_timeout_s: float = 30.0) -> RebuildResult:
     """Apply the compacted topic, from its beginning to its end offsets at the start, to Redis.
 
-    `kafka` holds the kafka-python connection settings (streams.kafka_clients). Ordered like live
+    `kafka` holds the kafka-python connection settings (streams.kafka.clients). Ordered like live
     writes, so it can run against a live view; into an empty prefix it gives exactly the topic's
     state. Redis errors propagate: a rebuild is run by an operator, or by a worker that found
     the view emptied (RedisView). The view's generation marker, read (or created) before the end

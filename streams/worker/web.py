@@ -15,7 +15,7 @@ from yarl import URL
 from rules.decisions import explain
 
 if TYPE_CHECKING:
-    from streams.worker import Runtime
+    from streams.worker.runtime import Runtime
 
 
 def install(runtime: Runtime) -> None:

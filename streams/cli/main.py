@@ -21,8 +21,8 @@ from models.errors import (
     RebuildError,
 )
 from models.instants import MICROS_PER_SECOND, to_micros
-from streams import policy_cmd, replay_job, simulate_job
-from streams.files import PRESETS, csv_layout, parse_columns
+from streams.cli import policy_cmd, replay_job, simulate_job
+from streams.cli.files import PRESETS, csv_layout, parse_columns
 from streams.policies import load_policy
 from streams.settings import Settings
 
@@ -281,7 +281,7 @@ def _size(text: str) -> int:
 
 
 def _model_fit(args: argparse.Namespace, err: Console) -> int:
-    from streams import model_cmd
+    from streams.cli import model_cmd
     for path in args.events:
         if not path.is_file():
             raise ValueError(f"no such events file: {path}")
@@ -294,7 +294,7 @@ def _model_fit(args: argparse.Namespace, err: Console) -> int:
 
 
 def _demo(args: argparse.Namespace, err: Console) -> int:
-    from streams import demo
+    from streams.dev import demo
     try:
         return demo.run(args.duration, args.customers, args.rate, args.seed, Console(), err)
     except KeyboardInterrupt:  # while starting: everything started is already stopped
@@ -343,7 +343,7 @@ def _simulate(args: argparse.Namespace, err: Console) -> int:
 
 
 def _topics_create(args: argparse.Namespace, err: Console) -> int:
-    from streams import topics
+    from streams.kafka import topics
     settings = Settings()
     results = topics.create(settings)
     _print_topics(settings, results)
@@ -351,7 +351,7 @@ def _topics_create(args: argparse.Namespace, err: Console) -> int:
 
 
 def _topics_describe(args: argparse.Namespace, err: Console) -> int:
-    from streams import topics
+    from streams.kafka import topics
     settings = Settings()
     _print_topics(settings, topics.describe(settings))
     return EXIT_OK
@@ -369,9 +369,9 @@ def _print_topics(settings: Settings, results: list) -> None:
 def _redis_rebuild(args: argparse.Namespace, err: Console) -> int:
     import redis
 
-    from streams import kafka_clients
-    from streams.redis_view import rebuild
-    from streams.worker import redis_check
+    from streams.kafka import clients as kafka_clients
+    from streams.view.redis_view import rebuild
+    from streams.worker.runtime import redis_check
     settings = Settings()
     if settings.redis_url is None:
         raise ValueError("set TIERSTREAM_REDIS_URL (redis://[:password@]host:port/db)")
@@ -386,9 +386,9 @@ def _redis_rebuild(args: argparse.Namespace, err: Console) -> int:
 
 
 def _worker(args: argparse.Namespace, err: Console) -> int:
-    from streams import worker
+    from streams.worker import runtime
     settings = Settings()
-    worker.run(settings, load_policy(args.policy or settings.policy), args.loglevel)
+    runtime.run(settings, load_policy(args.policy or settings.policy), args.loglevel)
     return EXIT_OK
 
 
@@ -411,7 +411,7 @@ def _explain(args: argparse.Namespace, err: Console) -> int:
 def _policy_diff(args: argparse.Namespace, err: Console) -> int:
     import json
 
-    from streams import policy_diff
+    from streams.cli import policy_diff
     old, new = load_policy(args.old), load_policy(args.new)
     if args.live:
         if new.relative:
@@ -443,7 +443,7 @@ def _latest_values(settings: Settings, progress: Progress) -> list[bytes | None]
     """The last value of every key of the worker's table changelog."""
     from kafka import KafkaConsumer
 
-    from streams import kafka_clients
+    from streams.kafka import clients as kafka_clients
     topic = settings.changelog_topic
     config = kafka_clients.kafka_python_config(settings)
     consumer = KafkaConsumer(**config, group_id=None, enable_auto_commit=False)
@@ -462,7 +462,7 @@ def _latest_values(settings: Settings, progress: Progress) -> list[bytes | None]
 
 
 def _schema(args: argparse.Namespace, err: Console) -> int:
-    from streams import schema
+    from streams.cli import schema
     if args.check:
         problems = schema.stale(args.out)
         for problem in problems:
@@ -478,7 +478,7 @@ def _schema(args: argparse.Namespace, err: Console) -> int:
 
 
 def _tail(args: argparse.Namespace, err: Console) -> int:
-    from streams import tail
+    from streams.cli import tail
     wanted = tail.Filter.of(args.customer, args.tier, args.type)
     options = tail.Options(from_beginning=args.from_beginning, limit=args.limit,
                            timeout_s=args.timeout, json=args.json)

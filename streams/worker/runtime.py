@@ -37,12 +37,14 @@ from models.outputs import CustomerTier, OutputEvent
 from models.state import CustomerState
 from rules.compiled import CompiledPolicy
 from rules.partition import TICK, DeadLetter, Effects, Message, Partition
-from streams import faust_fixes, kafka_clients, population, shutdown, topics, web
-from streams.metrics import Metrics
-from streams.redis_view import RedisView
+from streams.kafka import clients as kafka_clients
+from streams.kafka import topics
 from streams.settings import TABLE_NAME, Settings
-from streams.shutdown import GracefulWorker
-from streams.topic_watch import TopicWatch
+from streams.view.redis_view import RedisView
+from streams.worker import faust_fixes, population, shutdown, web
+from streams.worker.metrics import Metrics
+from streams.worker.shutdown import GracefulWorker
+from streams.worker.topic_watch import TopicWatch
 
 log = logging.getLogger("tierstream.worker")
 REDIS_FLUSH_INTERVAL_S = 0.5

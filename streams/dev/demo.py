@@ -35,8 +35,10 @@ from rich.text import Text
 
 from models.errors import ConnectError
 from models.outputs import OutputEvent
-from streams import kafka_clients, tail, topics
-from streams.local_kafka import api_versions_answered, free_ports
+from streams.cli import tail
+from streams.dev.local_kafka import api_versions_answered, free_ports
+from streams.kafka import clients as kafka_clients
+from streams.kafka import topics
 from streams.settings import Settings, Topics
 
 START_TIMEOUT_S = 30.0

@@ -35,7 +35,7 @@ input and tick partitions as one batch per fetch, before faust turns each record
 and an event for a stream (faust's per-message path cost more than all of the worker's own work,
 docs/benchmarks.md). The batch's topics stay subscribed through faust (assignment, recovery
 pauses and seeks are faust's), its records never reach faust's acks, and the worker commits
-their offsets itself once the batch is stored (streams/worker.py). Records fetched while the
+their offsets itself once the batch is stored (streams/worker/runtime.py). Records fetched while the
 flow is stopped (a rebalance began) are left to faust's `getmany`, which seeks back to the
 committed offsets, as it does with its own. Table writes go to the table's local store
 (`write_locally`) while the worker sends their changelog records itself, in producer batches
@@ -299,7 +299,7 @@ async def commit(app: faust.App, offsets: Mapping[Any, int]) -> bool:
 
 def install() -> None:
     if not faust.__version__.startswith(WRITTEN_FOR):
-        raise RuntimeError(f"streams/faust_fixes.py was written for faust-streaming "
+        raise RuntimeError(f"streams/worker/faust_fixes.py was written for faust-streaming "
                            f"{WRITTEN_FOR}x, this is {faust.__version__}: check each fix "
                            f"against its code before allowing it")
     Recovery.on_recovery_completed = _on_recovery_completed

@@ -24,7 +24,7 @@ from kafka import KafkaConsumer
 
 from rules import sketches
 from rules.relative import Population
-from streams import kafka_clients
+from streams.kafka import clients as kafka_clients
 from streams.settings import Settings
 
 log = logging.getLogger("tierstream.population")

@@ -89,6 +89,6 @@ class Metrics:
                                    "customer-tiers yet (by this worker or another)", registry=r),
             topic_unusable=Gauge("tierstream_topic_unusable",
                                  "1 while a topic this worker needs is missing or has another "
-                                 "partition count than it needs (streams/topic_watch.py), else "
-                                 "0; checked every 10 s", ["topic"], registry=r),
+                                 "partition count than it needs (streams/worker/topic_watch.py), "
+                                 "else 0; checked every 10 s", ["topic"], registry=r),
         )

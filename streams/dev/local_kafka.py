@@ -24,7 +24,7 @@ from types import FrameType, TracebackType
 KAFKA_VERSIONS = ("4.4.0", "4.3.1")
 KAFKA_JAR_GLOB = "kafka_2.13-*.jar"
 
-_DEPLOY_DIR = Path(__file__).resolve().parent.parent / "deploy" / "local-kafka"
+_DEPLOY_DIR = Path(__file__).resolve().parents[2] / "deploy" / "local-kafka"
 POM_PATH = _DEPLOY_DIR / "pom.xml"
 LOG4J2_CONFIG = _DEPLOY_DIR / "log4j2.xml"
 
@@ -477,7 +477,7 @@ def _raise_stop(signum: int, frame: FrameType | None) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
-        prog="python -m streams.local_kafka",
+        prog="python -m streams.dev.local_kafka",
         description="Run a single-node Apache Kafka (KRaft) broker on a free 127.0.0.1 port "
         "until Ctrl-C/SIGTERM. The broker jars are resolved from Maven Central once and cached.",
     )

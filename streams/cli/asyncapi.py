@@ -9,7 +9,7 @@ from __future__ import annotations
 from importlib.metadata import version
 from typing import Any
 
-from streams import topics
+from streams.kafka import topics
 from streams.settings import Settings, Topics
 
 BINDING = "0.5.0"  # AsyncAPI Kafka bindings version
@@ -37,7 +37,7 @@ def default_settings() -> Settings:
 
 
 def document(schemas: dict[str, dict[str, Any]]) -> Doc:
-    """The whole document; `schemas` are the JSON Schemas of streams/schema.py by name."""
+    """The whole document; `schemas` are the JSON Schemas of streams/cli/schema.py by name."""
     settings = default_settings()
     return {
         "asyncapi": "3.0.0",
@@ -122,7 +122,7 @@ def _messages() -> Doc:
             key={"type": "string", "const": "tick"}),
         "PopulationReport": message(
             "PopulationReport", "Internal, relative metrics only: one partition's sketches of "
-            "each base metric at its latest refresh boundaries (streams/population.py).",
+            "each base metric at its latest refresh boundaries (streams/worker/population.py).",
             "application/json", _population_report(),
             key={"type": "string", "pattern": "^[0-9]+$", "description": "the partition"}),
     }

@@ -63,7 +63,7 @@ def file_name(schema_name: str) -> str:
 
 def render() -> dict[str, str]:
     """File name -> exact text of every generated file."""
-    from streams.asyncapi import document
+    from streams.cli.asyncapi import document
 
     files = {file_name(name): _json_text({"$schema": DIALECT, "$comment": COMMENT, **schema})
              for name, schema in json_schemas().items()}

@@ -15,8 +15,8 @@ from rich.table import Table
 from models.errors import InvalidEventError, ModelFitError
 from models.events import Event, OrderCancelled, OrderCompleted, OrderRefunded
 from rules import lifetime_value as lv
-from streams import replay_job
-from streams.files import CsvLayout
+from streams.cli import replay_job
+from streams.cli.files import CsvLayout
 
 KIND = "tierstream/lifetime-value-model"
 

@@ -1,6 +1,6 @@
 """While a worker runs: every topic it needs is there, with its partition count, or it says so.
 
-`tierstream worker` checks the topics once at start (streams/topics.py). A topic deleted later
+`tierstream worker` checks the topics once at start (streams/kafka/topics.py). A topic deleted later
 used to stall the worker silently: a send to a missing topic waits in aiokafka for its metadata
 (up to faust's producer request timeout, 20 minutes by default) and an output already queued
 waits for delivery, so the stream stopped while `/health` said 200; aiokafka's producer asked
@@ -32,7 +32,7 @@ Processing itself is left as it is: while an output topic is missing, the batch 
 for it waits in its delivery, nothing is fetched or committed past it, and it goes on once the
 topic is back (`tierstream topics create` recreates it); no input is skipped. Outputs waiting
 longer than the producer request timeout fail the batch, which stops the worker (exit status
-1, streams/worker.py); its restart processes the batch again.
+1, streams/worker/runtime.py); its restart processes the batch again.
 """
 
 from __future__ import annotations
@@ -50,9 +50,11 @@ from aiokafka.client import AIOKafkaClient
 from kafka.errors import KafkaError
 
 from models.errors import ConnectError
-from streams import kafka_clients, shutdown, topics
-from streams.metrics import Metrics
+from streams.kafka import clients as kafka_clients
+from streams.kafka import topics
 from streams.settings import Settings
+from streams.worker import shutdown
+from streams.worker.metrics import Metrics
 
 log = logging.getLogger("tierstream.topics")
 CHECK_INTERVAL_S = 10.0

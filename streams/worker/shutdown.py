@@ -8,7 +8,7 @@ ignored. The same holds for any state in which a delivery cannot complete.
 So a signal also starts a watchdog thread: if the worker has not exited GRACE_S seconds later,
 it logs why and exits at once with status FORCED_EXIT_STATUS. Nothing is lost by that: the
 worker commits a batch's offsets only once its outputs and its states are in Kafka
-(streams/worker.py), so whatever was still waiting is read and processed again by the next
+(streams/worker/runtime.py), so whatever was still waiting is read and processed again by the next
 owner of its partition. Only the group leave is skipped: the
 partitions move once the broker's session timeout has passed.
 

@@ -18,9 +18,9 @@ from rich.table import Table
 
 from models.errors import ConnectError
 from models.instants import MICROS_PER_DAY, from_micros, to_micros
-from streams import replay_job
+from streams.cli import replay_job
+from streams.dev.simulate import Population, Record, population_events, to_record, with_noise
 from streams.settings import Settings
-from streams.simulate import Population, Record, population_events, to_record, with_noise
 
 HELP = """\
 Simulate an e-commerce population: big spenders, regulars, occasional and one-time
@@ -103,7 +103,7 @@ class KafkaSink:
         from kafka import KafkaProducer
         from kafka.errors import KafkaError
 
-        from streams import kafka_clients
+        from streams.kafka import clients as kafka_clients
         try:
             self.producer = KafkaProducer(client_id=f"{settings.app_id}-simulate", linger_ms=20,
                                           **kafka_clients.kafka_python_config(settings))

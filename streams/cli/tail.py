@@ -15,7 +15,7 @@ from rich.text import Text
 
 from models.errors import ConnectError
 from models.outputs import OutputEvent, OutputType
-from streams import kafka_clients
+from streams.kafka import clients as kafka_clients
 from streams.settings import Settings
 
 TYPES: tuple[str, ...] = OutputType.__args__

@@ -1,0 +1,1 @@
+"""Dev tooling: the local Kafka broker, `tierstream demo` and the event simulator."""

@@ -1,0 +1,1 @@
+"""Kafka clients and topics: connection settings for every client and the topics tierstream uses."""

@@ -1,0 +1,1 @@
+"""The Redis view of current tiers."""

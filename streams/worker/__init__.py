@@ -1,0 +1,1 @@
+"""The faust worker and its collaborators: faust fixes, populations, topic watch, shutdown, HTTP."""
