@@ -232,7 +232,8 @@ async def _build_offsets_restoring_in_bulk(self: Recovery, consumer: Any, tps: A
             and destination[tp] < ends[tp]}
     if todo:
         await _read_changelogs(self, todo)
-        destination.update({tp: ends[tp] for tp in todo})
+        for tp in todo:  # (a Counter: `update` would add)
+            destination[tp] = ends[tp]
 
 
 class _Record:
