@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -140,30 +141,25 @@ def test_console_script_help() -> None:
 
 
 
-def test_replay_refuses_input_needing_more_memory_than_available(tmp_path: Path, monkeypatch,
-                                                                 capsys) -> None:
-    events = write_events(tmp_path / "events.jsonl")  # 8 lines: 8 x 2,500 B = 19.5 KiB needed
-    monkeypatch.setattr(replay_job, "available_memory", lambda: replay_job.Memory(
-        16_000, "available (MemAvailable in /proc/meminfo)"))
-    out = tmp_path / "out.jsonl"
-    assert main(["replay", str(events), "--out", str(out)]) == 2
-    err = " ".join(capsys.readouterr().err.split())  # rich wraps the message
-    size = replay_job.format_size(events.stat().st_size)
-    assert err.startswith(f"error: replaying {size} of events (about 8 lines) would need about "
-                          "19.5 KiB of memory, more than the 15.6 KiB available (MemAvailable "
-                          "in /proc/meminfo): replay holds every event in memory to sort them")
-    assert "Split the input by customer id" in err and "--max-memory SIZE" in err
-    assert not out.exists()  # refused before anything was read or written
-    # the way out: --max-memory instead of the memory found
-    assert main(["replay", str(events), "--out", str(out), "--max-memory", "20K"]) == 0
-    assert len(read_jsonl(out)) == 3
-    assert main(["replay", str(events), "--out", str(out), "--max-memory", "19K"]) == 2
-    assert "more than the 19.0 KiB allowed by --max-memory" in " ".join(
-        capsys.readouterr().err.split())
+def test_replay_past_its_memory_sorts_on_disk_with_the_same_result(tmp_path: Path,
+                                                                  monkeypatch, capsys) -> None:
+    events = Path(__file__).parent / "data" / "cdnow_slice.txt"  # 218 purchases
+    whole, runs = tmp_path / "whole.jsonl", tmp_path / "runs.jsonl"
+    monkeypatch.setattr(replay_job, "available_memory", lambda: None)  # unknown: in memory
+    assert main(["replay", str(events), "--format", "cdnow", "--out", str(whole)]) == 0
+    assert "sorted on disk" not in capsys.readouterr().err
+    monkeypatch.setattr(replay_job, "MIN_RUN", 16)
+    spill = tmp_path / "spill"
+    spill.mkdir()
+    assert main(["replay", str(events), "--format", "cdnow", "--out", str(runs),
+                 "--max-memory", "1K", "--tmp-dir", str(spill)]) == 0  # 13 runs of 16 events and the rest
+    assert re.search(r"sorted on disk\W+13 runs", capsys.readouterr().err)
+    assert runs.read_text() == whole.read_text() and whole.read_text().count("\n") > 100
+    assert list(spill.iterdir()) == []  # the runs are gone
 
 
-def test_replay_without_a_known_memory_size_is_not_refused(tmp_path: Path,
-                                                           monkeypatch) -> None:
+def test_replay_without_a_known_memory_size_sorts_in_memory(tmp_path: Path,
+                                                            monkeypatch) -> None:
     events = write_events(tmp_path / "events.jsonl")
     monkeypatch.setattr(replay_job, "available_memory", lambda: None)
     assert main(["replay", str(events), "--out", str(tmp_path / "out.jsonl")]) == 0

@@ -1,4 +1,4 @@
-"""`tierstream replay`'s guards: the memory estimate and check, progress lines off a terminal."""
+"""`tierstream replay`'s guards: the memory it sorts in, progress lines off a terminal."""
 
 from __future__ import annotations
 
@@ -9,51 +9,23 @@ import pytest
 
 from streams.cli.replay_job import (
     MEMORY_PER_LINE,
+    MIN_RUN,
     LineProgress,
     Memory,
-    NotEnoughMemory,
     available_memory,
-    check_memory,
     format_size,
-    measure_inputs,
     parse_size,
+    run_size,
 )
 
 GIB = 1 << 30
 MEMINFO = "MemTotal:       24683584 kB\nMemFree:  1000 kB\nMemAvailable:    8388608 kB\n"
 
 
-def test_check_memory_passes_what_fits_and_anything_when_memory_is_unknown() -> None:
-    lines = 1000
-    assert check_memory(10_000, lines, Memory(lines * MEMORY_PER_LINE, "x"), True) == (
-        lines * MEMORY_PER_LINE)
-    assert check_memory(10 * GIB, 10**9, None, True) == 10**9 * MEMORY_PER_LINE
-
-
-def test_check_memory_refuses_naming_both_amounts_and_the_way_out() -> None:
-    with pytest.raises(NotEnoughMemory) as refused:
-        check_memory(GIB, 6_000_000, Memory(8 * GIB, "available (MemAvailable in /proc/meminfo)"),
-                     splittable=True)
-    assert str(refused.value) == (
-        "replaying 1.0 GiB of events (about 6,000,000 lines) would need about 14.0 GiB of "
-        "memory, more than the 8.0 GiB available (MemAvailable in /proc/meminfo): replay holds "
-        "every event in memory to sort them (about 2.4 KiB a line). Split the input by customer "
-        "id and replay each part with the same --as-of, use a machine with more memory, or pass "
-        "--max-memory SIZE to try anyway.")
-    assert isinstance(refused.value, ValueError)  # the command line's exit status 2
-    with pytest.raises(NotEnoughMemory, match="relative metrics.*cannot be split"):
-        check_memory(GIB, 6_000_000, Memory(8 * GIB, "x"), splittable=False)
-
-
-def test_measure_inputs_counts_small_files_and_estimates_large_ones(tmp_path: Path) -> None:
-    small, unterminated = tmp_path / "small.jsonl", tmp_path / "unterminated.jsonl"
-    small.write_bytes(b"a\nbb\n\nccc\n")
-    unterminated.write_bytes(b"a\nbb")
-    assert measure_inputs([small, unterminated]) == (14, 4 + 2)
-    large = tmp_path / "large.jsonl"
-    large.write_bytes(b"123456789\n" * 1000)
-    assert measure_inputs([large], sample=100) == (10_000, 1000)  # from the first 100 bytes
-    assert measure_inputs([tmp_path / "small.jsonl"], sample=3) == (10, 4)  # rounded up
+def test_events_sorted_in_memory_fit_half_the_memory_and_never_fewer_than_a_floor() -> None:
+    assert run_size(Memory(8 * GIB, "x")) == 8 * GIB // 2 // MEMORY_PER_LINE
+    assert run_size(Memory(1000, "x")) == MIN_RUN
+    assert run_size(None) is None  # memory unknown: no limit
 
 
 def fake_system(root: Path, files: dict[str, str]) -> Path:

@@ -75,12 +75,12 @@ def build_parser() -> argparse.ArgumentParser:
         "replay", help="replay event files through a policy, no broker needed",
         description="Replay JSONL or CSV events in event-time order through the tier engine. "
                     "Output events go to stdout (or --out) as JSONL; a summary goes to stderr. "
-                    "Replay holds every event in memory to sort them (about "
-                    f"{replay_job.MEMORY_PER_LINE:,} bytes a line): before reading, it estimates "
-                    "the memory the input needs and refuses (exit status 2) if that is more than "
-                    "the memory available (see --max-memory). Progress goes to stderr: a bar on "
-                    "a terminal, else a line every "
-                    f"{replay_job.PROGRESS_INTERVAL_S:g} seconds.")
+                    "Replay sorts the events in memory (about "
+                    f"{replay_job.MEMORY_PER_LINE:,} bytes an event) while they fit half the "
+                    "memory it may take (see --max-memory); past that, in sorted runs on disk "
+                    "(see --tmp-dir), merged as it replays: input larger than memory replays "
+                    "too, with the same result. Progress goes to stderr: a bar on a terminal, "
+                    f"else a line every {replay_job.PROGRESS_INTERVAL_S:g} seconds.")
     replay.add_argument("events", nargs="+", type=Path, metavar="EVENTS",
                         help="JSONL files (one event per line) or CSV files")
     replay.add_argument("--policy", default="default",
@@ -98,8 +98,10 @@ def build_parser() -> argparse.ArgumentParser:
     replay.add_argument("--max-memory", type=_size, metavar="SIZE",
                         help="the memory replay may take, e.g. 4G or 500M (powers of 1024), "
                              "instead of the memory available (MemAvailable, or the headroom "
-                             "under a cgroup memory limit if smaller); a larger value lets a "
-                             "refused replay go ahead anyway")
+                             "under a cgroup memory limit if smaller); half of it sorts events")
+    replay.add_argument("--tmp-dir", type=Path, metavar="DIR",
+                        help="where sorted runs go when the events do not fit in memory "
+                             "(default: the system's temporary directory, TMPDIR)")
     replay.set_defaults(run=_replay)
 
     simulate = commands.add_parser(
@@ -308,10 +310,8 @@ def _replay(args: argparse.Namespace, err: Console) -> int:
     for path in args.events:
         if not path.is_file():
             raise ValueError(f"no such events file: {path}")
-    size, lines = replay_job.measure_inputs(args.events)
     available = (replay_job.Memory(args.max_memory, "allowed by --max-memory")
                  if args.max_memory is not None else replay_job.available_memory())
-    replay_job.check_memory(size, lines, available, splittable=not policy.relative)
     with contextlib.ExitStack() as files:
         def open_out(path: Path | None) -> object:
             return files.enter_context(path.open("w", encoding="utf-8")) if path else None
@@ -322,7 +322,9 @@ def _replay(args: argparse.Namespace, err: Console) -> int:
             records = replay_job.read_inputs(args.events, args.format, layout, progress)
             summary = replay_job.run(records, policy, sinks, args.as_of, progress,
                                      wall=time.time_ns() // 1000,
-                                     max_future=int(Settings().max_future_s * MICROS_PER_SECOND))
+                                     max_future=int(Settings().max_future_s * MICROS_PER_SECOND),
+                                     in_memory=replay_job.run_size(available),
+                                     spill_dir=args.tmp_dir)
     err.print(replay_job.summary_table(summary, policy))
     if summary.rejected and not args.dead_letters:
         err.print("[yellow]rejected lines were counted but not kept: add --dead-letters FILE[/]")

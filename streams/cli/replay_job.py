@@ -1,8 +1,9 @@
 """`tierstream replay`: history files in, tier events out, through the pure engine, no broker.
 
-Replay holds every parsed event in memory to sort them, so before reading it estimates the
-memory the input needs and refuses what would exhaust the machine (`check_memory`). Progress
-goes to stderr: rich's bar on a terminal, else a plain line every few seconds (`LineProgress`).
+Replay sorts the events by event time: in memory while they fit half the memory it may take
+(`run_size`), else in sorted runs on disk merged as it reads them (streams/cli/sorted_runs.py),
+so an input larger than memory replays too. Progress goes to stderr: rich's bar on a terminal,
+else a plain line every few seconds (`LineProgress`).
 """
 
 from __future__ import annotations
@@ -21,23 +22,24 @@ from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
 from rich.table import Table
 
 from models.errors import InvalidEventError
-from models.events import Event
 from models.instants import format_instant
 from models.outputs import OutputEvent
 from rules.compiled import CompiledPolicy
-from rules.replay import Replay, event_order
+from rules.replay import Replay
 from streams.cli.files import PRESETS, CsvLayout, Line, Record, read_csv, read_jsonl
+from streams.cli.sorted_runs import Sorted
 
-# Memory a replay needs per input line: it keeps every parsed event (with its line) until all
-# are read and sorted. Measured as the peak RSS (getrusage ru_maxrss of a child
-# `tierstream replay FILE --out /dev/null`) less that of a one-line replay (105 MiB):
+# Memory a replay needs per input line sorted in memory: the parsed event with its line, and its
+# customer's state. Measured, when replay sorted everything in memory, as the peak RSS
+# (getrusage ru_maxrss of a child `tierstream replay FILE --out /dev/null`) less that of a
+# one-line replay (105 MiB):
 #   JSONL from `tierstream simulate`, 177 B a line: 2,040 B a line at 96k lines (17 MB),
 #     2,058 B at 387k lines (68 MB); 11.6 bytes of memory per input byte;
 #   CDNOW (`--format cdnow`), 28 B a line: 2,479 B a line at 70k lines (1.95 MB), 2,490 B at
 #     279k lines (the file four times over with other customer ids); 89-92 per input byte.
 # Memory follows lines (events and customers), not bytes: the larger per-line figure, rounded up.
 MEMORY_PER_LINE = 2_500
-LINE_SAMPLE_BYTES = 1 << 20  # a file's lines are counted in its first MiB, the rest estimated
+MIN_RUN = 10_000  # events sorted in memory however little memory is left
 PROGRESS_INTERVAL_S = 5.0    # off a terminal, a progress line on stderr this often
 progress_clock: Callable[[], float] = time.monotonic  # the progress lines' clock (tests fake it)
 
@@ -53,6 +55,7 @@ class Summary:
     tiers: Counter[str] = field(default_factory=Counter)
     churn_open: int = 0
     failed_decisions: int = 0  # time-driven decisions a policy condition failed on
+    runs: int = 0  # sorted runs written to disk (0: sorted in memory)
     seconds: float = 0.0
 
 
@@ -71,44 +74,12 @@ class Memory:
     source: str
 
 
-class NotEnoughMemory(ValueError):
-    """The input needs more memory than replay may take (the command exits with status 2)."""
-
-
-def measure_inputs(paths: list[Path], sample: int = LINE_SAMPLE_BYTES) -> tuple[int, int]:
-    """The files' total size and lines: counted in a file of at most `sample` bytes, else
-    estimated from the lines in its first `sample` bytes."""
-    size = lines = 0
-    for path in paths:
-        file_size = path.stat().st_size
-        with path.open("rb") as stream:
-            head = stream.read(sample)
-        newlines = head.count(b"\n")
-        if len(head) >= file_size:
-            lines += newlines + (bool(head) and not head.endswith(b"\n"))
-        else:
-            lines += -(-file_size * max(newlines, 1) // len(head))  # rounded up
-        size += file_size
-    return size, lines
-
-
-def check_memory(input_bytes: int, lines: int, available: Memory | None, splittable: bool,
-                 per_line: int = MEMORY_PER_LINE) -> int:
-    """The memory replaying `lines` lines needs; NotEnoughMemory if more than `available`
-    (None: unknown, never refused). `splittable`: the policy decides each customer on their
-    own events alone (no relative metrics), so the input can be replayed in parts by customer."""
-    needed = lines * per_line
-    if available is None or needed <= available.bytes:
-        return needed
-    way_out = ("Split the input by customer id and replay each part with the same --as-of, "
-               "use a machine with more memory" if splittable else
-               "The policy places customers among each other (relative metrics), so the input "
-               "cannot be split: use a machine with more memory")
-    raise NotEnoughMemory(
-        f"replaying {format_size(input_bytes)} of events (about {lines:,} lines) would need "
-        f"about {format_size(needed)} of memory, more than the {format_size(available.bytes)} "
-        f"{available.source}: replay holds every event in memory to sort them (about "
-        f"{format_size(per_line)} a line). {way_out}, or pass --max-memory SIZE to try anyway.")
+def run_size(available: Memory | None, per_line: int = MEMORY_PER_LINE) -> int | None:
+    """How many events replay sorts in memory: those that fit half of `available` (the rest is
+    for the customers' states); None (no limit) when the memory is unknown."""
+    if available is None:
+        return None
+    return max(available.bytes // 2 // per_line, MIN_RUN)
 
 
 def available_memory(root: Path = Path("/")) -> Memory | None:
@@ -198,24 +169,29 @@ def _format_of(path: Path, file_format: str) -> str:
 
 
 def run(records: Iterator[Record], policy: CompiledPolicy, sinks: Sinks, as_of: int | None,
-        progress: Progress | LineProgress, wall: int | None, max_future: int) -> Summary:
+        progress: Progress | LineProgress, wall: int | None, max_future: int,
+        in_memory: int | None = None, spill_dir: Path | None = None) -> Summary:
     """Sort the valid events by event time, replay them, write outputs, rejects and states.
 
     Events are admitted as a worker admits them (rules/admission.py), with no message key:
-    those dated more than `max_future` after `wall` are rejected as future timestamps.
+    those dated more than `max_future` after `wall` are rejected as future timestamps. Past
+    `in_memory` events (None: no limit), they are sorted in runs on disk, under `spill_dir`
+    (None: the system's temporary directory).
     """
     started = time.perf_counter()
     summary = Summary()
-    events: list[tuple[Event, Line]] = []
+    sorting = progress.add_task("sorted runs", total=None, unit="runs")
+    events = Sorted(in_memory or 1 << 62, spill_dir,
+                    on_run=lambda runs: progress.update(sorting, completed=runs))
     for line, record in records:
         summary.lines += 1
         if isinstance(record, InvalidEventError):
             _reject(line, record, summary, sinks)
         else:
-            events.append((record, line))
-    events.sort(key=lambda pair: event_order(pair[0]))
+            events.add((record, line))
+    summary.runs = events.runs
     replay = Replay(policy, wall=wall, max_future=max_future)
-    task = progress.add_task("replaying", total=len(events), unit="events")
+    task = progress.add_task("replaying", total=events.count, unit="events")
     for number, (event, line) in enumerate(events, start=1):
         try:
             _write(replay.feed(event), summary, sinks)
@@ -225,7 +201,7 @@ def run(records: Iterator[Record], policy: CompiledPolicy, sinks: Sinks, as_of: 
         summary.events += not _failed(replay, line, summary, sinks)
         if number % 1000 == 0:
             progress.update(task, completed=number)
-    progress.update(task, completed=len(events))
+    progress.update(task, completed=events.count)
     end = _end_instant(replay, as_of)
     if end is not None:
         _write(replay.advance_to(end), summary, sinks)
@@ -402,6 +378,8 @@ def summary_table(summary: Summary, policy: CompiledPolicy) -> Table:
     if summary.failed_decisions:
         table.add_row("time-driven decisions failed (policy_error)",
                       str(summary.failed_decisions))
+    if summary.runs:
+        table.add_row("sorted on disk", f"{summary.runs} runs")
     rate = summary.events / summary.seconds if summary.seconds else 0.0
     table.add_row("time", f"{summary.seconds:.2f} s ({rate:,.0f} events/s)")
     return table

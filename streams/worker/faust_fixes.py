@@ -1,6 +1,6 @@
 """Every touch of faust-streaming's internals, for the 0.15 series it was written for
-(`install` refuses another): two corrections that at-least-once delivery depends on, and the
-worker's batch path past faust's per-message stream.
+(`install` refuses another): two corrections that at-least-once delivery depends on, the
+worker's batch path past faust's per-message stream, and the table's restore in bulk.
 
 1. `Recovery.on_recovery_completed` resumes the stream partitions and only then seeks them back to
 their committed offsets. The consumer keeps fetching stream partitions while the tables recover
