@@ -17,7 +17,7 @@ from __future__ import annotations
 from typing import Any, get_type_hints
 
 import msgspec
-from msgspec.structs import astuple
+from msgspec.structs import astuple, replace
 
 from models.state import CustomerState, Folded, Transition
 
@@ -59,13 +59,24 @@ def decode(raw: bytes) -> tuple[int, CustomerState]:
     """The partition and the state of a stored record of any version."""
     if raw[:1] == b"{":
         old = _version1.decode(raw)
-        return old.partition, old.state
+        return old.partition, _migrated(old.state)
     version, partition, *values = _decoder.decode(raw)
     if version != VERSION:
         raise ValueError(f"stored state of version {version}; this worker reads 1 and 2")
     values[_FOLDED] = values[_FOLDED] or _NOTHING_FOLDED
     values[_RECENT] = tuple(Transition(KINDS[kind], *rest) for kind, *rest in values[_RECENT])
     return partition, CustomerState(*values)
+
+
+def _migrated(state: CustomerState) -> CustomerState:
+    """A version 1 state kept no instant of its refunds and cancellations: each order with one
+    is taken as changed at the state's clock, so it stays held (with the ids that tell a
+    redelivery) for one exact history from then (rules/history.py)."""
+    if not any(o.refund_ids or o.cancel_id for o in state.orders):
+        return state
+    return replace(state, orders=tuple(
+        o._replace(touched=max(o.touched, state.clock)) if o.refund_ids or o.cancel_id else o
+        for o in state.orders))
 
 
 def peek(raw: bytes) -> tuple[int, str | None, int | None]:
@@ -76,4 +87,6 @@ def peek(raw: bytes) -> tuple[int, str | None, int | None]:
         state = record["state"]
         return record["partition"], state["tier"], state.get("next_change_at")
     record = msgspec.msgpack.decode(raw)
+    if record[0] != VERSION:
+        raise ValueError(f"stored state of version {record[0]}; this worker reads 1 and 2")
     return record[1], record[_TIER], record[_NEXT_CHANGE]

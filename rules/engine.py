@@ -167,8 +167,8 @@ def _ingest(state: CustomerState, event: Event, amount: float, t: int,
     if isinstance(event, Interaction):
         return _add_touch(state, event, t, policy)
     index, order = _find(state.orders, event.order_id)
-    if order is None:
-        _check_history(state, event, t, policy)
+    if order is None or (isinstance(event, OrderCompleted) and order.amount is None):
+        _check_history(state, event, t, policy)  # (a refund's stub holds no completion)
     if isinstance(event, OrderCompleted):
         given = f"{event.amount!r} {event.currency}"
         if order is not None and order.amount is not None:

@@ -17,7 +17,6 @@ cancellation of a folded order changes nothing: its amount is no longer known.
 
 from __future__ import annotations
 
-from math import fsum
 from operator import attrgetter
 
 from msgspec.structs import replace
@@ -55,16 +54,15 @@ def fold(state: CustomerState, before: int) -> CustomerState:
         until=max(folded.until, before), orders=folded.orders + len(counted),
         days=folded.days + len(days), first_at=first,
         last_at=counted[-1].at if counted else folded.last_at,
-        revenue=_at_least_zero(partials([*folded.revenue, *nets, *refunds])),
-        repeat=_at_least_zero(partials([
-            *folded.repeat, *(o.net for o in counted
-                              if o.at // MICROS_PER_DAY != first // MICROS_PER_DAY),
-            *refunds])))
+        revenue=partials([*folded.revenue, *nets, *refunds]),
+        repeat=partials([*folded.repeat, *(o.net for o in counted
+                                           if o.at // MICROS_PER_DAY != first // MICROS_PER_DAY),
+                         *refunds]))
     return replace(state, orders=tuple(o for o in state.orders if o.at >= before), folded=new)
 
 
 def revenue(state: CustomerState) -> tuple[float, ...]:
-    """Partial sums of the folded net revenue, less the refunds that may be of folded orders."""
+    """Partial sums of the folded net revenue, and the refunds that may be of folded orders."""
     return _less_unmatched(state, state.folded.revenue)
 
 
@@ -74,19 +72,17 @@ def repeat(state: CustomerState) -> tuple[float, ...]:
 
 
 def _less_unmatched(state: CustomerState, sums: tuple[float, ...]) -> tuple[float, ...]:
+    """`sums` and the held refunds of orders not held, negated. Nothing is clamped before the
+    total (metrics.py clamps it at zero), so when a refund folds never changes it."""
     if not state.folded.orders:
         return sums
-    refunds = [-o.refunded for o in _unmatched(state.orders)]
-    return (max(fsum([*sums, *refunds]), 0.0),) if refunds else sums
+    return (*sums, *(-o.refunded for o in _unmatched(state.orders)))
 
 
 def _unmatched(orders: list[Order] | tuple[Order, ...]) -> list[Order]:
-    """Refunds of orders whose completion the state does not hold."""
-    return [o for o in orders if o.amount is None and o.refunded and not o.cancelled]
-
-
-def _at_least_zero(sums: tuple[float, ...]) -> tuple[float, ...]:
-    return sums if fsum(sums) > 0.0 else ()
+    """Refunds of orders whose completion the state does not hold (cancelled or not: the
+    cancellation of a folded order changes nothing)."""
+    return [o for o in orders if o.amount is None and o.refunded]
 
 
 def partials(values: list[float]) -> tuple[float, ...]:

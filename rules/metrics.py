@@ -133,7 +133,8 @@ def _fixed(name: str, state: CustomerState, orders: list, t: int) -> float | int
     if name == "purchase_days_total":
         return folded.days + len({o.at // MICROS_PER_DAY for o in orders})
     if name == "revenue_total":
-        return fsum([*history.revenue(state), *(max(o.amount - o.refunded, 0.0) for o in orders)])
+        return max(fsum([*history.revenue(state),
+                         *(max(o.amount - o.refunded, 0.0) for o in orders)]), 0.0)
     if name == "tier":
         return state.tier or ""
     if name == "days_in_tier":

@@ -60,7 +60,7 @@ def summary(state: CustomerState, orders: Sequence[Order], t: int
         return None
     if folded.orders:
         first = folded.first_at // MICROS_PER_DAY
-        spent = fsum([*history.repeat(state), *(o.net for o in orders)])
+        spent = max(fsum([*history.repeat(state), *(o.net for o in orders)]), 0.0)
     else:
         first = orders[0].at // MICROS_PER_DAY
         spent = fsum([o.net for o in orders if o.at // MICROS_PER_DAY != first])

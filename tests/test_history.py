@@ -114,9 +114,35 @@ def test_a_refund_of_a_folded_order_lowers_the_revenue_at_once_and_once() -> Non
 def test_a_refund_before_its_completion_moves_to_its_order() -> None:
     state, _ = fold([order("c", day(0), 80, "old"), order("c", day(100), 30, "new"),
                      refund("c", day(101), 50, "late")], SHORT)
-    completed, outputs = apply(state, order("c", day(101), 60, "late"), SHORT)
+    assert state is not None and SHORT.values(state, day(102))["revenue_total"] == 60.0
+    completed, _ = apply(state, order("c", day(101), 60, "late"), SHORT)
     assert completed is not None and history.revenue(completed) == (80.0,)
-    assert outputs == [] or outputs[-1].data.metrics["revenue_total"] == 120.0
+    assert SHORT.values(completed, day(102))["revenue_total"] == 80 + 30 + (60 - 50)
+
+
+def test_a_folded_order_redelivered_after_its_refund_is_refused_not_counted_again() -> None:
+    state, _ = fold([order("c", day(0), 80, "old"), order("c", day(100), 30, "new"),
+                     refund("c", day(101), 50, "old")], SHORT)
+    with pytest.raises(InvalidEventError) as caught:
+        apply(state, order("c", day(0), 80, "old"), SHORT)
+    assert caught.value.reason == "beyond_history"
+
+
+def test_when_a_refund_folds_does_not_change_the_revenue() -> None:
+    state, _ = fold([order("c", day(0), 10, "a"), order("c", day(100), 100, "b"),
+                     refund("c", day(101), 50, "x")], SHORT)  # x: an order not held
+    assert SHORT.values(state, day(102))["revenue_total"] == 10 + 100 - 50
+    later, _ = apply(state, order("c", day(300), 1, "c"), SHORT)  # x's refund and b fold
+    assert later is not None and not any(o.order_id in ("b", "x") for o in later.orders)
+    assert SHORT.values(later, day(301))["revenue_total"] == 10 + 100 - 50 + 1
+
+
+def test_a_cancellation_after_a_refund_of_a_folded_order_changes_nothing() -> None:
+    state, _ = fold([order("c", day(0), 80, "old"), order("c", day(100), 30, "new"),
+                     refund("c", day(101), 50, "old")], SHORT)
+    cancelled, _ = fold([cancel("c", day(102), "old")], SHORT, state)
+    assert SHORT.values(cancelled, day(103))["revenue_total"] == \
+        SHORT.values(state, day(103))["revenue_total"] == 60.0
 
 
 @given(st.lists(st.floats(-1e12, 1e12), max_size=40), st.lists(st.floats(-1e12, 1e12),

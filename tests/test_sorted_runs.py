@@ -1,4 +1,4 @@
-"""Replay's sort past its memory budget (streams/sorted_runs.py): runs on disk, merged, give the
+"""Replay's sort past its memory budget (streams/cli/sorted_runs.py): runs on disk, merged, give the
 order of one stable sort of the whole input, and leave no file behind."""
 
 from __future__ import annotations
@@ -8,7 +8,7 @@ from pathlib import Path
 
 from rules.replay import event_order
 from streams.cli.files import Line
-from streams.cli.sorted_runs import Sorted
+from streams.cli.sorted_runs import SortedEvents
 from tests.builders import day, order, touch
 
 
@@ -23,7 +23,7 @@ def pairs(count: int) -> list:
 def test_runs_merged_equal_one_stable_sort(tmp_path: Path) -> None:
     given = pairs(1000)
     spilled: list[int] = []
-    runs = Sorted(run_size=64, directory=tmp_path, on_run=spilled.append)
+    runs = SortedEvents(run_size=64, directory=tmp_path, on_run=spilled.append)
     for pair in given:
         runs.add(pair)
     assert runs.runs == 15 and spilled == list(range(1, 16)) and runs.count == 1000
@@ -33,7 +33,7 @@ def test_runs_merged_equal_one_stable_sort(tmp_path: Path) -> None:
 
 def test_input_within_one_run_never_touches_the_disk(tmp_path: Path) -> None:
     given = pairs(50)
-    runs = Sorted(run_size=64, directory=tmp_path)
+    runs = SortedEvents(run_size=64, directory=tmp_path)
     for pair in given:
         runs.add(pair)
     assert list(runs) == sorted(given, key=lambda p: event_order(p[0]))

@@ -50,15 +50,30 @@ def test_a_version_1_record_is_read_with_defaults_for_what_it_lacks() -> None:
     assert stored.decode(stored.encode(partition, state)) == (1, state)  # migrated on write
 
 
+def test_a_version_1_order_with_a_refund_stays_held_for_one_exact_history() -> None:
+    old = {"partition": 0, "state": {"customer_id": "c", "created_at": 5, "clock": 900,
+                                     "orders": [["o1", 5, 10.0, 4.0, False, ["r1"], "e1",
+                                                 "10.0 CNY", ""],
+                                                ["o2", 6, 10.0, 0.0, False, [], "e2",
+                                                 "10.0 CNY", ""]]}}
+    _, state = stored.decode(json.dumps(old).encode())
+    assert [o.touched for o in state.orders] == [900, 0]  # its refund's instant is not known
+
+
 def test_the_layout_is_frozen_for_version_2() -> None:
     # A new field in any of these changes what version 2 means: write a version 3 instead.
-    assert stored.LAYOUT == CustomerState.__struct_fields__
+    assert stored.LAYOUT == CustomerState.__struct_fields__ == (
+        "customer_id", "created_at", "clock", "orders", "folded", "touches", "tier", "tier_since",
+        "downgrade_due", "downgrade_warned", "churn_rule", "churn_since", "sequence",
+        "next_change_at", "recent", "failures")
     assert Order._fields == ("order_id", "at", "amount", "refunded", "cancelled", "refund_ids",
                              "event_id", "given", "cancel_id", "touched")
     assert Folded._fields == ("until", "orders", "days", "first_at", "last_at", "revenue",
                               "repeat")
     assert Touch._fields == ("event_id", "at", "kind")
     assert Transition._fields == ("type", "at", "from_tier", "to_tier", "rule")
+    assert stored.KINDS == ("tier.assigned", "tier.upgraded", "tier.downgraded",
+                            "tier.downgrade_warning", "churn.warning", "churn.recovered")
     assert {f"tierstream.{kind}" for kind in stored.KINDS} == set(get_args(OutputType))
 
 

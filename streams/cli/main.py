@@ -282,11 +282,15 @@ def _size(text: str) -> int:
         raise argparse.ArgumentTypeError(str(error)) from None
 
 
-def _model_fit(args: argparse.Namespace, err: Console) -> int:
-    from streams.cli import model_cmd
-    for path in args.events:
+def _check_files(paths: list[Path]) -> None:
+    for path in paths:
         if not path.is_file():
             raise ValueError(f"no such events file: {path}")
+
+
+def _model_fit(args: argparse.Namespace, err: Console) -> int:
+    from streams.cli import model_cmd
+    _check_files(args.events)
     layout = csv_layout(args.format, args.columns, args.date_format)
     with replay_job.progress_bar(err) as progress:
         model = model_cmd.fit(args.events, args.format, layout, args.calibration_end, progress)
@@ -307,9 +311,9 @@ def _demo(args: argparse.Namespace, err: Console) -> int:
 def _replay(args: argparse.Namespace, err: Console) -> int:
     policy = load_policy(args.policy)
     layout = csv_layout(args.format, args.columns, args.date_format)
-    for path in args.events:
-        if not path.is_file():
-            raise ValueError(f"no such events file: {path}")
+    _check_files(args.events)
+    if args.tmp_dir is not None and not args.tmp_dir.is_dir():
+        raise ValueError(f"--tmp-dir {args.tmp_dir} is not a directory")
     available = (replay_job.Memory(args.max_memory, "allowed by --max-memory")
                  if args.max_memory is not None else replay_job.available_memory())
     with contextlib.ExitStack() as files:

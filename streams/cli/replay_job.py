@@ -8,6 +8,7 @@ else a plain line every few seconds (`LineProgress`).
 
 from __future__ import annotations
 
+import contextlib
 import json
 import re
 import time
@@ -27,7 +28,7 @@ from models.outputs import OutputEvent
 from rules.compiled import CompiledPolicy
 from rules.replay import Replay
 from streams.cli.files import PRESETS, CsvLayout, Line, Record, read_csv, read_jsonl
-from streams.cli.sorted_runs import Sorted
+from streams.cli.sorted_runs import SortedEvents
 
 # Memory a replay needs per input line sorted in memory: the parsed event with its line, and its
 # customer's state. Measured, when replay sorted everything in memory, as the peak RSS
@@ -180,9 +181,26 @@ def run(records: Iterator[Record], policy: CompiledPolicy, sinks: Sinks, as_of: 
     """
     started = time.perf_counter()
     summary = Summary()
-    sorting = progress.add_task("sorted runs", total=None, unit="runs")
-    events = Sorted(in_memory or 1 << 62, spill_dir,
-                    on_run=lambda runs: progress.update(sorting, completed=runs))
+    events = SortedEvents(in_memory or 1 << 62, spill_dir, on_run=_runs_shown(progress))
+    with contextlib.closing(events):
+        return _replay(records, events, policy, sinks, as_of, progress, wall, max_future,
+                       summary, started)
+
+
+def _runs_shown(progress: Progress | LineProgress) -> Callable[[int], None]:
+    """Progress of the sorted runs written, a task shown from the first run on."""
+    task: list[int] = []
+
+    def show(runs: int) -> None:
+        if not task:
+            task.append(progress.add_task("sorted runs", total=None, unit="runs"))
+        progress.update(task[0], completed=runs)
+    return show
+
+
+def _replay(records: Iterator[Record], events: SortedEvents, policy: CompiledPolicy,
+            sinks: Sinks, as_of: int | None, progress: Progress | LineProgress,
+            wall: int | None, max_future: int, summary: Summary, started: float) -> Summary:
     for line, record in records:
         summary.lines += 1
         if isinstance(record, InvalidEventError):

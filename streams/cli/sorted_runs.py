@@ -25,7 +25,7 @@ Pair = tuple[Event, Line]
 _key = itemgetter(0)
 
 
-class Sorted:
+class SortedEvents:
     """Pairs in event order, once all of them are in (`add`, then iterate once)."""
 
     def __init__(self, run_size: int, directory: Path | None = None,

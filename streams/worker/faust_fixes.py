@@ -47,9 +47,12 @@ through the group consumer and turning every record into a message and an event 
 reaches the store: about 2,000 customers/s on the peer job's 50,000 (docs/benchmarks.md). For a
 table marked so, once faust has worked out where reading would start and end, a consumer of its
 own reads each changelog partition up to faust's highwater and hands the records to the store's
-`apply_changelog_batch` in chunks (the same call faust's recovery ends in, so the memory store
-learns each key's partition and RocksDB its persisted offsets), and faust is told those
-partitions are read: its own recovery then has nothing left to read.
+`apply_changelog_batch` as fetched (the same call faust's recovery ends in, so the memory store
+learns each key's partition and RocksDB its persisted offsets), and faust is told how far each
+partition is read. faust waits for this step at most its request timeout and then stops
+recovering for good, so the read stops after half of it and leaves the rest, if any, to faust's
+own recovery, record by record. A rebalance during the read cancels it: what it applied is the
+changelog's own records in order, and the next recovery reads again from faust's offsets.
 
 Everything else is faust's code as is.
 """
@@ -231,9 +234,9 @@ async def _build_offsets_restoring_in_bulk(self: Recovery, consumer: Any, tps: A
             if getattr(self.tp_to_table.get(tp), _BULK, False) and ends.get(tp) is not None
             and destination[tp] < ends[tp]}
     if todo:
-        await _read_changelogs(self, todo)
-        for tp in todo:  # (a Counter: `update` would add)
-            destination[tp] = ends[tp]
+        read = await _read_changelogs(self, todo)
+        for tp, last in read.items():  # (a Counter: `update` would add)
+            destination[tp] = last
 
 
 class _Record:
@@ -255,42 +258,55 @@ class _Event:
         self.key, self.value, self.message = key, record.value, record
 
 
-async def _read_changelogs(self: Recovery, todo: Mapping[Any, tuple[int, int]]) -> None:
-    """Read each changelog partition from its first to its last offset into its table."""
-    app, started = self.app, asyncio.get_running_loop().time()
-    conf = app.conf
+async def _read_changelogs(self: Recovery, todo: Mapping[Any, tuple[int, int]]
+                           ) -> dict[Any, int]:
+    """Read each changelog partition from its first to its last offset into its table, for at
+    most half of faust's request timeout (the limit faust waits for this step); the last offset
+    applied of each partition, from which faust's own recovery reads the rest, if any."""
+    app, clock = self.app, asyncio.get_running_loop().time
+    conf, started = app.conf, clock()
+    deadline = started + conf.broker_request_timeout / 2
     reader = aiokafka.AIOKafkaConsumer(
         client_id=f"{conf.broker_client_id}-restore",
         bootstrap_servers=server_list(app.transport.url, app.transport.default_port),
         request_timeout_ms=int(conf.broker_request_timeout * 1000), enable_auto_commit=False,
+        auto_offset_reset="none", isolation_level="read_committed",  # never skip a record
         max_partition_fetch_bytes=8 << 20, fetch_max_bytes=64 << 20,
         **credentials_to_aiokafka_auth(conf.broker_credentials, conf.ssl_context))
-    await reader.start()
-    read = 0
+    partitions = {aiokafka.TopicPartition(tp.topic, tp.partition): tp for tp in todo}
+    applied = {tp: first - 1 for tp, (first, _) in todo.items()}
+    count = 0
     try:
-        partitions = {aiokafka.TopicPartition(tp.topic, tp.partition): tp for tp in todo}
+        await reader.start()
         reader.assign(list(partitions))
         for ours, tp in partitions.items():
             reader.seek(ours, todo[tp][0])
         left = set(partitions)
-        while left:
+        while left and clock() < deadline:
             fetched = await reader.getmany(*left, timeout_ms=1000, max_records=RESTORE_CHUNK)
             for ours, records in fetched.items():
                 tp = partitions[ours]
                 table, last = self.tp_to_table[tp], todo[tp][1]
                 loads = functools.partial(app.serializers.loads_key, table.key_type,
                                           serializer=table.key_serializer)
+                records = [r for r in records if r.offset <= last]
                 table.apply_changelog_batch(
                     [_Event(loads(r.key), _Record(tp, r.offset, r.key, r.value))
-                     for r in records if r.offset <= last])
-                read += len(records)
-            left = {ours for ours in left
-                    if await reader.position(ours) <= todo[partitions[ours]][1]}
+                     for r in records])
+                if records:
+                    applied[tp] = records[-1].offset
+                    count += len(records)
+            for ours in list(left):
+                position = await reader.position(ours)
+                if position > todo[partitions[ours]][1]:
+                    left.discard(ours)
+                    applied[partitions[ours]] = todo[partitions[ours]][1]
     finally:
         await reader.stop()
-    seconds = asyncio.get_running_loop().time() - started
-    self.log.info("Restored %s changelog records of %s partitions in %.1f s", read, len(todo),
-                  seconds)
+    rest = sum(last - applied[tp] for tp, (_, last) in todo.items())
+    self.log.info("Restored %s changelog records of %s partitions in %.1f s%s", count, len(todo),
+                  clock() - started, f"; {rest} left to faust's recovery" if rest else "")
+    return applied
 
 
 async def commit(app: faust.App, offsets: Mapping[Any, int]) -> bool:
