@@ -13,7 +13,7 @@ from models.errors import PolicyError
 from rules.compiled import CompiledPolicy
 from rules.lifetime_value import Model
 from rules.policy_file import MAX_POLICY_SIZE, parse_policy
-from streams.cli import model_cmd
+from streams import model_file
 
 BUILTIN_DIR = Path(rules.__file__).parent / "policies"
 BUILTIN_MODELS = BUILTIN_DIR / "models"
@@ -49,7 +49,7 @@ def read_model(name: str, directory: Path) -> Model:
     path = directory / name
     if not path.exists() and (BUILTIN_MODELS / f"{name}.yaml").exists():
         path = BUILTIN_MODELS / f"{name}.yaml"
-    return model_cmd.read_model(path)
+    return model_file.read(path)
 
 
 def builtin_policies() -> list[Path]:

@@ -16,7 +16,7 @@ from scipy.special import hyp2f1
 
 from models.errors import ModelFitError
 from rules import lifetime_value as lv
-from streams.cli import model_cmd
+from streams import model_file
 from streams.cli.main import main
 from tests.datafiles import DATA_DIR, cdnow_master_path
 
@@ -195,7 +195,7 @@ def test_cli_model_fit_on_the_cdnow_transactions(tmp_path: Path) -> None:
                    "--columns", "customer_id=1,occurred_at=2,amount=4",
                    "--calibration-end", "1997-09-30", "--out", str(out)])
     assert status == 0
-    model = model_cmd.read_model(out)
+    model = model_file.read(out)
     bgnbd, gg = model.bgnbd, model.gamma_gamma
     assert_close(bgnbd, PUBLISHED_BGNBD)
     assert_close(gg, PUBLISHED_GG)

@@ -289,12 +289,13 @@ def _check_files(paths: list[Path]) -> None:
 
 
 def _model_fit(args: argparse.Namespace, err: Console) -> int:
+    from streams import model_file
     from streams.cli import model_cmd
     _check_files(args.events)
     layout = csv_layout(args.format, args.columns, args.date_format)
     with replay_job.progress_bar(err) as progress:
         model = model_cmd.fit(args.events, args.format, layout, args.calibration_end, progress)
-    model_cmd.write(model, args.out)
+    model_file.write(model, args.out)
     Console().print(model_cmd.table(model, args.out))
     return EXIT_OK
 
