@@ -14,7 +14,7 @@ from types import SimpleNamespace
 from aiokafka.client import AIOKafkaClient
 
 from streams.settings import Settings
-from streams.worker import shutdown, topic_watch
+from streams.worker import faust_fixes, shutdown, topic_watch
 from streams.worker.metrics import Metrics
 from streams.worker.topic_watch import LogLimit, Needed, TopicWatch, needed, problems
 
@@ -79,7 +79,7 @@ def test_log_limits_are_installed_on_aiokafkas_and_fausts_loggers() -> None:
 def test_a_metadata_refresh_asked_for_right_after_one_waits_for_the_retry_backoff() -> None:
     """aiokafka's sender asks for a refresh in a loop while a queued batch's topic is missing;
     each must not reach the broker at once (it made ~1,800 requests and log lines a second)."""
-    topic_watch.install_metadata_backoff()
+    faust_fixes.install_metadata_backoff()
 
     async def body() -> None:
         client = AIOKafkaClient(bootstrap_servers="127.0.0.1:9", retry_backoff_ms=100)

@@ -54,6 +54,13 @@ recovering for good, so the read stops after half of it and leaves the rest, if 
 own recovery, record by record. A rebalance during the read cancels it: what it applied is the
 changelog's own records in order, and the next recovery reads again from faust's offsets.
 
+5. Reaching into the clients (the rest of this module): aiokafka's client asks for metadata
+again as soon as an answer comes while a queued batch's topic is missing (~1,800 requests and log
+lines a second), so `install` makes it wait its retry backoff between refreshes, as the Java
+client does; the topic watch (streams/worker/topic_watch.py) has faust's consumer refresh its
+metadata and asks what the producer's metadata knows; the worker's stop signals start its
+watchdog (streams/worker/shutdown.py).
+
 Everything else is faust's code as is.
 """
 
@@ -62,6 +69,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import functools
+import time
 import weakref
 from collections.abc import Awaitable, Callable, Iterator, Mapping, Sequence
 from collections.abc import Set as AbstractSet
@@ -70,6 +78,7 @@ from typing import Any, cast
 
 import aiokafka
 import faust
+from aiokafka.client import AIOKafkaClient
 from faust.streams import _current_event
 from faust.tables.recovery import Recovery
 from faust.transport.consumer import Consumer
@@ -309,6 +318,70 @@ async def _read_changelogs(self: Recovery, todo: Mapping[Any, tuple[int, int]]
     return applied
 
 
+_force_metadata_update = AIOKafkaClient.force_metadata_update
+
+
+def _force_metadata_update_after_backoff(self: AIOKafkaClient) -> Any:
+    """aiokafka's force_metadata_update, but a refresh asked for within the client's retry
+    backoff (retry_backoff_ms, 100 ms) of the last one starts when the backoff has passed, as
+    the Java client's metadata refresh backoff does. aiokafka's sender asks for one each time it
+    has a batch for a partition without a leader and waits for nothing else, so with a topic
+    deleted under a queued batch it asked the broker for metadata ~1,800 times a second (half a
+    core, and as many log lines) for as long as the topic was missing."""
+    if self._md_update_fut is None:
+        wait = self.cluster._last_refresh_ms / 1000 + self._retry_backoff - time.time()
+        if wait > 0:
+            self._md_update_fut = self._loop.create_future()
+            self._loop.call_later(wait, _wake_synchronizer, self)
+            return asyncio.shield(self._md_update_fut)
+    return _force_metadata_update(self)
+
+
+def _wake_synchronizer(client: AIOKafkaClient) -> None:
+    if not client._md_update_waiter.done():
+        client._md_update_waiter.set_result(None)
+
+
+def install_metadata_backoff() -> None:
+    AIOKafkaClient.force_metadata_update = _force_metadata_update_after_backoff
+
+
+async def refresh_consumer_metadata(app: faust.App) -> None:
+    """Have faust's consumer (in its own thread) fetch the cluster's metadata now."""
+    thread = app.consumer._thread
+    client = thread._ensure_consumer()._client
+
+    async def refresh() -> None:
+        await client.force_metadata_update()
+
+    await thread.call_thread(refresh)
+
+
+def started_producer(app: faust.App) -> Any:
+    """faust's aiokafka producer once started, else None."""
+    return getattr(app.producer, "_producer", None)
+
+
+def has_metadata(producer: Any, topic: str) -> bool:
+    """Whether the aiokafka producer's metadata has the topic's partitions."""
+    return producer._metadata.partitions_for_topic(topic) is not None
+
+
+def worker_signalling(on_stop_signal: Callable[[], None]) -> type[faust.Worker]:
+    """faust's Worker, calling `on_stop_signal` first on SIGTERM and SIGINT."""
+
+    class Signalling(faust.Worker):
+        def _on_sigterm(self) -> None:
+            on_stop_signal()
+            super()._on_sigterm()
+
+        def _on_sigint(self) -> None:
+            on_stop_signal()
+            super()._on_sigint()
+
+    return Signalling
+
+
 async def commit(app: faust.App, offsets: Mapping[Any, int]) -> bool:
     """Commit the offsets (the next offset to read, per TopicPartition) of batch records."""
     return await app.consumer._commit(offsets)
@@ -323,3 +396,4 @@ def install() -> None:
     AIOKafkaConsumerThread._fetch_records = _fetch_active_records
     Consumer._wait_next_records = _wait_next_records_in_batches
     Recovery._build_offsets = _build_offsets_restoring_in_bulk
+    install_metadata_backoff()

@@ -29,7 +29,7 @@ import threading
 import time
 from typing import NoReturn
 
-import faust
+from streams.worker import faust_fixes
 
 log = logging.getLogger("tierstream.shutdown")
 GRACE_S = 25.0
@@ -78,17 +78,9 @@ def request_stop(reason: str, status: int = 1) -> None:
     os.kill(os.getpid(), signal.SIGTERM)
 
 
-class GracefulWorker(faust.Worker):
+class GracefulWorker(faust_fixes.worker_signalling(arm)):
     """faust's worker, whose stop signals start the watchdog and whose exit status is the one
     asked for by request_stop."""
-
-    def _on_sigterm(self) -> None:
-        arm()
-        super()._on_sigterm()
-
-    def _on_sigint(self) -> None:
-        arm()
-        super()._on_sigint()
 
     def execute_from_commandline(self) -> NoReturn:
         try:

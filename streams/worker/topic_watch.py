@@ -16,7 +16,7 @@ Every CHECK_INTERVAL_S the watch describes the topics (an admin client, in a thr
   the gauge `tierstream_topic_unusable{topic}` and in one log line per check;
 - keeps aiokafka's repeated warnings about a missing topic to one line per topic and interval
   (LogLimit), with the count of the lines left out, and makes aiokafka wait its retry backoff
-  (100 ms) between metadata requests (install_metadata_backoff: its sender asked again as soon
+  (100 ms) between metadata requests (faust_fixes.install: its sender asked again as soon
   as an answer came, ~1,800 times a second, half a core);
 - keeps the producer's metadata covering every topic the worker writes to, so lookups and
   queued outputs never depend on which topics were sent to last;
@@ -46,14 +46,13 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
 
-from aiokafka.client import AIOKafkaClient
 from kafka.errors import KafkaError
 
 from models.errors import ConnectError
 from streams.kafka import clients as kafka_clients
 from streams.kafka import topics
 from streams.settings import Settings
-from streams.worker import shutdown
+from streams.worker import faust_fixes, shutdown
 from streams.worker.metrics import Metrics
 
 log = logging.getLogger("tierstream.topics")
@@ -146,34 +145,6 @@ def install_log_limits(interval: float = CHECK_INTERVAL_S) -> None:
         _installed.append((logging.getLogger(name), limit))
 
 
-_force_metadata_update = AIOKafkaClient.force_metadata_update
-
-
-def _force_metadata_update_after_backoff(self: AIOKafkaClient) -> Any:
-    """aiokafka's force_metadata_update, but a refresh asked for within the client's retry
-    backoff (retry_backoff_ms, 100 ms) of the last one starts when the backoff has passed, as
-    the Java client's metadata refresh backoff does. aiokafka's sender asks for one each time it
-    has a batch for a partition without a leader and waits for nothing else, so with a topic
-    deleted under a queued batch it asked the broker for metadata ~1,800 times a second (half a
-    core, and as many log lines) for as long as the topic was missing."""
-    if self._md_update_fut is None:
-        wait = self.cluster._last_refresh_ms / 1000 + self._retry_backoff - time.time()
-        if wait > 0:
-            self._md_update_fut = self._loop.create_future()
-            self._loop.call_later(wait, _wake_synchronizer, self)
-            return asyncio.shield(self._md_update_fut)
-    return _force_metadata_update(self)
-
-
-def _wake_synchronizer(client: AIOKafkaClient) -> None:
-    if not client._md_update_waiter.done():
-        client._md_update_waiter.set_result(None)
-
-
-def install_metadata_backoff() -> None:
-    AIOKafkaClient.force_metadata_update = _force_metadata_update_after_backoff
-
-
 class TopicWatch:
     """The periodic topic check of one worker (see the module's docstring)."""
 
@@ -189,7 +160,6 @@ class TopicWatch:
         for topic in self.needed:
             metrics.topic_unusable.labels(topic.name).set(0)
         install_log_limits(interval)
-        install_metadata_backoff()
         app.timer(interval=interval)(self.check)
         app.on_partitions_revoked.connect(self._revoked)
 
@@ -262,13 +232,7 @@ class TopicWatch:
         the group rebalance and assign it."""
         log.warning("input topic %s is there but not read by this worker: refreshing the "
                     "consumer's metadata so that the group assigns it", name)
-        thread = self.app.consumer._thread
-        client = thread._ensure_consumer()._client
-
-        async def refresh() -> None:
-            await client.force_metadata_update()
-
-        await asyncio.wait_for(thread.call_thread(refresh), timeout=30)
+        await asyncio.wait_for(faust_fixes.refresh_consumer_metadata(self.app), timeout=30)
 
     def _track(self, found: dict[str, tuple[int, str | None]]) -> None:
         """Make the producer's metadata cover every topic the worker writes to. aiokafka fetches
@@ -283,7 +247,7 @@ class TopicWatch:
                 producer.client.add_topic(topic.name)
 
     def _producer(self) -> Any:
-        return getattr(self.app.producer, "_producer", None)
+        return faust_fixes.started_producer(self.app)
 
     async def lookup_problem(self) -> str | None:
         """Why a lookup cannot be answered now (None: it can): the changelog decides which
@@ -293,14 +257,14 @@ class TopicWatch:
             return (f"topic {changelog} (the table's changelog) is {self.problems[changelog]}: "
                     f"lookups are answered again once it is back")
         producer = self._producer()
-        if producer is None or producer._metadata.partitions_for_topic(changelog) is not None:
+        if producer is None or faust_fixes.has_metadata(producer, changelog):
             return None
         try:  # metadata not fetched yet (or the changelog just went): fetch it
             await asyncio.wait_for(producer.client.add_topic(changelog),
                                    timeout=LOOKUP_METADATA_WAIT_S)
         except (TimeoutError, KafkaError):
             pass
-        if producer._metadata.partitions_for_topic(changelog) is None:
+        if not faust_fixes.has_metadata(producer, changelog):
             return f"no metadata for topic {changelog} (the table's changelog): is it missing?"
         return None
 
