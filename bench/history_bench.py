@@ -46,7 +46,8 @@ def main() -> None:
     args = parser.parse_args()
     policy = load_policy(args.policy)
     table = Table(title=f"one customer, {args.per_day:g} orders a day, policy {policy.name}")
-    for column in ("lifetime orders", "held one by one", "state bytes", "ms per event"):
+    for column in ("lifetime orders before", "held one by one after", "state bytes after",
+                   "ms per timed event"):
         table.add_column(column, justify="right")
     state, n = None, 0
     for checkpoint in CHECKPOINTS:
