@@ -103,9 +103,13 @@ def _window_change(metric: metrics.Windowed, state: CustomerState, orders: list,
     ends = [i for i, item in enumerate(inside[:-1]) if inside[i + 1].at != item.at]
     ends.append(len(inside) - 1)
 
+    # each item's amount once, not once per instant tried
+    amounts = None if metric.kind in ("orders", "interactions") else \
+        metrics.item_amounts(metric, inside)
+
     def flips(end: int) -> bool:
-        value = len(inside) - 1 - end if metric.kind in ("orders", "interactions") else \
-            metrics.of_items(metric, inside[end + 1:])
+        value = len(inside) - 1 - end if amounts is None else \
+            metrics.of_amounts(metric, amounts[end + 1:])
         return [compare(value, number) for compare, number in checks] != now
 
     if floor is not None:

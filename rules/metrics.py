@@ -171,12 +171,22 @@ def of_items(metric: Windowed, inside: list) -> float | int:
     """The metric's value over the items inside its window."""
     if metric.kind in ("orders", "interactions"):
         return len(inside)
+    return of_amounts(metric, item_amounts(metric, inside))
+
+
+def item_amounts(metric: Windowed, orders: list) -> list[float]:
+    """What each order adds to a sum metric: its refunded amount, or its net revenue."""
     if metric.kind == "refunds":
-        return fsum([min(o.refunded, o.amount) for o in inside])
-    revenue = fsum([max(o.amount - o.refunded, 0.0) for o in inside])  # Order.net, inlined
-    if metric.kind == "revenue":
-        return revenue
-    return revenue / len(inside) if inside else 0.0
+        return [min(o.refunded, o.amount) for o in orders]
+    return [max(o.amount - o.refunded, 0.0) for o in orders]  # Order.net, inlined
+
+
+def of_amounts(metric: Windowed, amounts: list[float]) -> float:
+    """A sum metric's value over the amounts of the orders inside its window."""
+    total = fsum(amounts)
+    if metric.kind in ("revenue", "refunds"):
+        return total
+    return total / len(amounts) if amounts else 0.0
 
 
 def time_anchors(state: CustomerState, names: tuple[str, ...]) -> dict[str, bool]:
