@@ -26,6 +26,7 @@ import argparse
 import json
 import os
 import random
+import re
 import resource
 import shutil
 import subprocess
@@ -394,6 +395,10 @@ class Bench:
                     found["tierstream"] = f"{pipeline_bench.until_ready(worker):.1f}"
                 finally:
                     worker.stop()
+                read = re.search(r"Restored (\d+) changelog records of \d+ partitions in "
+                                 r"([\d.]+) s", worker.log_text())
+                if read:  # the changelog read alone, from the worker's log
+                    found["tierstream"] += f" (read {int(read[1]):,} records in {read[2]} s)"
         except Exception as error:  # the rounds' results still print
             log(f"restore FAILED: {error}")
         return found
