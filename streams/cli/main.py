@@ -331,6 +331,10 @@ def _replay(args: argparse.Namespace, err: Console) -> int:
                                      in_memory=replay_job.run_size(available),
                                      spill_dir=args.tmp_dir)
     err.print(replay_job.summary_table(summary, policy))
+    if summary.runs and available is not None:
+        err.print(f"sorted in {summary.runs} runs on disk: at most "
+                  f"{replay_job.run_size(available):,} events fit in half of the "
+                  f"{replay_job.format_size(available.bytes)} {available.source}")
     if summary.rejected and not args.dead_letters:
         err.print("[yellow]rejected lines were counted but not kept: add --dead-letters FILE[/]")
     return EXIT_REJECTED if args.strict and summary.rejected else EXIT_OK
