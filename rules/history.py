@@ -49,7 +49,9 @@ def fold(state: CustomerState, before: int) -> CustomerState:
     first = folded.first_at if folded.orders else counted[0].at
     days = {o.at // MICROS_PER_DAY for o in counted}
     nets = [o.net for o in counted]
-    refunds = [-o.refunded for o in _unmatched(old)]
+    # refunds of orders not held count against folded orders only once there are some (as in
+    # `revenue`): before, they were of orders never seen
+    refunds = [-o.refunded for o in _unmatched(old)] if folded.orders else []
     new = Folded(
         until=max(folded.until, before), orders=folded.orders + len(counted),
         days=folded.days + len(days), first_at=first,

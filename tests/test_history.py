@@ -149,3 +149,11 @@ def test_a_cancellation_after_a_refund_of_a_folded_order_changes_nothing() -> No
                                                                max_size=10))
 def test_partials_sum_exactly(folded: list[float], more: list[float]) -> None:
     assert fsum([*history.partials(folded), *more]) == fsum([*folded, *more])
+
+
+def test_a_refund_of_an_order_never_seen_counts_nowhere_when_it_folds() -> None:
+    state, _ = fold([order("c", day(0), 80, "a"), refund("c", day(1), 50, "ghost")], SHORT)
+    assert SHORT.values(state, day(2))["revenue_total"] == 80.0  # nothing folded yet
+    later, _ = fold([order("c", day(100), 30, "b")], SHORT, state)  # a and the ghost fold
+    assert later is not None and later.folded.orders == 1
+    assert SHORT.values(later, day(101))["revenue_total"] == 80.0 + 30.0
