@@ -225,7 +225,7 @@ def aiokafka_producer(app: faust.App) -> Any:
 
 _build_offsets = Recovery._build_offsets
 _BULK = "_tierstream_restore_in_bulk"
-RESTORE_CHUNK = 10_000  # records handed to the store at once
+RESTORE_CHUNK = 10_000  # the most records a fetch of the restore hands to the store
 
 
 def restore_in_bulk(table: Any) -> None:
