@@ -18,6 +18,7 @@ cancellation of a folded order changes nothing: its amount is no longer known.
 from __future__ import annotations
 
 from operator import attrgetter
+from typing import NamedTuple
 
 from msgspec.structs import replace
 
@@ -61,6 +62,23 @@ def fold(state: CustomerState, before: int) -> CustomerState:
                                            if o.at // MICROS_PER_DAY != first // MICROS_PER_DAY),
                          *refunds]))
     return replace(state, orders=tuple(o for o in state.orders if o.at >= before), folded=new)
+
+
+class Purchases(NamedTuple):
+    first_at: int   # the first and the latest counted order
+    last_at: int
+    days: int       # distinct UTC purchase days
+
+
+def purchases(state: CustomerState, orders: list) -> Purchases | None:
+    """The customer's purchases over its folded orders and `orders` (the held ones that count,
+    oldest first); None without any. Folded and held orders never share a day."""
+    folded = state.folded
+    if not orders and not folded.orders:
+        return None
+    return Purchases(folded.first_at if folded.orders else orders[0].at,
+                     orders[-1].at if orders else folded.last_at,
+                     folded.days + len({o.at // MICROS_PER_DAY for o in orders}))
 
 
 def revenue(state: CustomerState) -> tuple[float, ...]:

@@ -127,11 +127,8 @@ def counted_orders(state: CustomerState, t: int) -> list:
 
 
 def _fixed(name: str, state: CustomerState, orders: list, t: int) -> float | int | str:
-    folded = state.folded
     if name == "orders_total":
-        return folded.orders + len(orders)
-    if name == "purchase_days_total":
-        return folded.days + len({o.at // MICROS_PER_DAY for o in orders})
+        return state.folded.orders + len(orders)
     if name == "revenue_total":
         return max(fsum([*history.revenue(state),
                          *(max(o.amount - o.refunded, 0.0) for o in orders)]), 0.0)
@@ -139,19 +136,19 @@ def _fixed(name: str, state: CustomerState, orders: list, t: int) -> float | int
         return state.tier or ""
     if name == "days_in_tier":
         return (t - state.tier_since) / MICROS_PER_DAY if state.tier_since is not None else 0.0
-    if not orders and not folded.orders:
-        return 0.0
-    first = folded.first_at if folded.orders else orders[0].at
-    last = orders[-1].at if orders else folded.last_at
+    bought = history.purchases(state, orders)
+    if bought is None:
+        return 0 if name in INT_METRICS else 0.0
+    if name == "purchase_days_total":
+        return bought.days
     if name == "days_since_last_order":
-        return (t - last) / MICROS_PER_DAY
+        return (t - bought.last_at) / MICROS_PER_DAY
     if name == "days_since_first_order":
-        return (t - first) / MICROS_PER_DAY
+        return (t - bought.first_at) / MICROS_PER_DAY
     # Orders minutes apart are one purchase, not a habit of buying every few minutes: the gaps
     # are between purchase days, so such a pair never makes a customer look overdue.
-    days = folded.days + len({o.at // MICROS_PER_DAY for o in orders})
-    span = last // MICROS_PER_DAY - first // MICROS_PER_DAY
-    return span / (days - 1) if days > 1 else 0.0
+    span = bought.last_at // MICROS_PER_DAY - bought.first_at // MICROS_PER_DAY
+    return span / (bought.days - 1) if bought.days > 1 else 0.0
 
 
 def windowed_value(metric: Windowed, state: CustomerState, orders: list, t: int) -> float | int:

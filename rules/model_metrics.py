@@ -55,18 +55,17 @@ def summary(state: CustomerState, orders: Sequence[Order], t: int
             ) -> lv.CustomerSummary | None:
     """The customer's summary at t from its folded orders and `orders`, the rest that count;
     None without any. The spend of repeat purchase days is summed exactly (math.fsum)."""
-    folded = state.folded
-    if not orders and not folded.orders:
+    bought = history.purchases(state, orders)
+    if bought is None:
         return None
-    if folded.orders:
-        first = folded.first_at // MICROS_PER_DAY
+    first = bought.first_at // MICROS_PER_DAY
+    if state.folded.orders:
         spent = max(fsum([*history.repeat(state), *(o.net for o in orders)]), 0.0)
     else:
-        first = orders[0].at // MICROS_PER_DAY
         spent = fsum([o.net for o in orders if o.at // MICROS_PER_DAY != first])
-    repeats = folded.days + len({o.at // MICROS_PER_DAY for o in orders}) - 1
-    last = (orders[-1].at if orders else folded.last_at) // MICROS_PER_DAY
-    return lv.CustomerSummary("", x=repeats, t_x=(last - first) / lv.DAYS_PER_UNIT,
+    repeats = bought.days - 1
+    return lv.CustomerSummary("", x=repeats,
+                              t_x=(bought.last_at // MICROS_PER_DAY - first) / lv.DAYS_PER_UNIT,
                               T=(t // MICROS_PER_DAY - first) / lv.DAYS_PER_UNIT,
                               spend=spent / repeats if repeats else 0.0)
 
