@@ -10,10 +10,9 @@ from __future__ import annotations
 
 import uuid
 from hashlib import sha1
-from types import SimpleNamespace
 from typing import Any
 
-from msgspec.structs import asdict, replace
+from msgspec.structs import replace
 
 from models.instants import format_instant
 from models.outputs import DecisionData, OutputEvent
@@ -29,21 +28,19 @@ Values = dict[str, Any]
 class _Decision:
     """The state being decided on at instant t, and the events it emits, in order.
 
-    `state` is a mutable working copy; evaluate() freezes it into one new CustomerState.
+    `state` is the state as decided so far, replaced by each update.
     """
 
     def __init__(self, state: CustomerState, policy: CompiledPolicy, t: int,
                  population: Population | None) -> None:
         self.policy, self.t = policy, t
-        self.state = SimpleNamespace(**asdict(state))
-        self.changes: dict[str, Any] = {}
+        self.state = state
         self.orders = metrics.counted_orders(state, t)
         self.values = policy.values(state, t, population, self.orders)
         self.outputs: list[OutputEvent] = []
 
     def update(self, **changes: Any) -> None:
-        self.state.__dict__.update(changes)
-        self.changes.update(changes)
+        self.state = replace(self.state, **changes)
 
     def move(self, kind: str, to_tier: str, *, rule: str, reason: str) -> None:
         self.emit(kind, self.state.tier, to_tier, rule, reason, self.tier_inputs())
@@ -97,7 +94,7 @@ def evaluate(state: CustomerState, policy: CompiledPolicy, t: int,
     _decide_churn(decision)
     decision.update(clock=t, failures=0, next_change_at=horizon.next_change(
         decision.state, policy, decision.values, t, population, decision.orders))
-    return replace(state, **decision.changes), decision.outputs
+    return decision.state, decision.outputs
 
 
 def _decide_tier(d: _Decision) -> bool:

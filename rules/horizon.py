@@ -14,6 +14,7 @@ customer every midnight.
 
 from __future__ import annotations
 
+import math
 import operator
 from bisect import bisect_left
 from collections.abc import Callable, Iterable
@@ -87,37 +88,57 @@ def next_change(state: CustomerState, policy: CompiledPolicy, values: dict[str, 
 def _window_change(metric: metrics.Windowed, state: CustomerState, orders: list,
                    policy: CompiledPolicy, values: dict[str, Any], t: int) -> int | None:
     """First instant after t at which forgetting old events changes how `metric` compares."""
+    value = values[metric.name]
     floor = policy.floors.get(metric.name)
-    if floor is not None and not (values[metric.name] >= floor[0] or
-                                  values[metric.name] > floor[1]):
+    if floor is not None and not (value >= floor[0] or value > floor[1]):
         return None  # no comparison can flip while the value falls
-    checks = policy.thresholds.get(metric.name)
-    if checks is not None:
-        now = [compare(values[metric.name], number) for compare, number in checks]
     inside = metrics.in_window(metric, state, orders, t)
     if not inside:
         return None
+    checks = policy.thresholds.get(metric.name)
     if checks is None:
         return inside[0].at + metric.micros
-    # the last item of each group placed at one instant: such items expire together
-    ends = [i for i, item in enumerate(inside[:-1]) if inside[i + 1].at != item.at]
-    ends.append(len(inside) - 1)
-
+    now = [compare(value, number) for compare, number in checks]
     # each item's amount once, not once per instant tried
     amounts = None if metric.kind in ("orders", "interactions") else \
         metrics.item_amounts(metric, inside)
+    n = len(inside)
 
-    def flips(end: int) -> bool:
-        value = len(inside) - 1 - end if amounts is None else \
-            metrics.of_amounts(metric, amounts[end + 1:])
-        return [compare(value, number) for compare, number in checks] != now
+    def flips(forgotten: int) -> bool:
+        """Whether a comparison differs once the `forgotten` oldest items are."""
+        left = n - forgotten if amounts is None else metrics.of_amounts(metric,
+                                                                         amounts[forgotten:])
+        return [compare(left, number) for compare, number in checks] != now
 
     if floor is not None:
-        # each comparison flips at most once as the value falls: the first flip by bisection
-        first = bisect_left(ends, True, key=flips)
-    else:
-        first = next((k for k, end in enumerate(ends) if flips(end)), len(ends))
-    return inside[ends[first]].at + metric.micros if first < len(ends) else None
+        # each comparison flips at most once as the value falls: the fewest items forgotten
+        # that flip one (a count: worked out; a sum: by bisection); the item forgotten last
+        # goes with its instant's group
+        flip = _count_flip(value, checks) if amounts is None else None
+        forgotten = value - flip if flip is not None else \
+            bisect_left(range(1, n + 1), True, key=flips) + 1
+        return inside[forgotten - 1].at + metric.micros if forgotten <= n else None
+    # items placed at one instant expire together: try the end of each such group
+    ends = [i for i in range(n - 1) if inside[i + 1].at != inside[i].at]
+    ends.append(n - 1)
+    return next((inside[end].at + metric.micros for end in ends if flips(end + 1)), None)
+
+
+def _count_flip(value: int, checks: tuple[Threshold, ...]) -> int | None:
+    """For a count compared only by <, <=, >, >= with finite numbers: the largest count below
+    `value` at which a comparison differs from at `value` (-1: none does), or None for other
+    numbers. `>= c` and `< c` differ once the count is below c, `> c` and `<= c` once it is
+    c or less."""
+    largest = -1
+    for compare, number in checks:
+        if not math.isfinite(number):
+            return None
+        if compare in (operator.ge, operator.lt):
+            if value >= number:
+                largest = max(largest, math.ceil(number) - 1)
+        elif value > number:
+            largest = max(largest, math.floor(number))
+    return largest
 
 
 def floors(windowed: Iterable[metrics.Windowed], found: dict[str, tuple[Threshold, ...]]

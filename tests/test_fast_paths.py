@@ -1,5 +1,6 @@
 """The engine's fast paths equal the general ones: conditions compiled to Python agree with CEL,
-time comparisons behind a settled part need no wake-up, output ids are UUIDv5."""
+time comparisons behind a settled part need no wake-up, a window changes when forgetting an
+order first flips a comparison, output ids are UUIDv5."""
 
 from __future__ import annotations
 
@@ -10,10 +11,13 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from models.state import CustomerState, Order
+from rules import horizon, metrics
+from rules.compiled import CompiledPolicy
 from rules.conditions import Condition
 from rules.decisions import _NAMESPACE, uuid5
 from rules.native import compile_predicate
-from tests.builders import T0, day
+from tests.builders import T0, day, policy
 
 NATIVE = [
     "orders_90d >= 3",
@@ -124,3 +128,46 @@ def test_settled_conditions_need_no_wake_up() -> None:
                                   "ü" * 70])
 def test_output_ids_are_uuid5(name: str) -> None:
     assert uuid5(name) == str(uuid.uuid5(_NAMESPACE, name))
+
+
+@settings(max_examples=150, deadline=None)
+@given(count=st.tuples(st.sampled_from(["<", "<=", ">", ">="]),
+                       st.sampled_from(["0", "1", "2", "2.5", "3", "4.0", "-1"])),
+       total=st.tuples(st.sampled_from(["<", "<=", ">", ">="]),
+                       st.sampled_from(["0.0", "100.0", "250.5", "400.0", "1e3"])),
+       placed=st.lists(st.tuples(st.integers(0, 40), st.sampled_from([0.0, 50.0, 100.0, 250.5])),
+                       min_size=1, max_size=8))
+def test_a_window_changes_at_the_first_expiry_that_flips_a_comparison(
+        count: tuple[str, str], total: tuple[str, str], placed: list) -> None:
+    # the worked-out instant of a count and the bisected one of a sum equal trying every expiry
+    policy = compiled(f"orders_30d {count[0]} {count[1]} || revenue_30d {total[0]} {total[1]}")
+    orders = tuple(Order(f"o{i}", day(at), amount, 0.0, False, ())
+                   for i, (at, amount) in enumerate(sorted(placed)))
+    t = orders[-1].at
+    state = CustomerState(customer_id="c", created_at=orders[0].at, clock=t, orders=orders)
+    for metric in policy.windowed:
+        assert metric.name in policy.floors  # the fast paths under test
+        checks = policy.thresholds[metric.name]
+
+        def compared(at: int) -> list[bool]:
+            value = metrics.windowed_value(metric, state, metrics.counted_orders(state, at), at)
+            return [compare(value, number) for compare, number in checks]
+
+        expiries = sorted({o.at + metric.micros for o in orders if o.at + metric.micros > t})
+        expected = next((at for at in expiries if compared(at) != compared(t)), None)
+        counted = metrics.counted_orders(state, t)
+        assert horizon._window_change(metric, state, counted, policy,
+                                      policy.values(state, t, None, counted), t) == expected
+
+
+def compiled(condition: str) -> CompiledPolicy:
+    return policy(f"""
+        name: windows
+        version: "1"
+        currency: CNY
+        windows: [30d]
+        tiers:
+          - id: A
+            when: {condition}
+          - id: B
+    """)
