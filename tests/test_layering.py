@@ -383,11 +383,13 @@ ROLE_IMPORTS: dict[str, frozenset[str]] = {
     "streams": frozenset(),
     "streams.settings": frozenset(),
     "streams.model_file": frozenset(),
+    "streams.collector": frozenset(),
     "streams.policies": frozenset({"streams.model_file"}),
     "streams.kafka": frozenset({"streams.settings"}),
     "streams.view": frozenset({"streams.settings", "streams.kafka"}),
     "streams.worker": frozenset(
-        {"streams.settings", "streams.policies", "streams.kafka", "streams.view"}
+        {"streams.settings", "streams.collector", "streams.policies", "streams.kafka",
+         "streams.view"}
     ),
     # The demo follows outputs the way `tierstream tail` does (streams.cli.tail) and runs the
     # worker as a process (`python -m streams.cli worker`), never in its own.
@@ -395,8 +397,8 @@ ROLE_IMPORTS: dict[str, frozenset[str]] = {
         {"streams.settings", "streams.policies", "streams.kafka", "streams.view", "streams.cli"}
     ),
     "streams.cli": frozenset(
-        {"streams.settings", "streams.model_file", "streams.policies", "streams.kafka",
-         "streams.view", "streams.worker", "streams.dev"}
+        {"streams.settings", "streams.model_file", "streams.collector", "streams.policies",
+         "streams.kafka", "streams.view", "streams.worker", "streams.dev"}
     ),
 }
 # The faust runtime and its transport: only the worker runs them.

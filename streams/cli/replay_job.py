@@ -27,6 +27,7 @@ from models.instants import format_instant
 from models.outputs import OutputEvent
 from rules.compiled import CompiledPolicy
 from rules.replay import Replay
+from streams import collector
 from streams.cli.files import PRESETS, CsvLayout, Line, Record, read_csv, read_jsonl
 from streams.cli.sorted_runs import SortedEvents
 
@@ -180,6 +181,7 @@ def run(records: Iterator[Record], policy: CompiledPolicy, sinks: Sinks, as_of: 
     (None: the system's temporary directory).
     """
     started = time.perf_counter()
+    collector.tune()
     summary = Summary()
     events = SortedEvents(in_memory or 1 << 62, spill_dir, on_run=_runs_shown(progress))
     with contextlib.closing(events):
@@ -208,6 +210,7 @@ def _replay(records: Iterator[Record], events: SortedEvents, policy: CompiledPol
         else:
             events.add((record, line))
     summary.runs = events.runs
+    collector.settle()  # the events read, sorted in memory, are freed as they are replayed
     replay = Replay(policy, wall=wall, max_future=max_future)
     task = progress.add_task("replaying", total=events.count, unit="events")
     for number, (event, line) in enumerate(events, start=1):

@@ -17,7 +17,6 @@ reads it again.
 from __future__ import annotations
 
 import asyncio
-import gc
 import heapq
 import json
 import logging
@@ -37,6 +36,7 @@ from models.outputs import CustomerTier, OutputEvent
 from models.state import CustomerState
 from rules.compiled import CompiledPolicy
 from rules.partition import TICK, DeadLetter, Effects, Message, Partition
+from streams import collector
 from streams.kafka import clients as kafka_clients
 from streams.kafka import topics
 from streams.settings import TABLE_NAME, Settings
@@ -384,7 +384,7 @@ class Runtime:
         for tier in self.policy.tier_ids:
             self.metrics.customers.labels(tier).set(tiers[tier])
         if not self.ready:  # what lives now (modules, the app) lives on: never scan it again
-            gc.freeze()
+            collector.settle()
         self.ready = True
 
     async def _revoked(self, sender: Any, revoked: set, **_: Any) -> None:
@@ -410,6 +410,7 @@ def run(settings: Settings, policy: CompiledPolicy, loglevel: str = "WARNING") -
     """Check the cluster and the topics, then run a worker until SIGTERM or Ctrl-C."""
     topics.check(settings)
     redis_check(settings)
+    collector.tune()
     runtime = Runtime(settings, policy)
     if runtime.reports is not None:  # the populations so far, before the first event
         feed = population.Feed(settings, runtime.reports)
