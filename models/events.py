@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 from datetime import datetime
+from functools import cached_property
 from typing import Annotated, Any, Literal
 
 from pydantic import (
@@ -19,6 +20,7 @@ from pydantic import (
 )
 
 from models.errors import InvalidEventError
+from models.instants import to_micros
 
 MAX_EVENT_BYTES = 64 * 1024
 MAX_AMOUNT = 1e12
@@ -89,6 +91,11 @@ class _Event(BaseModel):
     event_id: Identifier
     customer_id: Identifier
     occurred_at: Timestamp
+
+    @cached_property
+    def at(self) -> int:
+        """`occurred_at` in epoch microseconds, worked out once."""
+        return to_micros(self.occurred_at)
 
 
 class OrderCompleted(_Event):

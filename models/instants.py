@@ -6,6 +6,7 @@ import re
 from datetime import UTC, datetime, timedelta
 
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_MICROSECOND = timedelta(microseconds=1)
 MICROS_PER_SECOND = 1_000_000
 MICROS_PER_DAY = 86_400 * MICROS_PER_SECOND
 _UNITS = {"s": MICROS_PER_SECOND, "m": 60 * MICROS_PER_SECOND, "h": 3_600 * MICROS_PER_SECOND,
@@ -16,7 +17,7 @@ _DURATION = re.compile(DURATION_PATTERN)
 
 def to_micros(moment: datetime) -> int:
     """Exact microseconds since the epoch of an offset-aware datetime."""
-    return (moment - EPOCH) // timedelta(microseconds=1)
+    return (moment - EPOCH) // _MICROSECOND
 
 
 def from_micros(micros: int) -> datetime:

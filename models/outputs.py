@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Literal
 
+import msgspec
 from pydantic import BaseModel, ConfigDict, Field
 
 from models.instants import format_instant
@@ -74,9 +75,21 @@ class CustomerTier(_Frozen):
 
     @classmethod
     def from_state(cls, state: CustomerState) -> CustomerTier:
-        since = state.tier_since
-        return cls(customer_id=state.customer_id, tier=state.tier,
-                   since=format_instant(since) if since is not None else None,
-                   churn=state.churn_rule is not None, churn_rule=state.churn_rule,
-                   sequence=state.sequence, created_at=state.created_at,
-                   as_of=format_instant(state.clock))
+        return cls(**_tier_fields(state))
+
+    @staticmethod
+    def record(state: CustomerState) -> bytes:
+        """What `from_state(state).model_dump_json()` writes, without building the model."""
+        return _encoder.encode(_tier_fields(state))
+
+
+_encoder = msgspec.json.Encoder()
+
+
+def _tier_fields(state: CustomerState) -> dict[str, str | int | bool | None]:
+    since = state.tier_since
+    return {"customer_id": state.customer_id, "tier": state.tier,
+            "since": format_instant(since) if since is not None else None,
+            "churn": state.churn_rule is not None, "churn_rule": state.churn_rule,
+            "sequence": state.sequence, "created_at": state.created_at,
+            "as_of": format_instant(state.clock)}

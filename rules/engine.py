@@ -23,7 +23,7 @@ from models.events import (
     OrderCompleted,
     OrderRefunded,
 )
-from models.instants import MICROS_PER_DAY, format_instant, to_micros
+from models.instants import MICROS_PER_DAY, format_instant
 from models.outputs import OutputEvent
 from models.state import CustomerState, Order, Touch
 from rules import decisions, history, relative
@@ -45,7 +45,7 @@ ITEMS_ALWAYS_FIT = 700
 def apply(state: CustomerState | None, event: Event, policy: CompiledPolicy,
           population: Population | None = None) -> Result:
     """Fold one event into the customer's state; a redelivered event changes nothing."""
-    t = to_micros(event.occurred_at)
+    t = event.at
     if isinstance(event, CustomerErased):  # time first passes up to the erasure, as for any event
         return None, advance(state, policy, t, population)[1] if state is not None else []
     amount = in_policy_currency(event, policy)
@@ -276,7 +276,7 @@ def stale(state: CustomerState | None, event: Event, policy: CompiledPolicy) -> 
     """An interaction at or before the start of the customer's largest window counts in no
     window: the engine ignores it (orders always count, in the lifetime metrics)."""
     return isinstance(event, Interaction) and state is not None and \
-        to_micros(event.occurred_at) <= state.clock - policy.largest_window
+        event.at <= state.clock - policy.largest_window
 
 
 def _add_touch(state: CustomerState, event: Interaction, t: int,

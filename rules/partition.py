@@ -23,7 +23,6 @@ from typing import Protocol
 
 from models.errors import InvalidEventError, PolicyEvaluationError
 from models.events import CustomerErased, Event, parse_event
-from models.instants import to_micros
 from models.outputs import OutputEvent
 from models.state import CustomerState
 from rules import sketches
@@ -165,7 +164,7 @@ class Partition:
                 DeadLetter(error.reason, str(error), message))
             self.effects.events[message.topic, "invalid", "dead_letter"] += 1
             return
-        t = to_micros(event.occurred_at)
+        t = event.at
         # boundaries before the event (one at its instant comes after it, as in replay); a late
         # event never makes the partition report a boundary it has already passed
         watermark = self.clocks.watermark(self.partition)

@@ -16,7 +16,6 @@ from collections.abc import Iterable
 import numpy as np
 
 from models.events import Event
-from models.instants import to_micros
 from models.outputs import OutputEvent
 from models.state import CustomerState
 from rules import relative
@@ -29,7 +28,7 @@ from rules.relative import Population, snapshot
 
 def event_order(event: Event) -> tuple[int, str, str]:
     """Sort key for replay: event time, ties broken by content so input order never matters."""
-    return to_micros(event.occurred_at), event.event_id, event.customer_id
+    return event.at, event.event_id, event.customer_id
 
 
 class Replay:
@@ -66,7 +65,7 @@ class Replay:
         and waits in take_failed, with the outputs of the time that passed returned."""
         # before time moves, so a rejection loses nothing
         admit(event, self.policy, wall=self.wall, max_future=self.max_future)
-        t = to_micros(event.occurred_at)
+        t = event.at
         self._pass_time(t, refresh_at_now=False)
         self._customers.event(event, t)
         return self._take()

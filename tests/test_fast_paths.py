@@ -148,16 +148,18 @@ def test_a_window_changes_at_the_first_expiry_that_flips_a_comparison(
     for metric in policy.windowed:
         assert metric.name in policy.floors  # the fast paths under test
         checks = policy.thresholds[metric.name]
-
-        def compared(at: int) -> list[bool]:
-            value = metrics.windowed_value(metric, state, metrics.counted_orders(state, at), at)
-            return [compare(value, number) for compare, number in checks]
-
         expiries = sorted({o.at + metric.micros for o in orders if o.at + metric.micros > t})
-        expected = next((at for at in expiries if compared(at) != compared(t)), None)
+        expected = next((at for at in expiries if compared(metric, checks, state, at)
+                         != compared(metric, checks, state, t)), None)
         counted = metrics.counted_orders(state, t)
         assert horizon._window_change(metric, state, counted, policy,
                                       policy.values(state, t, None, counted), t) == expected
+
+
+def compared(metric: metrics.Windowed, checks: tuple, state: CustomerState, at: int
+             ) -> list[bool]:
+    value = metrics.windowed_value(metric, state, metrics.counted_orders(state, at), at)
+    return [compare(value, number) for compare, number in checks]
 
 
 def compiled(condition: str) -> CompiledPolicy:

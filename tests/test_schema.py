@@ -86,9 +86,9 @@ def test_customer_tier_record_is_what_the_worker_writes() -> None:
     records = validator("CustomerTier")
     run, _ = example_run()
     for state in run.states.values():
-        written = json.loads(current_tier(state))
-        records.validate(written)
-        assert written == CustomerTier.from_state(state).model_dump(mode="json")
+        written = current_tier(state)
+        records.validate(json.loads(written))
+        assert written == CustomerTier.from_state(state).model_dump_json().encode()
 
 
 def test_asyncapi_has_a_channel_per_topic_and_resolvable_refs() -> None:

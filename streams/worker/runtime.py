@@ -7,11 +7,12 @@ driver (rules/partition.py), then carries out the effects in this order, for at-
 delivery with nothing lost: the outputs, dead letters, `customer-tiers` records and population
 reports are sent and delivered; then each changed customer's state is written to the table
 (its changelog) once, the Redis view offered the new records, the producer flushed, and the
-batch's input offsets committed. A worker killed anywhere in between reads the batch again:
-either a customer's state is still the old one and the same outputs are produced again with the
-same ids, or the state already has the event and the engine ignores it as a duplicate. A batch
-whose delivery ends after a rebalance began is not stored: whoever owns its partitions next
-reads it again.
+batch's input offsets committed. While a batch waits for Kafka, the next one is decided on its
+states (TableStore.pending), and completes after it. A worker killed anywhere in between reads
+the batches not committed again: either a customer's state is still the old one and the same
+outputs are produced again with the same ids, or the state already has the event and the engine
+ignores it as a duplicate. A batch whose delivery ends after a rebalance began is not stored
+(nor any after it): whoever owns its partitions next reads it again.
 """
 
 from __future__ import annotations
@@ -76,14 +77,32 @@ class Done(NamedTuple):
 class TableStore:
     """The customer table as the partition drivers' store: bytes (models/stored.py), parsed per
     read, since bytes are not tracked by the garbage collector and parsed states are
-    (docs/streaming.md, "State")."""
+    (docs/streaming.md, "State"). In front of it, the states of batches decided but not stored
+    yet (`pending`, None: erased): the next batch is decided while one is delivered."""
 
     def __init__(self, table: Any) -> None:
         self.table = table
+        self.pending: dict[str, CustomerState | None] = {}
 
     def get(self, customer_id: str) -> CustomerState | None:
+        state = self.pending.get(customer_id, _STORED)
+        return self.stored(customer_id) if state is _STORED else state
+
+    def stored(self, customer_id: str) -> CustomerState | None:
         value = self.table.get(customer_id)
         return None if value is None else stored.decode(value)[1]
+
+    def decided(self, states: Mapping[str, CustomerState | None]) -> None:
+        self.pending.update(states)
+
+    def written(self, states: Mapping[str, CustomerState | None]) -> None:
+        """A batch's states are in the table: forget those no later batch changed since."""
+        for customer, state in states.items():
+            if self.pending.get(customer, _STORED) is state:
+                del self.pending[customer]
+
+
+_STORED = object()  # TableStore.pending: no pending state, the table has the latest
 
 
 class Runtime:
@@ -97,6 +116,7 @@ class Runtime:
         self._redis_flush: asyncio.Future | None = None  # the Redis write running, if any
         self.partitions: dict[int, Partition] = {}  # the drivers of the assigned partitions
         self._storing: asyncio.Future | None = None  # a batch writing its states
+        self._completing: asyncio.Future | None = None  # the batch last sent, completing
         # Relative metrics: the complete populations read from Kafka and this worker's reports
         self.reports = population.Reports(settings.partitions, policy.relative_bases) \
             if policy.relative else None
@@ -143,18 +163,46 @@ class Runtime:
             populations=self.reports, sketch_k=settings.sketch_k)
 
     async def _batch(self, records: Mapping[Any, Sequence[Any]]) -> None:
-        """Process one fetch of input and tick records, then carry out its effects. Any
-        failure stops the worker with nothing of the batch committed (and nothing fetched
+        """Decide one fetch of input and tick records and send its outputs; the batch then
+        completes (`_complete`) while the next fetch is decided, after the batch before it.
+        Any failure stops the worker with nothing of the batch committed (and nothing fetched
         past it)."""
         started, wall = time.perf_counter(), wall_micros()
         generation = self.app.consumer_generation_id
+        previous = self._completing
         try:
             done, offsets, count = self._decide(records, wall)
-            if not await self._deliver(done, generation):
-                return  # a rebalance began: whoever owns the partitions next reads it again
+            for item in done:
+                self.store.decided(item.effects.states)
+            sent = await self._deliver(done)
+        except Exception as error:
+            await _stop(error)
+        self._completing = asyncio.ensure_future(self._complete(
+            previous, done, sent, offsets, generation, count, started))
+        if previous is not None:  # at most one batch completing while one is decided
+            await previous
+
+    async def _complete(self, previous: asyncio.Future | None, done: list[Done],
+                        sent: tuple[list[asyncio.Future], int], offsets: dict[Any, int],
+                        generation: int, count: int, started: float) -> None:
+        """Once the batch before has completed and Kafka has every output of this one, store
+        its states and commit its offsets; a batch delivered after a rebalance began is not
+        stored: whoever owns its partitions next reads it again."""
+        if previous is not None:
+            await previous
+        try:
+            try:
+                await asyncio.gather(*sent[0])
+            finally:
+                self.metrics.undelivered.dec(sent[1])
+            if not (self.app.consumer.flow_active and
+                    self.app.consumer_generation_id == generation):
+                return
             self._storing = asyncio.get_running_loop().create_future()
             try:
                 await self._store_all(done)
+                for item in done:
+                    self.store.written(item.effects.states)
                 if not await faust_fixes.commit(self.app, offsets):
                     log.warning("offsets of a batch not committed (the group rebalanced): "
                                 "its input is read again by the partitions' next owner")
@@ -162,10 +210,7 @@ class Runtime:
                 self._storing.set_result(None)
                 self._storing = None
         except Exception as error:
-            log.exception("batch failed")
-            shutdown.request_stop(f"a batch failed ({error!r}): it is not committed; after the "
-                                  f"restart it is processed again")
-            await asyncio.Future()  # until the worker stops: nothing may be fetched past it
+            await _stop(error)
         self._count(done, count, time.perf_counter() - started)
 
     def _decide(self, records: Mapping[Any, Sequence[Any]], wall: int
@@ -200,9 +245,9 @@ class Runtime:
                 for customer, state in effects.tiers.items()}))
         return done, offsets, count
 
-    async def _deliver(self, done: list[Done], generation: int) -> bool:
-        """Send every output, record and dead letter of the batch and wait until Kafka has
-        them all; False if a rebalance began meanwhile (faust stopped the flow)."""
+    async def _deliver(self, done: list[Done]) -> tuple[list[asyncio.Future], int]:
+        """Send every output, record and dead letter of the batch: the delivery futures of
+        their producer batches, and how many they are."""
         names = self.settings.topics
         out: dict[str, list[Record]] = {}
         for partition, effects, tiers in done:
@@ -217,13 +262,11 @@ class Runtime:
             for record in effects.reports:
                 out.setdefault(names.population, []).append(
                     (str(partition).encode(), record, []))
-        self.metrics.undelivered.set(sum(len(records) for records in out.values()))
-        try:
-            await asyncio.gather(*[future for topic, records in out.items()
-                                   for future in await self._send(topic, records)])
-        finally:
-            self.metrics.undelivered.set(0)
-        return self.app.consumer.flow_active and self.app.consumer_generation_id == generation
+        sent = [future for topic, records in out.items()
+                for future in await self._send(topic, records)]
+        count = sum(len(records) for records in out.values())
+        self.metrics.undelivered.inc(count)
+        return sent, count
 
     async def _store_all(self, done: list[Done]) -> None:
         """Write the batch's changed states to the table and send their changelog records,
@@ -312,7 +355,9 @@ class Runtime:
         return sorted(tp.partition for tp in assignment if tp.topic == self.settings.topics.ticks)
 
     def load(self, customer: str) -> CustomerState | None:
-        return self.store.get(customer)
+        """A customer's state as stored (a lookup never sees one whose outputs are not
+        delivered)."""
+        return self.store.stored(customer)
 
     def _flush_redis(self, previous: asyncio.Future | None = None) -> None:
         """Write the Redis view right behind the changes, one flush at a time: a change offered
@@ -373,6 +418,7 @@ class Runtime:
         customers' clocks: the table can be ahead of the committed input (states written after
         the last offset commit), and a clock taken from it would let the ticks decide customers
         whose events are still to be read again (docs/streaming.md, "Time")."""
+        self.store.pending.clear()  # of batches never stored: read again
         self.partitions = {partition: self._partition(partition)
                            for partition in self.assigned()}
         for customer, value in self.table.items():
@@ -397,13 +443,20 @@ class Runtime:
                 self.partitions.pop(tp.partition, None)
 
 
+async def _stop(error: Exception) -> None:
+    log.exception("batch failed")
+    shutdown.request_stop(f"a batch failed ({error!r}): it is not committed; after the restart "
+                          f"it is processed again")
+    await asyncio.Future()  # until the worker stops: nothing may be fetched past it
+
+
 def _timestamp(record: Any) -> int:
     return record.timestamp
 
 
 def current_tier(state: CustomerState) -> bytes:
     """The compacted `customer-tiers` record: what a lookup needs, keyed by customer id."""
-    return CustomerTier.from_state(state).model_dump_json().encode()
+    return CustomerTier.record(state)
 
 
 def run(settings: Settings, policy: CompiledPolicy, loglevel: str = "WARNING") -> None:
