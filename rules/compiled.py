@@ -41,6 +41,10 @@ class CompiledPolicy:
         self.reference = PolicyRef(name=policy.name, version=policy.version)
         self.source = f"/tierstream/policies/{policy.name}"
         self.tier_ids = policy.tier_ids
+        # why a customer is eligible for each tier, as the outputs' `reason` says
+        self.reasons = tuple(f"{t.id} is the default tier: no condition above it holds"
+                             if t.when is None else f"qualifies for {t.id}: {t.when}"
+                             for t in policy.tiers)
         self.windows = tuple(policy.windows)
         self.grace = parse_duration(policy.downgrade.grace)
         self.warn_before = parse_duration(policy.downgrade.warn_before)

@@ -101,7 +101,7 @@ def _decide_tier(d: _Decision) -> bool:
     """Apply the tier rules at d.t; True if the tier moved."""
     ids, policy = d.policy.tier_ids, d.policy
     target = policy.eligible(d.values)
-    why = _why(policy, target)
+    why = policy.reasons[target]
     if d.state.tier not in ids:
         d.move("tier.assigned", ids[target], rule=ids[target], reason=why)
         return True
@@ -152,13 +152,6 @@ def _warn(d: _Decision, current: int, target: int, why: str) -> None:
     d.update(downgrade_warned=True)
 
 
-def _why(policy: CompiledPolicy, index: int) -> str:
-    tier = policy.policy.tiers[index]
-    if tier.when is None:
-        return f"{tier.id} is the default tier: no condition above it holds"
-    return f"qualifies for {tier.id}: {tier.when}"
-
-
 def _decide_churn(d: _Decision) -> None:
     rule = next((rid for rid, c in d.policy.churn_conditions if c.holds(d.values)), None)
     open_rule = d.state.churn_rule
@@ -186,7 +179,7 @@ def explain(state: CustomerState, policy: CompiledPolicy, t: int,
     return {
         "customer_id": state.customer_id, "tier": state.tier,
         "since": None if state.tier_since is None else format_instant(state.tier_since),
-        "eligible_tier": policy.tier_ids[eligible], "reason": _why(policy, eligible),
+        "eligible_tier": policy.tier_ids[eligible], "reason": policy.reasons[eligible],
         "downgrade_due": None if due is None else format_instant(due),
         "churn": state.churn_rule is not None, "churn_rule": state.churn_rule,
         "policy": {"name": policy.name, "version": policy.version},

@@ -8,6 +8,7 @@ in: None means no snapshot yet (see rules/relative.py); `refresh` moves a custom
 
 from __future__ import annotations
 
+from operator import attrgetter
 from typing import NamedTuple
 
 import numpy as np
@@ -262,7 +263,11 @@ def _check_room(ingested: CustomerState, state: CustomerState, policy: CompiledP
 
 
 def _items(state: CustomerState) -> int:
-    return len(state.orders) + len(state.touches) + sum(len(o.refund_ids) for o in state.orders)
+    return len(state.orders) + len(state.touches) + \
+        sum(map(len, map(_refund_ids, state.orders)))
+
+
+_refund_ids = attrgetter("refund_ids")
 
 
 def _find(orders: tuple[Order, ...], order_id: str) -> tuple[int | None, Order | None]:

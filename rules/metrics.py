@@ -40,6 +40,9 @@ WINDOWED = {
 # Metrics that grow by one per day between events; the engine solves conditions on them for time.
 TIME_METRICS = ("days_since_last_order", "days_since_first_order", "days_in_tier")
 STRING_METRICS = ("tier",)
+# fixed metrics of the purchase days (history.purchases), worked out once per evaluation
+_OF_PURCHASES = frozenset({"purchase_days_total", "days_since_last_order",
+                           "days_since_first_order", "avg_days_between_orders"})
 INT_METRICS = ("orders_total", "purchase_days_total")
 _WINDOWED = re.compile(r"^(?P<kind>orders|revenue|refunds|avg_order_value|interactions)"
                        r"(?:_(?P<touch>[a-z][a-z0-9_]*?))?_(?P<window>\d+[smhdw])$")
@@ -109,8 +112,14 @@ def compute(state: CustomerState, t: int, fixed: tuple[str, ...],
     if orders is None:
         orders = counted_orders(state, t)
     values: dict[str, float | int | str] = {}
+    bought: history.Purchases | None | bool = False  # False: not worked out yet
     for name in fixed:
-        values[name] = _fixed(name, state, orders, t)
+        if name in _OF_PURCHASES:
+            if bought is False:
+                bought = history.purchases(state, orders)
+            values[name] = _of_purchases(name, bought, t)
+        else:
+            values[name] = _fixed(name, state, orders, t)
     for metric in windowed:
         values[metric.name] = windowed_value(metric, state, orders, t)
     if modelled and model is not None:
@@ -134,9 +143,11 @@ def _fixed(name: str, state: CustomerState, orders: list, t: int) -> float | int
                          *(max(o.amount - o.refunded, 0.0) for o in orders)]), 0.0)
     if name == "tier":
         return state.tier or ""
-    if name == "days_in_tier":
-        return (t - state.tier_since) / MICROS_PER_DAY if state.tier_since is not None else 0.0
-    bought = history.purchases(state, orders)
+    assert name == "days_in_tier"
+    return (t - state.tier_since) / MICROS_PER_DAY if state.tier_since is not None else 0.0
+
+
+def _of_purchases(name: str, bought: history.Purchases | None, t: int) -> float | int:
     if bought is None:
         return 0 if name in INT_METRICS else 0.0
     if name == "purchase_days_total":
