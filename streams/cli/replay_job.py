@@ -181,10 +181,9 @@ def run(records: Iterator[Record], policy: CompiledPolicy, sinks: Sinks, as_of: 
     (None: the system's temporary directory).
     """
     started = time.perf_counter()
-    collector.tune()
     summary = Summary()
     events = SortedEvents(in_memory or 1 << 62, spill_dir, on_run=_runs_shown(progress))
-    with contextlib.closing(events):
+    with contextlib.closing(events), collector.tuned():
         return _replay(records, events, policy, sinks, as_of, progress, wall, max_future,
                        summary, started)
 
@@ -210,18 +209,18 @@ def _replay(records: Iterator[Record], events: SortedEvents, policy: CompiledPol
         else:
             events.add((record, line))
     summary.runs = events.runs
-    collector.settle()  # the events read, sorted in memory, are freed as they are replayed
-    replay = Replay(policy, wall=wall, max_future=max_future)
-    task = progress.add_task("replaying", total=events.count, unit="events")
-    for number, (event, line) in enumerate(events, start=1):
-        try:
-            _write(replay.feed(event), summary, sinks)
-        except InvalidEventError as error:  # not admitted (unknown currency, future timestamp)
-            _reject(line, error, summary, sinks)
-            continue
-        summary.events += not _failed(replay, line, summary, sinks)
-        if number % 1000 == 0:
-            progress.update(task, completed=number)
+    with collector.settled():  # the events read and sorted live until the replay ends
+        replay = Replay(policy, wall=wall, max_future=max_future)
+        task = progress.add_task("replaying", total=events.count, unit="events")
+        for number, (event, line) in enumerate(events, start=1):
+            try:
+                _write(replay.feed(event), summary, sinks)
+            except InvalidEventError as error:  # not admitted (unknown currency, future timestamp)
+                _reject(line, error, summary, sinks)
+                continue
+            summary.events += not _failed(replay, line, summary, sinks)
+            if number % 1000 == 0:
+                progress.update(task, completed=number)
     progress.update(task, completed=events.count)
     end = _end_instant(replay, as_of)
     if end is not None:

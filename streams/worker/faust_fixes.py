@@ -40,7 +40,9 @@ flow is stopped (a rebalance began) are left to faust's `getmany`, which seeks b
 committed offsets, as it does with its own. Table writes go to the table's local store
 (`write_locally`) while the worker sends their changelog records itself, in producer batches
 (faust's one buffered send per table write cost a fifth of the worker's time); RocksDB is then
-told the offset it holds (`persisted`), as faust's own delivery callback does.
+told the offset it holds (`persisted`), as faust's own delivery callback does. A batch completes
+after the handler returns (the next fetch is decided meanwhile), so when the worker stops, the
+handler's `drain` runs right after faust stops the fetcher and before it stops the tables.
 
 4. Restore in bulk (`restore_in_bulk`): faust recovers a table by reading its changelog
 through the group consumer and turning every record into a message and an event before it
@@ -79,6 +81,7 @@ from typing import Any, cast
 import aiokafka
 import faust
 from aiokafka.client import AIOKafkaClient
+from faust.app.base import App
 from faust.streams import _current_event
 from faust.tables.recovery import Recovery
 from faust.transport.consumer import Consumer
@@ -161,7 +164,7 @@ async def _wait_next_records_in_batches(self: Consumer, timeout: float) -> Any:
     batches = getattr(self.app, _BATCHES, None)
     if not records or batches is None or not self.flow_active:
         return records, active
-    topics, handler = batches
+    topics, handler, _ = batches
     ours = {tp: records.pop(tp) for tp in [tp for tp in records if tp.topic in topics]
             if active is None or tp in active}
     if ours:
@@ -169,14 +172,27 @@ async def _wait_next_records_in_batches(self: Consumer, timeout: float) -> Any:
     return records, active
 
 
-def consume_in_batches(app: faust.App, topics: AbstractSet[str], handler: BatchHandler) -> None:
+def consume_in_batches(app: faust.App, topics: AbstractSet[str], handler: BatchHandler,
+                       drain: Callable[[], Awaitable[None]]) -> None:
     """Subscribe `topics` and hand `handler` each fetch's records of them (aiokafka
-    ConsumerRecords by TopicPartition); it runs in the fetcher, so the next fetch waits."""
+    ConsumerRecords by TopicPartition); it runs in the fetcher, so the next fetch waits. When
+    the worker stops, `drain` runs once the fetcher has stopped and before the tables do: the
+    work the handler left running must end there."""
     for topic in topics:
         # acks=False: faust's monitor would take topics it never sees acked for stalled streams
         app.topics.add(app.topic(topic, key_serializer="raw", value_serializer="raw",
                                  acks=False))
-    setattr(app, _BATCHES, (frozenset(topics), handler))
+    setattr(app, _BATCHES, (frozenset(topics), handler, drain))
+
+
+_stop_fetcher = App._stop_fetcher
+
+
+async def _stop_fetcher_and_batches(self: App) -> None:
+    await _stop_fetcher(self)
+    batches = getattr(self, _BATCHES, None)
+    if batches is not None:
+        await batches[2]()
 
 
 class _StandIn:
@@ -396,4 +412,5 @@ def install() -> None:
     AIOKafkaConsumerThread._fetch_records = _fetch_active_records
     Consumer._wait_next_records = _wait_next_records_in_batches
     Recovery._build_offsets = _build_offsets_restoring_in_bulk
+    App._stop_fetcher = _stop_fetcher_and_batches
     install_metadata_backoff()

@@ -18,6 +18,7 @@ ignores it as a duplicate. A batch whose delivery ends after a rebalance began i
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import heapq
 import json
 import logging
@@ -74,6 +75,14 @@ class Done(NamedTuple):
     tiers: dict[str, bytes | None]
 
 
+class InFlight(NamedTuple):
+    """A batch whose outputs are sent: `delivered` once Kafka has them all, `completed` once
+    it is stored and committed (or dropped)."""
+
+    delivered: asyncio.Future
+    completed: asyncio.Future
+
+
 class TableStore:
     """The customer table as the partition drivers' store: bytes (models/stored.py), parsed per
     read, since bytes are not tracked by the garbage collector and parsed states are
@@ -116,7 +125,7 @@ class Runtime:
         self._redis_flush: asyncio.Future | None = None  # the Redis write running, if any
         self.partitions: dict[int, Partition] = {}  # the drivers of the assigned partitions
         self._storing: asyncio.Future | None = None  # a batch writing its states
-        self._completing: asyncio.Future | None = None  # the batch last sent, completing
+        self._in_flight: InFlight | None = None  # the batch last sent, completing
         # Relative metrics: the complete populations read from Kafka and this worker's reports
         self.reports = population.Reports(settings.partitions, policy.relative_bases) \
             if policy.relative else None
@@ -135,7 +144,8 @@ class Runtime:
             key_serializer="json", value_serializer="json")
         # Inputs and ticks are one batch per fetch: a partition's events and its time-driven
         # work never interleave, so each load-decide-publish-store runs alone.
-        faust_fixes.consume_in_batches(self.app, {*names.inputs, names.ticks}, self._batch)
+        faust_fixes.consume_in_batches(self.app, {*names.inputs, names.ticks}, self._batch,
+                                       self._drain)
         self.ticks = self.app.topic(names.ticks, key_serializer="raw", value_serializer="raw")
         self.table = self.app.Table(TABLE_NAME, partitions=settings.partitions,
                                     value_type=bytes)
@@ -163,38 +173,44 @@ class Runtime:
             populations=self.reports, sketch_k=settings.sketch_k)
 
     async def _batch(self, records: Mapping[Any, Sequence[Any]]) -> None:
-        """Decide one fetch of input and tick records and send its outputs; the batch then
-        completes (`_complete`) while the next fetch is decided, after the batch before it.
-        Any failure stops the worker with nothing of the batch committed (and nothing fetched
-        past it)."""
+        """Decide one fetch of input and tick records and, once the batch before it is
+        delivered, send its outputs; the batch then completes (`_complete`) while the next
+        fetch is decided. Any failure stops the worker: nothing is sent after a batch not
+        delivered, and nothing is committed past a batch not stored."""
         started, wall = time.perf_counter(), wall_micros()
         generation = self.app.consumer_generation_id
-        previous = self._completing
+        previous = self._in_flight
         try:
             done, offsets, count = self._decide(records, wall)
             for item in done:
                 self.store.decided(item.effects.states)
+            if previous is not None:  # a customer's outputs stay in the order decided
+                await asyncio.shield(previous.delivered)
             sent = await self._deliver(done)
         except Exception as error:
             await _stop(error)
-        self._completing = asyncio.ensure_future(self._complete(
-            previous, done, sent, offsets, generation, count, started))
-        if previous is not None:  # at most one batch completing while one is decided
-            await previous
+        delivered = asyncio.get_running_loop().create_future()
+        self._in_flight = InFlight(delivered, asyncio.ensure_future(self._complete(
+            previous, delivered, done, sent, offsets, generation, count, started)))
+        if previous is not None:  # at most one batch completing while the next is decided
+            await asyncio.shield(previous.completed)
 
-    async def _complete(self, previous: asyncio.Future | None, done: list[Done],
-                        sent: tuple[list[asyncio.Future], int], offsets: dict[Any, int],
-                        generation: int, count: int, started: float) -> None:
-        """Once the batch before has completed and Kafka has every output of this one, store
+    async def _complete(self, previous: InFlight | None, delivered: asyncio.Future,
+                        done: list[Done], sent: tuple[list[asyncio.Future], int],
+                        offsets: dict[Any, int], generation: int, count: int, started: float
+                        ) -> None:
+        """Once Kafka has every output of the batch and the batch before has completed, store
         its states and commit its offsets; a batch delivered after a rebalance began is not
-        stored: whoever owns its partitions next reads it again."""
-        if previous is not None:
-            await previous
+        stored (nor any after it): whoever owns its partitions next reads it again."""
+        futures, messages = sent
         try:
             try:
-                await asyncio.gather(*sent[0])
+                await asyncio.gather(*futures)
             finally:
-                self.metrics.undelivered.dec(sent[1])
+                self.metrics.undelivered.dec(messages)
+            delivered.set_result(None)
+            if previous is not None:
+                await previous.completed
             if not (self.app.consumer.flow_active and
                     self.app.consumer_generation_id == generation):
                 return
@@ -212,6 +228,15 @@ class Runtime:
         except Exception as error:
             await _stop(error)
         self._count(done, count, time.perf_counter() - started)
+
+    async def _drain(self) -> None:
+        """The worker stops: the batch still completing, if any, and those it waits for are
+        cancelled before faust stops the tables (never committed: read again after the
+        restart)."""
+        if self._in_flight is not None:
+            self._in_flight.completed.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._in_flight.completed
 
     def _decide(self, records: Mapping[Any, Sequence[Any]], wall: int
                 ) -> tuple[list[Done], dict[Any, int], int]:
@@ -262,11 +287,10 @@ class Runtime:
             for record in effects.reports:
                 out.setdefault(names.population, []).append(
                     (str(partition).encode(), record, []))
-        sent = [future for topic, records in out.items()
-                for future in await self._send(topic, records)]
         count = sum(len(records) for records in out.values())
         self.metrics.undelivered.inc(count)
-        return sent, count
+        return [future for topic, records in out.items()
+                for future in await self._send(topic, records)], count
 
     async def _store_all(self, done: list[Done]) -> None:
         """Write the batch's changed states to the table and send their changelog records,
@@ -463,14 +487,14 @@ def run(settings: Settings, policy: CompiledPolicy, loglevel: str = "WARNING") -
     """Check the cluster and the topics, then run a worker until SIGTERM or Ctrl-C."""
     topics.check(settings)
     redis_check(settings)
-    collector.tune()
     runtime = Runtime(settings, policy)
     if runtime.reports is not None:  # the populations so far, before the first event
         feed = population.Feed(settings, runtime.reports)
         feed.load()
         feed.start()
     # SIGTERM stops the worker within shutdown.GRACE_S in every state
-    GracefulWorker(runtime.app, loglevel=loglevel, quiet=True).execute_from_commandline()
+    with collector.tuned():
+        GracefulWorker(runtime.app, loglevel=loglevel, quiet=True).execute_from_commandline()
 
 
 def redis_check(settings: Settings) -> None:
