@@ -75,6 +75,7 @@ class CustomerTier(_Frozen):
 
     @classmethod
     def from_state(cls, state: CustomerState) -> CustomerTier:
+        """The record as a model (the reference `record` is checked against)."""
         return cls(**_tier_fields(state))
 
     @staticmethod
