@@ -471,7 +471,7 @@ async def _stop(error: Exception) -> None:
     log.exception("batch failed")
     shutdown.request_stop(f"a batch failed ({error!r}): it is not committed; after the restart "
                           f"it is processed again")
-    await asyncio.Future()  # until the worker stops: nothing may be fetched past it
+    await asyncio.Future()  # until the worker stops: nothing more is sent or committed
 
 
 def _timestamp(record: Any) -> int:
