@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 from datetime import UTC, datetime, timedelta
+from functools import lru_cache
 
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _MICROSECOND = timedelta(microseconds=1)
@@ -26,9 +27,19 @@ def from_micros(micros: int) -> datetime:
 
 def format_instant(micros: int) -> str:
     """RFC 3339 in UTC with a `Z`, microseconds only when present."""
-    moment = from_micros(micros)
-    spec = "seconds" if moment.microsecond == 0 else "microseconds"
-    return moment.isoformat(timespec=spec).replace("+00:00", "Z")
+    day, micros = divmod(micros, MICROS_PER_DAY)
+    seconds, micros = divmod(micros, MICROS_PER_SECOND)
+    minutes, seconds = divmod(seconds, 60)
+    hours, minutes = divmod(minutes, 60)
+    if micros:
+        return f"{_date(day)}T{hours:02}:{minutes:02}:{seconds:02}.{micros:06}Z"
+    return f"{_date(day)}T{hours:02}:{minutes:02}:{seconds:02}Z"
+
+
+@lru_cache(maxsize=4096)
+def _date(day: int) -> str:
+    """The ISO date of a day since the epoch (an instant's date is formatted once per day)."""
+    return (EPOCH + timedelta(days=day)).date().isoformat()
 
 
 def parse_duration(text: str) -> int:

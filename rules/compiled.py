@@ -11,7 +11,7 @@ import cel
 
 from models.errors import PolicyError
 from models.instants import parse_duration
-from models.outputs import PolicyRef
+from models.outputs import PolicyName
 from models.policy import Policy
 from rules import horizon, metrics, relative
 from rules.comparisons import comparisons, tokens
@@ -38,7 +38,7 @@ class CompiledPolicy:
                  file: str = "<policy>", model: Model | None = None) -> None:
         self.policy, self.file = policy, file
         self.name, self.version = policy.name, policy.version
-        self.reference = PolicyRef(name=policy.name, version=policy.version)
+        self.reference = PolicyName(policy.name, policy.version)
         self.source = f"/tierstream/policies/{policy.name}"
         self.tier_ids = policy.tier_ids
         # why a customer is eligible for each tier, as the outputs' `reason` says
@@ -169,11 +169,13 @@ class CompiledPolicy:
         return [*metrics.FIXED, *windowed, *modelled]
 
     def values(self, state: Any, t: int, population: Population | None = None,
-               orders: list | None = None) -> dict[str, Any]:
+               orders: list | None = None, windows: dict[str, metrics.Window] | None = None
+               ) -> dict[str, Any]:
         """Every metric the policy uses at t; relative ones placed in `population`. `orders`:
-        the state's metrics.counted_orders at t, when the caller has them already."""
+        the state's metrics.counted_orders at t, when the caller has them already; `windows`
+        receives each windowed metric's Window."""
         values = metrics.compute(state, t, self.fixed, self.windowed, self.modelled, self.model,
-                                 orders)
+                                 orders, windows)
         if self.relative:
             values.update(relative.compute(self.relative, values, population))
         return values

@@ -15,7 +15,7 @@ from typing import Any
 from msgspec.structs import replace
 
 from models.instants import format_instant
-from models.outputs import DecisionData, OutputEvent
+from models.outputs import Decision, Output
 from models.state import RECENT_TRANSITIONS, CustomerState, Transition
 from rules import horizon, metrics
 from rules.compiled import CompiledPolicy
@@ -36,8 +36,9 @@ class _Decision:
         self.policy, self.t = policy, t
         self.state = state
         self.orders = metrics.counted_orders(state, t)
-        self.values = policy.values(state, t, population, self.orders)
-        self.outputs: list[OutputEvent] = []
+        self.windows: dict[str, metrics.Window] = {}
+        self.values = policy.values(state, t, population, self.orders, self.windows)
+        self.outputs: list[Output] = []
 
     def update(self, **changes: Any) -> None:
         self.state = replace(self.state, **changes)
@@ -59,10 +60,9 @@ class _Decision:
         # Same input, same id; a different decision under the same sequence, a different id.
         key = "\n".join(map(str, (policy.name, policy.version, customer, self.state.created_at,
                                   sequence, kind, from_tier, to_tier, rule, self.t)))
-        data = DecisionData(customer_id=customer, from_tier=from_tier, to_tier=to_tier,
-                            policy=policy.reference, rule=rule, reason=reason, metrics=inputs,
-                            **extra)
-        self.outputs.append(OutputEvent(
+        data = Decision(customer_id=customer, from_tier=from_tier, to_tier=to_tier,
+                        policy=policy.reference, rule=rule, reason=reason, metrics=inputs, **extra)
+        self.outputs.append(Output(
             id=uuid5(key), source=policy.source,
             type=f"tierstream.{kind}", subject=customer, time=format_instant(self.t),
             sequence=str(sequence), data=data))
@@ -81,7 +81,7 @@ def uuid5(name: str) -> str:
 
 
 def evaluate(state: CustomerState, policy: CompiledPolicy, t: int,
-             population: Population | None = None) -> tuple[CustomerState, list[OutputEvent]]:
+             population: Population | None = None) -> tuple[CustomerState, list[Output]]:
     """Decide tier and churn at instant t; returns the new state and what it emitted.
 
     Relative metrics are placed in `population` (see rules/relative.py for None).
@@ -93,7 +93,8 @@ def evaluate(state: CustomerState, policy: CompiledPolicy, t: int,
             break
     _decide_churn(decision)
     decision.update(clock=t, failures=0, next_change_at=horizon.next_change(
-        decision.state, policy, decision.values, t, population, decision.orders))
+        decision.state, policy, decision.values, t, population, decision.orders,
+        decision.windows))
     return decision.state, decision.outputs
 
 

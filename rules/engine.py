@@ -25,13 +25,13 @@ from models.events import (
     OrderRefunded,
 )
 from models.instants import MICROS_PER_DAY, format_instant
-from models.outputs import OutputEvent
+from models.outputs import Output
 from models.state import CustomerState, Order, Touch
 from rules import decisions, history, relative
 from rules.compiled import CompiledPolicy
 from rules.relative import Population
 
-Result = tuple[CustomerState | None, list[OutputEvent]]
+Result = tuple[CustomerState | None, list[Output]]
 # After the policy failed on a time-driven decision, it is tried again after 1, 2, 4, ... 64
 # days of event time: a lasting error costs a few dead letters a year, never one a day.
 RETRY_AFTER_POLICY_ERROR = MICROS_PER_DAY
@@ -50,7 +50,7 @@ def apply(state: CustomerState | None, event: Event, policy: CompiledPolicy,
     if isinstance(event, CustomerErased):  # time first passes up to the erasure, as for any event
         return None, advance(state, policy, t, population)[1] if state is not None else []
     amount = in_policy_currency(event, policy)
-    outputs: list[OutputEvent] = []
+    outputs: list[Output] = []
     if state is None:
         state = CustomerState(customer_id=event.customer_id, created_at=t, clock=t)
         fresh = True
@@ -69,9 +69,9 @@ def apply(state: CustomerState | None, event: Event, policy: CompiledPolicy,
 
 
 def advance(state: CustomerState, policy: CompiledPolicy, now: int,
-            population: Population | None = None) -> tuple[CustomerState, list[OutputEvent]]:
+            population: Population | None = None) -> tuple[CustomerState, list[Output]]:
     """Let time pass up to `now` (inclusive): every time-driven change happens at its instant."""
-    outputs: list[OutputEvent] = []
+    outputs: list[Output] = []
     while state.next_change_at is not None and state.next_change_at <= now:
         state, more = decisions.evaluate(state, policy, state.next_change_at, population)
         outputs += more
@@ -95,12 +95,12 @@ class Failed(NamedTuple):
 
 def wake(state: CustomerState, policy: CompiledPolicy, now: int,
          population: Population | None = None
-         ) -> tuple[CustomerState, list[OutputEvent], list[Failed]]:
+         ) -> tuple[CustomerState, list[Output], list[Failed]]:
     """`advance` for a customer woken by time, which must never be lost: when a condition fails
     at run time (a policy bug), the changes before that instant are kept and the customer is
     decided again later (after 1, 2, 4, ... 64 days of event time, counted in the state, so live
     equals replay); each failure is returned for the caller to dead-letter."""
-    outputs: list[OutputEvent] = []
+    outputs: list[Output] = []
     failed: list[Failed] = []
     while state.next_change_at is not None and state.next_change_at <= now:
         at = state.next_change_at
@@ -117,7 +117,7 @@ def wake(state: CustomerState, policy: CompiledPolicy, now: int,
 
 def refresh(state: CustomerState, policy: CompiledPolicy, old: Population | None,
             new: Population, changed: bool | None = None) -> tuple[
-        CustomerState, list[OutputEvent], list[Failed]]:
+        CustomerState, list[Output], list[Failed]]:
     """Move the customer from snapshot `old` to `new` (taken at new.taken_at, not before its
     clock): time passes up to then under `old` (as in `wake`), and the customer is decided again
     under `new` unless no relative metric compares differently (the same decision, skipped).

@@ -16,8 +16,9 @@ from __future__ import annotations
 
 import math
 import operator
-from bisect import bisect_left
+from bisect import bisect_left, bisect_right
 from collections.abc import Callable, Iterable
+from itertools import accumulate
 from typing import TYPE_CHECKING, Any
 
 from models.state import CustomerState
@@ -61,10 +62,11 @@ def _number(text: str) -> float | None:
 
 
 def next_change(state: CustomerState, policy: CompiledPolicy, values: dict[str, Any],
-                t: int, population: Population | None = None, orders: list | None = None
-                ) -> int | None:
+                t: int, population: Population | None = None, orders: list | None = None,
+                windows: dict[str, metrics.Window] | None = None) -> int | None:
     """The earliest instant after t at which time alone could change a decision, if any;
-    `orders` are the state's metrics.counted_orders at t when the caller has them."""
+    `orders` are the state's metrics.counted_orders at t and `windows` the Windows of its
+    windowed metrics at t, when the caller has them."""
     candidates: list[int | None] = []
     if state.downgrade_due is not None:
         candidates.append(state.downgrade_due)
@@ -72,7 +74,10 @@ def next_change(state: CustomerState, policy: CompiledPolicy, values: dict[str, 
             candidates.append(state.downgrade_due - policy.warn_before)
     if orders is None:
         orders = metrics.counted_orders(state, t)
-    candidates += [_window_change(m, state, orders, policy, values, t) for m in policy.windowed]
+    for metric in policy.windowed:
+        seen = windows[metric.name] if windows is not None else \
+            metrics.window(metric, state, orders, t)
+        candidates.append(_window_change(metric, policy, seen, t))
     candidates += [_model_change(m, state, orders, policy, values, t) for m in policy.modelled]
     if policy.time_metrics:
         growing = metrics.time_anchors(state, policy.time_metrics)
@@ -85,24 +90,32 @@ def next_change(state: CustomerState, policy: CompiledPolicy, values: dict[str, 
     return min((c for c in candidates if c is not None and c > t), default=None)
 
 
-def _window_change(metric: metrics.Windowed, state: CustomerState, orders: list,
-                   policy: CompiledPolicy, values: dict[str, Any], t: int) -> int | None:
-    """First instant after t at which forgetting old events changes how `metric` compares."""
-    value = values[metric.name]
+def _window_change(metric: metrics.Windowed, policy: CompiledPolicy, seen: metrics.Window,
+                   t: int) -> int | None:
+    """First instant after t at which forgetting old events changes how `metric` compares,
+    given what it counts at t (`seen`)."""
+    inside, amounts, value = seen
     floor = policy.floors.get(metric.name)
     if floor is not None and not (value >= floor[0] or value > floor[1]):
         return None  # no comparison can flip while the value falls
-    inside = metrics.in_window(metric, state, orders, t)
     if not inside:
         return None
     checks = policy.thresholds.get(metric.name)
     if checks is None:
         return inside[0].at + metric.micros
-    now = [compare(value, number) for compare, number in checks]
-    # each item's amount once, not once per instant tried
-    amounts = None if metric.kind in ("orders", "interactions") else \
-        metrics.item_amounts(metric, inside)
     n = len(inside)
+    if floor is not None:
+        # each comparison flips at most once as the value falls: the fewest items forgotten
+        # that flip one (a count, a sum: worked out); the item forgotten last goes with its
+        # instant's group
+        if amounts is None:
+            flip = _count_flip(value, checks)
+            forgotten = None if flip is None else value - flip
+        else:
+            forgotten = _sum_flip(amounts, value, checks)
+        if forgotten is not None:
+            return inside[forgotten - 1].at + metric.micros if forgotten <= n else None
+    now = [compare(value, number) for compare, number in checks]
 
     def flips(forgotten: int) -> bool:
         """Whether a comparison differs once the `forgotten` oldest items are."""
@@ -110,13 +123,8 @@ def _window_change(metric: metrics.Windowed, state: CustomerState, orders: list,
                                                                          amounts[forgotten:])
         return [compare(left, number) for compare, number in checks] != now
 
-    if floor is not None:
-        # each comparison flips at most once as the value falls: the fewest items forgotten
-        # that flip one (a count: worked out; a sum: by bisection); the item forgotten last
-        # goes with its instant's group
-        flip = _count_flip(value, checks) if amounts is None else None
-        forgotten = value - flip if flip is not None else \
-            bisect_left(range(1, n + 1), True, key=flips) + 1
+    if floor is not None:  # (thresholds not finite) by bisection
+        forgotten = bisect_left(range(1, n + 1), True, key=flips) + 1
         return inside[forgotten - 1].at + metric.micros if forgotten <= n else None
     # items placed at one instant expire together: try the end of each such group
     ends = [i for i in range(n - 1) if inside[i + 1].at != inside[i].at]
@@ -139,6 +147,39 @@ def _count_flip(value: int, checks: tuple[Threshold, ...]) -> int | None:
         elif value > number:
             largest = max(largest, math.floor(number))
     return largest
+
+
+def _sum_flip(amounts: list[float], value: float, checks: tuple[Threshold, ...]) -> int | None:
+    """For a sum of non-negative amounts (`value`, their fsum) compared only by <, <=, >, >=
+    with finite numbers: the fewest of the oldest amounts whose forgetting makes a comparison
+    differ from at `value` (len(amounts) + 1: none does), or None for other numbers.
+
+    The running sums locate it at C speed; fsum then decides it exactly, as the value is
+    computed (the sum left falls monotonically, so only the neighbours need checking)."""
+    below = above = -math.inf  # a comparison differs once the sum left is < below or <= above
+    for compare, number in checks:
+        if not math.isfinite(number):
+            return None
+        if compare in (operator.ge, operator.lt):
+            if value >= number:
+                below = max(below, number)
+        elif value > number:
+            above = max(above, number)
+    n = len(amounts)
+    if below == above == -math.inf:
+        return n + 1
+    spent = list(accumulate(amounts))
+
+    def flips(forgotten: int) -> bool:
+        left = math.fsum(amounts[forgotten:])
+        return left < below or left <= above
+
+    forgotten = 1 + min(bisect_right(spent, value - below), bisect_left(spent, value - above))
+    while forgotten > 1 and flips(forgotten - 1):
+        forgotten -= 1
+    while forgotten <= n and not flips(forgotten):
+        forgotten += 1
+    return forgotten
 
 
 def floors(windowed: Iterable[metrics.Windowed], found: dict[str, tuple[Threshold, ...]]

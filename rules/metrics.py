@@ -44,6 +44,7 @@ STRING_METRICS = ("tier",)
 _OF_PURCHASES = frozenset({"purchase_days_total", "days_since_last_order",
                            "days_since_first_order", "avg_days_between_orders"})
 INT_METRICS = ("orders_total", "purchase_days_total")
+COUNTS = ("orders", "interactions")  # the windowed kinds that count items
 _WINDOWED = re.compile(r"^(?P<kind>orders|revenue|refunds|avg_order_value|interactions)"
                        r"(?:_(?P<touch>[a-z][a-z0-9_]*?))?_(?P<window>\d+[smhdw])$")
 
@@ -103,12 +104,23 @@ def _check_window(name: str, window: str | None, windows: tuple[str, ...]) -> No
                          f"policy's windows [{', '.join(windows)}]; add it there")
 
 
+class Window(NamedTuple):
+    """What a windowed metric counts at t: its items oldest first, what each adds to a sum
+    (None for a count), and its value."""
+
+    items: list
+    amounts: list[float] | None
+    value: float | int
+
+
 def compute(state: CustomerState, t: int, fixed: tuple[str, ...],
             windowed: tuple[Windowed, ...], modelled: tuple[ModelMetric, ...] = (),
-            model: Model | None = None, orders: list | None = None
+            model: Model | None = None, orders: list | None = None,
+            windows: dict[str, Window] | None = None
             ) -> dict[str, float | int | str]:
     """Values of the named metrics for `state` evaluated at instant `t`; `orders` are its
-    counted_orders at t when the caller has them already."""
+    counted_orders at t when the caller has them already; `windows` receives each windowed
+    metric's Window."""
     if orders is None:
         orders = counted_orders(state, t)
     values: dict[str, float | int | str] = {}
@@ -121,7 +133,10 @@ def compute(state: CustomerState, t: int, fixed: tuple[str, ...],
         else:
             values[name] = _fixed(name, state, orders, t)
     for metric in windowed:
-        values[metric.name] = windowed_value(metric, state, orders, t)
+        seen = window(metric, state, orders, t)
+        values[metric.name] = seen.value
+        if windows is not None:
+            windows[metric.name] = seen
     if modelled and model is not None:
         values.update(model_metrics.compute(model, modelled, state, orders, t))
     return values
@@ -162,8 +177,12 @@ def _of_purchases(name: str, bought: history.Purchases | None, t: int) -> float 
     return span / (bought.days - 1) if bought.days > 1 else 0.0
 
 
-def windowed_value(metric: Windowed, state: CustomerState, orders: list, t: int) -> float | int:
-    return of_items(metric, in_window(metric, state, orders, t))
+def window(metric: Windowed, state: CustomerState, orders: list, t: int) -> Window:
+    inside = in_window(metric, state, orders, t)
+    if metric.kind in COUNTS:
+        return Window(inside, None, len(inside))
+    amounts = item_amounts(metric, inside)
+    return Window(inside, amounts, of_amounts(metric, amounts))
 
 
 def in_window(metric: Windowed, state: CustomerState, orders: list, t: int) -> list:
@@ -173,13 +192,6 @@ def in_window(metric: Windowed, state: CustomerState, orders: list, t: int) -> l
         return sorted((x for x in state.touches if start < x.at <= t
                        and (metric.touch is None or x.kind == metric.touch)), key=lambda x: x.at)
     return orders[bisect_right(orders, start, key=_placed):]
-
-
-def of_items(metric: Windowed, inside: list) -> float | int:
-    """The metric's value over the items inside its window."""
-    if metric.kind in ("orders", "interactions"):
-        return len(inside)
-    return of_amounts(metric, item_amounts(metric, inside))
 
 
 def item_amounts(metric: Windowed, orders: list) -> list[float]:

@@ -23,7 +23,7 @@ from typing import Protocol
 
 from models.errors import InvalidEventError, PolicyEvaluationError
 from models.events import CustomerErased, Event, parse_event
-from models.outputs import OutputEvent
+from models.outputs import Output
 from models.state import CustomerState
 from rules import sketches
 from rules.admission import admit
@@ -90,7 +90,7 @@ class Effects:
     with outputs: its state at its last output, None when erased) and `states` (the latest
     state of every changed customer, None when erased) stored once Kafka has the former."""
 
-    outputs: list[OutputEvent] = field(default_factory=list)
+    outputs: list[Output] = field(default_factory=list)
     dead_letters: list[DeadLetter] = field(default_factory=list)
     reports: list[bytes] = field(default_factory=list)
     tiers: dict[str, CustomerState | None] = field(default_factory=dict)
@@ -295,7 +295,7 @@ class Partition:
     # -- changes ---------------------------------------------------------------------------
 
     def emit(self, customer: str, before: CustomerState | None, state: CustomerState | None,
-             outputs: list[OutputEvent], erased: bool = False) -> None:
+             outputs: list[Output], erased: bool = False) -> None:
         """Record a customer's change: outputs, its `customer-tiers` record when it has
         outputs or was erased, its new state, the due index and the tier counts."""
         effects = self.effects

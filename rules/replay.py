@@ -16,7 +16,7 @@ from collections.abc import Iterable
 import numpy as np
 
 from models.events import Event
-from models.outputs import OutputEvent
+from models.outputs import Output
 from models.state import CustomerState
 from rules import relative
 from rules.admission import admit
@@ -53,13 +53,13 @@ class Replay:
         self._bases: dict[str, tuple[CustomerState, dict]] = {}
         # decisions the policy failed to make, for the caller to dead-letter (take_failed)
         self._failed: list[tuple[Failed, Event | None]] = []
-        self._outputs: list[OutputEvent] = []
+        self._outputs: list[Output] = []
 
     @property
     def population(self) -> Population | None:
         return self._customers.population
 
-    def feed(self, event: Event) -> list[OutputEvent]:
+    def feed(self, event: Event) -> list[Output]:
         """Apply one event after every change due by its time. InvalidEventError if it is not
         admitted; one the engine refuses (a full customer) or the policy fails on is not applied
         and waits in take_failed, with the outputs of the time that passed returned."""
@@ -76,13 +76,13 @@ class Replay:
         failed, self._failed = self._failed, []
         return failed
 
-    def advance_to(self, now: int) -> list[OutputEvent]:
+    def advance_to(self, now: int) -> list[Output]:
         """Let time pass up to `now` for every customer with a time-driven change due, and
         retake the population snapshot at every refresh boundary up to `now` (inclusive)."""
         self._pass_time(now, refresh_at_now=True)
         return self._take()
 
-    def _take(self) -> list[OutputEvent]:
+    def _take(self) -> list[Output]:
         """The outputs since the last call."""
         self._sync()
         outputs, self._outputs = self._outputs, []

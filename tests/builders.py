@@ -9,7 +9,7 @@ from typing import Any
 
 from models.events import Event, event_from_fields
 from models.instants import MICROS_PER_DAY, format_instant, to_micros
-from models.outputs import OutputEvent
+from models.outputs import Output
 from models.state import CustomerState
 from rules.compiled import CompiledPolicy
 from rules.engine import apply
@@ -88,9 +88,9 @@ def policy(yaml_text: str, file: str = "<test>") -> CompiledPolicy:
 
 
 def fold(events: Iterable[Event], compiled: CompiledPolicy,
-         state: CustomerState | None = None) -> tuple[CustomerState | None, list[OutputEvent]]:
+         state: CustomerState | None = None) -> tuple[CustomerState | None, list[Output]]:
     """Apply events to one customer's state in the given order with `rules.engine.apply`."""
-    outputs: list[OutputEvent] = []
+    outputs: list[Output] = []
     for event in events:
         state, more = apply(state, event, compiled)
         outputs += more
@@ -98,10 +98,10 @@ def fold(events: Iterable[Event], compiled: CompiledPolicy,
 
 
 def replay(events: Iterable[Event], compiled: CompiledPolicy,
-           until: int | None = None) -> tuple[Replay, list[OutputEvent]]:
+           until: int | None = None) -> tuple[Replay, list[Output]]:
     """Replay events in event order, then let time pass up to `until` if given."""
     run = Replay(compiled)
-    outputs: list[OutputEvent] = []
+    outputs: list[Output] = []
     for event in sorted(events, key=event_order):
         outputs += run.feed(event)
     if until is not None:
@@ -115,6 +115,6 @@ def short(kind: str) -> str:
     return kind.removeprefix("tier.")
 
 
-def steps(outputs: Iterable[OutputEvent]) -> list[tuple[int, str, str | None, str | None]]:
+def steps(outputs: Iterable[Output]) -> list[tuple[int, str, str | None, str | None]]:
     """(instant, short type, from_tier, to_tier) of each output, the shape most tests assert."""
     return [(micros(o.time), short(o.type), o.data.from_tier, o.data.to_tier) for o in outputs]

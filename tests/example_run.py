@@ -7,7 +7,7 @@ from pathlib import Path
 
 from models.errors import InvalidEventError
 from models.events import Event, parse_event
-from models.outputs import OutputEvent
+from models.outputs import Output
 from rules.replay import Replay
 from streams.policies import load_policy
 from tests.builders import micros, replay
@@ -28,7 +28,7 @@ def _parsed(line: bytes) -> Event | None:
 
 
 @functools.cache
-def example_run() -> tuple[Replay, tuple[OutputEvent, ...]]:
+def example_run() -> tuple[Replay, tuple[Output, ...]]:
     """What `tierstream replay examples/events.jsonl --as-of 2026-12-31` computes."""
     events = [e for e in map(_parsed, example_lines()) if e is not None]
     run, outputs = replay(events, load_policy("default"), until=AS_OF)

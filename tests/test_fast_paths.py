@@ -4,13 +4,16 @@ order first flips a comparison, output ids are UUIDv5."""
 
 from __future__ import annotations
 
+import math
 import uuid
+from datetime import UTC, datetime
 
 import cel
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from models.instants import format_instant, to_micros
 from models.state import CustomerState, Order
 from rules import horizon, metrics
 from rules.compiled import CompiledPolicy
@@ -134,8 +137,9 @@ def test_output_ids_are_uuid5(name: str) -> None:
 @given(count=st.tuples(st.sampled_from(["<", "<=", ">", ">="]),
                        st.sampled_from(["0", "1", "2", "2.5", "3", "4.0", "-1"])),
        total=st.tuples(st.sampled_from(["<", "<=", ">", ">="]),
-                       st.sampled_from(["0.0", "100.0", "250.5", "400.0", "1e3"])),
-       placed=st.lists(st.tuples(st.integers(0, 40), st.sampled_from([0.0, 50.0, 100.0, 250.5])),
+                       st.sampled_from(["0.0", "0.3", "0.6", "100.0", "250.5", "400.0", "1e3"])),
+       placed=st.lists(st.tuples(st.integers(0, 40),
+                                 st.sampled_from([0.0, 0.1, 0.2, 0.3, 50.0, 100.0, 250.5])),
                        min_size=1, max_size=8))
 def test_a_window_changes_at_the_first_expiry_that_flips_a_comparison(
         count: tuple[str, str], total: tuple[str, str], placed: list) -> None:
@@ -151,14 +155,13 @@ def test_a_window_changes_at_the_first_expiry_that_flips_a_comparison(
         expiries = sorted({o.at + metric.micros for o in orders if o.at + metric.micros > t})
         expected = next((at for at in expiries if compared(metric, checks, state, at)
                          != compared(metric, checks, state, t)), None)
-        counted = metrics.counted_orders(state, t)
-        assert horizon._window_change(metric, state, counted, policy,
-                                      policy.values(state, t, None, counted), t) == expected
+        seen = metrics.window(metric, state, metrics.counted_orders(state, t), t)
+        assert horizon._window_change(metric, policy, seen, t) == expected
 
 
 def compared(metric: metrics.Windowed, checks: tuple, state: CustomerState, at: int
              ) -> list[bool]:
-    value = metrics.windowed_value(metric, state, metrics.counted_orders(state, at), at)
+    value = metrics.window(metric, state, metrics.counted_orders(state, at), at).value
     return [compare(value, number) for compare, number in checks]
 
 
@@ -173,3 +176,32 @@ def compiled(condition: str) -> CompiledPolicy:
             when: {condition}
           - id: B
     """)
+
+
+@settings(max_examples=400, deadline=None)
+@given(amounts=st.lists(st.floats(0, 1e6) | st.sampled_from([0.1, 0.2, 0.3, 0.7]),
+                        min_size=1, max_size=12),
+       picks=st.lists(st.tuples(st.sampled_from([">=", ">", "<", "<="]), st.integers(0, 12),
+                                st.sampled_from([0.0, -1e-9, 1e-9, 0.1])), min_size=1, max_size=3))
+def test_a_sum_flips_after_the_fewest_oldest_amounts_forgotten(amounts: list[float],
+                                                                picks: list) -> None:
+    # thresholds at (or a hair off) the sums left after forgetting k amounts: where the running
+    # sums that locate the flip may round the other way than the fsum that decides it
+    left = [math.fsum(amounts[k:]) for k in range(len(amounts) + 1)]
+    checks = tuple((horizon._OPERATORS[op], left[min(k, len(amounts))] + off)
+                   for op, k, off in picks)
+    value = left[0]
+    now = [compare(value, number) for compare, number in checks]
+    expected = next((k for k in range(1, len(amounts) + 1)
+                     if [compare(left[k], number) for compare, number in checks] != now),
+                    len(amounts) + 1)
+    assert horizon._sum_flip(amounts, value, checks) == expected
+
+
+@settings(max_examples=500, deadline=None)
+@given(st.datetimes(timezones=st.just(UTC)) | st.datetimes(timezones=st.just(UTC)).map(
+    lambda moment: moment.replace(microsecond=0)))
+def test_an_instant_is_written_as_rfc3339_utc(moment: datetime) -> None:
+    spec = "seconds" if moment.microsecond == 0 else "microseconds"
+    assert format_instant(to_micros(moment)) == \
+        moment.isoformat(timespec=spec).replace("+00:00", "Z")

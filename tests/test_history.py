@@ -67,7 +67,7 @@ def test_folding_changes_no_output_to_the_bit(name: str, tmp_path: Path) -> None
     events = shop(40, seed=7)
     folding, outputs = replay(events, builtin(name, tmp_path), until=day(4 * 365))
     exact, expected = replay(events, builtin(name, tmp_path, NEVER_FOLDS), until=day(4 * 365))
-    assert [o.model_dump() for o in outputs] == [o.model_dump() for o in expected]
+    assert [o.document() for o in outputs] == [o.document() for o in expected]
     assert sum(s.folded.orders for s in folding.states.values()) > 500
     assert sum(s.folded.orders for s in exact.states.values()) == 0
     assert max(len(s.orders) for s in folding.states.values()) < \

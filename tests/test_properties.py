@@ -13,7 +13,7 @@ from rich.progress import Progress
 from models.errors import InvalidEventError
 from models.events import Event
 from models.instants import MICROS_PER_DAY, to_micros
-from models.outputs import OutputEvent
+from models.outputs import Output
 from models.state import CustomerState
 from rules.decisions import evaluate
 from rules.engine import apply
@@ -80,15 +80,15 @@ def histories(draw: st.DrawFn) -> list[Event]:
     return events + redelivered
 
 
-def run(events: list[Event], until: int = END) -> tuple[Replay, list[OutputEvent]]:
+def run(events: list[Event], until: int = END) -> tuple[Replay, list[Output]]:
     replay = Replay(POLICY)
     outputs = [o for e in sorted(events, key=event_order) for o in replay.feed(e)]
     return replay, outputs + replay.advance_to(until)
 
 
-def dump(replay: Replay, outputs: list[OutputEvent]) -> tuple[dict[str, Any], list[dict]]:
+def dump(replay: Replay, outputs: list[Output]) -> tuple[dict[str, Any], list[dict]]:
     states = dict(sorted(replay.states.items()))
-    return states, [o.model_dump() for o in outputs]
+    return states, [o.document() for o in outputs]
 
 
 @SETTINGS
@@ -141,16 +141,16 @@ def test_partitions_replayed_apart_equal_one_replay(data: st.DataObject) -> None
     while any(queues.values()):
         p = data.draw(st.sampled_from([p for p, queue in queues.items() if queue]))
         for output in replays[p].feed(queues[p].pop(0)):
-            outputs[output.subject].append(output.model_dump())
+            outputs[output.subject].append(output.document())
     for replay in replays.values():
         for output in replay.advance_to(END):
-            outputs[output.subject].append(output.model_dump())
+            outputs[output.subject].append(output.document())
     states = {c: s for r in replays.values() for c, s in r.states.items()}
 
     whole, whole_outputs = run(events)
     expected: dict[str, list[dict]] = defaultdict(list)
     for output in whole_outputs:
-        expected[output.subject].append(output.model_dump())
+        expected[output.subject].append(output.document())
     assert states == whole.states
     assert outputs == expected
 

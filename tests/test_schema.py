@@ -7,12 +7,24 @@ from pathlib import Path
 
 import pytest
 import yaml
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from jsonschema import Draft7Validator, Draft202012Validator
+from msgspec.structs import replace
 
 from models.errors import InvalidEventError
 from models.events import parse_event
 from models.instants import MICROS_PER_DAY
-from models.outputs import CustomerTier
+from models.outputs import (
+    CustomerTier,
+    Decision,
+    DecisionData,
+    Output,
+    OutputEvent,
+    OutputType,
+    PolicyName,
+    PolicyRef,
+)
 from rules import sketches
 from streams.cli import schema
 from streams.cli.asyncapi import default_settings
@@ -76,10 +88,32 @@ def test_replayed_outputs_validate_against_their_topic_schema() -> None:
     kinds = {o.topic_kind for o in outputs}
     assert kinds == {"tier-changes", "churn-warnings"}
     for output in outputs:
-        document = json.loads(output.model_dump_json())
+        document = json.loads(output.record())
         mine, other = (churn, tier) if output.topic_kind == "churn-warnings" else (tier, churn)
         mine.validate(document)
         assert not other.is_valid(document)
+
+
+def test_outputs_write_what_their_contract_writes() -> None:
+    _, outputs = example_run()
+    # every kind of output (a recovery has the fields of a warning, which the example has)
+    assert {o.type for o in outputs} == set(OutputType.__args__) - {"tierstream.churn.recovered"}
+    for output in outputs:
+        written = output.record()
+        assert written == OutputEvent.model_validate_json(written).model_dump_json().encode()
+        assert output.document() == json.loads(written)
+    assert list(Output.__struct_fields__) == list(OutputEvent.model_fields)
+    assert list(Decision.__struct_fields__) == list(DecisionData.model_fields)
+    assert list(PolicyName.__struct_fields__) == list(PolicyRef.model_fields)
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.dictionaries(st.text(max_size=5), st.floats() | st.integers(-2**60, 2**60) | st.text()))
+def test_an_output_writes_any_metric_value_as_its_contract_does(metrics: dict) -> None:
+    first = example_run()[1][0]
+    output = replace(first, data=replace(first.data, metrics=metrics))
+    contract = OutputEvent.model_validate(output.document())
+    assert output.record() == contract.model_dump_json().encode()
 
 
 def test_customer_tier_record_is_what_the_worker_writes() -> None:

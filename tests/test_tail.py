@@ -11,7 +11,8 @@ from tests.example_run import example_run
 
 
 def outputs() -> tuple[OutputEvent, ...]:
-    return example_run()[1]
+    """The example run's outputs as `tail` reads them from Kafka."""
+    return tuple(OutputEvent.model_validate_json(o.record()) for o in example_run()[1])
 
 
 def first(kind: str) -> OutputEvent:

@@ -7,7 +7,7 @@ from functools import cache
 import pytest
 
 from models.errors import InvalidEventError
-from models.outputs import OutputEvent
+from models.outputs import Output
 from models.state import CustomerState
 from rules.compiled import CompiledPolicy
 from rules.engine import advance, apply
@@ -69,11 +69,11 @@ CHURN = policy("""
     """)
 
 
-def tier_steps(outputs: list[OutputEvent]) -> list[tuple]:
+def tier_steps(outputs: list[Output]) -> list[tuple]:
     return [s for s in steps(outputs) if not s[1].startswith("churn.")]
 
 
-def churn_steps(outputs: list[OutputEvent]) -> list[tuple[int, str, str]]:
+def churn_steps(outputs: list[Output]) -> list[tuple[int, str, str]]:
     return [(micros(o.time), short(o.type), o.data.churn_rule) for o in outputs
             if o.type.startswith("tierstream.churn.")]
 
@@ -368,7 +368,7 @@ def test_output_ids_are_deterministic() -> None:
     compiled, events = SCENARIOS["ladder walk"]
     _, first = replay(events, compiled, until=day(200))
     _, again = replay(events, compiled, until=day(200))
-    assert [o.model_dump() for o in first] == [o.model_dump() for o in again]
+    assert [o.document() for o in first] == [o.document() for o in again]
     assert len({o.id for o in first}) == len(first)
 
 

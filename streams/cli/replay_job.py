@@ -24,7 +24,7 @@ from rich.table import Table
 
 from models.errors import InvalidEventError
 from models.instants import format_instant
-from models.outputs import OutputEvent
+from models.outputs import Output
 from rules.compiled import CompiledPolicy
 from rules.replay import Replay
 from streams import collector
@@ -264,10 +264,10 @@ def _failed(replay: Replay, line: Line | None, summary: Summary, sinks: Sinks) -
     return event_failed
 
 
-def _write(outputs: list[OutputEvent], summary: Summary, sinks: Sinks) -> None:
+def _write(outputs: list[Output], summary: Summary, sinks: Sinks) -> None:
     for output in outputs:
         summary.outputs[output.type.removeprefix("tierstream.")] += 1
-        sinks.out.write(output.model_dump_json() + "\n")
+        sinks.out.write(output.record().decode() + "\n")
 
 
 def _finish(replay: Replay, policy: CompiledPolicy, end: int, summary: Summary,

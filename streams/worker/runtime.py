@@ -34,7 +34,7 @@ from models import stored
 from models.errors import ConnectError
 from models.events import MAX_EVENT_BYTES
 from models.instants import MICROS_PER_SECOND
-from models.outputs import CustomerTier, OutputEvent
+from models.outputs import CustomerTier, Output
 from models.state import CustomerState
 from rules.compiled import CompiledPolicy
 from rules.partition import TICK, DeadLetter, Effects, Message, Partition
@@ -279,7 +279,7 @@ class Runtime:
             for output in effects.outputs:
                 out.setdefault(names.tier_changes if output.topic_kind == "tier-changes"
                                else names.churn_warnings, []).append(
-                    (output.subject.encode(), output.model_dump_json().encode(), []))
+                    (output.subject.encode(), output.record(), []))
             for customer, record in tiers.items():
                 out.setdefault(names.customer_tiers, []).append((customer.encode(), record, []))
             for dead in effects.dead_letters:
@@ -397,7 +397,7 @@ class Runtime:
         self._redis_flush = asyncio.ensure_future(self.redis.flush())
         self._redis_flush.add_done_callback(self._flush_redis)
 
-    def _count_outputs(self, outputs: list[OutputEvent]) -> None:
+    def _count_outputs(self, outputs: list[Output]) -> None:
         for output in outputs:
             data = output.data
             self.metrics.transitions.labels(output.type, data.from_tier or "",

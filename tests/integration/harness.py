@@ -229,7 +229,7 @@ def reference(lines: list[bytes], policy: CompiledPolicy, as_of: int
     for event in sorted((parse_event(x) for x in lines if _valid(x)), key=event_order):
         outputs += run.feed(event)
     outputs += run.advance_to(as_of)
-    return run.states, [json.loads(o.model_dump_json()) for o in outputs]
+    return run.states, [json.loads(o.record()) for o in outputs]
 
 
 def reference_in_arrival_order(lines: list[bytes], policy: CompiledPolicy, as_of: int
@@ -249,7 +249,7 @@ def reference_in_arrival_order(lines: list[bytes], policy: CompiledPolicy, as_of
             outputs += run.feed(event)
         outputs += run.advance_to(as_of)
         states.update(run.states)
-    return states, [json.loads(o.model_dump_json()) for o in outputs]
+    return states, [json.loads(o.record()) for o in outputs]
 
 
 def table_states(settings: Settings) -> dict[str, CustomerState]:

@@ -350,7 +350,7 @@ def in_phases(phases: list[list[bytes]]) -> tuple[dict[str, CustomerState], list
         for event in sorted(map(parse_event, phase), key=event_order):
             outputs += run.feed(event)
         outputs += run.advance_to(now())
-    return run.states, [json.loads(o.model_dump_json()) for o in outputs]
+    return run.states, [json.loads(o.record()) for o in outputs]
 
 
 # -- 8. a generated corpus of malformed input ------------------------------------------------

@@ -25,7 +25,7 @@ def published(kafka_bootstrap: str, tmp_path: Path, monkeypatch: pytest.MonkeyPa
     try:
         for output in outputs:
             producer.send(topic[output.topic_kind], key=output.subject.encode(),
-                          value=output.model_dump_json().encode())
+                          value=output.record())
         producer.flush(timeout=30)
     finally:
         producer.close(timeout=10)
