@@ -98,7 +98,7 @@ class TableStore:
         return self.stored(customer_id) if state is _STORED else state
 
     def stored(self, customer_id: str) -> CustomerState | None:
-        value = self.table.get(customer_id)
+        value = faust_fixes.read_locally(self.table, customer_id)
         return None if value is None else stored.decode(value)[1]
 
     def decided(self, states: Mapping[str, CustomerState | None]) -> None:
