@@ -3,6 +3,8 @@ front of it."""
 
 from __future__ import annotations
 
+from types import SimpleNamespace
+
 from models import stored
 from models.state import CustomerState
 from streams.worker.runtime import TableStore
@@ -14,7 +16,7 @@ def state(customer: str, sequence: int) -> CustomerState:
 
 def test_a_decided_batch_is_read_before_the_table_and_forgotten_once_written() -> None:
     table = {"a": stored.encode(0, state("a", 1)), "b": stored.encode(0, state("b", 1))}
-    store = TableStore(table)
+    store = TableStore(SimpleNamespace(data=table))  # a faust table's local store
     first = {"a": state("a", 2), "b": None}  # b erased
     store.decided(first)
     assert store.get("a") == state("a", 2) and store.get("b") is None
