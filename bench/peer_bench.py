@@ -13,7 +13,10 @@ bench/peers/quix_tier.py (stateful apply, RocksDB state with changelog), tierstr
 bench/peers/peer.yaml (the default tiers, grace 0d, no churn rules). The peers decide only at
 orders; tierstream also when a window forgets an order, so each system's final tiers are checked
 against a pure-Python reference of its own kind: at each customer's last order for the peers, at
-the last event time of the customer's partition for tierstream.
+the last event time of the customer's partition for tierstream. One more row,
+`tierstream-default`, runs the worker on the same input with the shipped default policy (grace,
+warnings, churn rules) and the Redis view on (a local redis-server), the setting of the
+batch-first target "at least half of Quix's rate"; no reference checks its final tiers.
 
 On first use the Kafka Streams app is built with Maven and Quix Streams installed with pip into a
 venv of its own, both under ~/.cache/tierstream/peer-bench; a system whose tool cannot be had is
@@ -23,6 +26,7 @@ skipped, with the reason in its row. Results: docs/benchmarks.md, "Other stream 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import random
@@ -50,6 +54,7 @@ import pipeline_bench  # noqa: E402  (the ceilings and helpers of the project's 
 from streams.dev.local_kafka import LocalKafka  # noqa: E402
 from streams.settings import Settings, Topics  # noqa: E402
 from tests.integration.harness import Worker, create_topics, http_get  # noqa: E402
+from tests.redis_server import RedisServer  # noqa: E402
 
 PEERS = Path(__file__).resolve().parent / "peers"
 POLICY = PEERS / "peer.yaml"
@@ -67,7 +72,10 @@ LABELS = {"raw": "raw aiokafka consume + json (ceiling)",
           "ks-alos": "Kafka Streams{kstreams}, at_least_once",
           "ks-eos": "Kafka Streams{kstreams}, exactly_once_v2",
           "quix": "Quix Streams{quix}",
-          "tierstream": "tierstream worker (1, memory:// + changelog)"}
+          "tierstream": "tierstream worker (1, memory:// + changelog)",
+          "tierstream-default": "tierstream worker, shipped default policy + Redis view (1, "
+                                "memory:// + changelog)"}
+DEFAULT_POLICY = ROOT / "rules" / "policies" / "default.yaml"
 
 
 def log(msg: str) -> None:
@@ -277,6 +285,7 @@ class Bench:
         self.built = built  # "kstreams": its classpath, "quix": its python
         self.last_ks_app: str | None = None  # the last at_least_once app, for --restore
         self.last_tierstream: Settings | None = None
+        self.redis_url: str | None = None  # for tierstream-default
 
     def measure(self, system: str, name: str) -> dict:
         """events/s and CPU seconds (`window_cpu_s` while processing, if known; `cpu_total_s`
@@ -300,6 +309,8 @@ class Bench:
             return {**self.app([self.built["quix"], str(PEERS / "quix_tier.py")], name, {
                 "APP_ID": name, "OUTPUT": output, "STATE_DIR": str(self.workdir / name)}),
                 "output": output}
+        if system == "tierstream-default":
+            return self.tierstream(name, DEFAULT_POLICY, self.redis_url)
         return self.tierstream(name)
 
     def output(self, name: str) -> str:
@@ -336,12 +347,12 @@ class Bench:
             raise RuntimeError(f"{name} failed: {items}\n{log_path.read_text()[-3000:]}")
         return {k: v for item in items for k, v in item.items() if k != "event"}
 
-    def worker(self, settings: Settings, label: str) -> Worker:
+    def worker(self, settings: Settings, label: str, policy: Path = POLICY) -> Worker:
         workdir = self.workdir / f"{settings.app_id}-{label}"
         workdir.mkdir()
-        return Worker(settings, POLICY, workdir).start()
+        return Worker(settings, policy, workdir).start()
 
-    def tierstream(self, name: str) -> dict:
+    def tierstream(self, name: str, policy: Path = POLICY, redis_url: str | None = None) -> dict:
         """One `tierstream worker` over the whole input: from its last "not ready" answer (it
         processes nothing before; the first batch can be the whole input, so the events counter
         cannot say when processing began) until the counter reaches the input size. Then until
@@ -351,9 +362,10 @@ class Bench:
         settings = Settings(bootstrap_servers=self.bootstrap, app_id=name, partitions=PARTITIONS,
                             data_dir=self.workdir / name,
                             topics=names.model_copy(update={"orders": self.topic}),
-                            tick_interval_s=1.0, idle_after_s=1e9)  # never the wall clock
+                            tick_interval_s=1.0, idle_after_s=1e9,  # never the wall clock
+                            redis_url=redis_url, redis_prefix=name)
         create_topics(settings)
-        worker = self.worker(settings, "w0")
+        worker = self.worker(settings, "w0", policy)
         pid, deadline = worker.process.pid, time.monotonic() + TIMEOUT_S
         try:
             began, cpu = time.perf_counter(), tree_cpu(pid)
@@ -369,7 +381,8 @@ class Bench:
             total = tree_cpu(pid)
         finally:
             worker.stop()
-        self.last_tierstream = settings
+        if policy == POLICY:
+            self.last_tierstream = settings
         return {"rate": self.n / seconds, "window_cpu_s": window_cpu, "cpu_total_s": total,
                 "output": settings.topics.tier_changes}
 
@@ -431,13 +444,14 @@ def run_round(bench: Bench, systems: list[str], rnd: int, at_last_order: dict[st
     rows = {}
     for system in systems:
         log(f"round {rnd}: {system}")
-        tierstream = system == "tierstream"
+        tierstream = system.startswith("tierstream")
         try:
             row = bench.measure(system, f"{system}-r{rnd}-{bench.tag}")
             if "output" in row:
                 row["changes"], tiers = final_tiers(bench.bootstrap, row["output"], tierstream)
-                row["mismatches"] = mismatches(tiers, at_end_clock if tierstream
-                                               else at_last_order)
+                if system != "tierstream-default":  # (the references know the peer job only)
+                    row["mismatches"] = mismatches(tiers, at_end_clock if tierstream
+                                                   else at_last_order)
         except Exception as error:  # reported in the table; the other systems go on
             log(f"  FAILED: {error}")
             row = {"error": str(error).splitlines()[0][:200]}
@@ -495,8 +509,11 @@ def main() -> None:
 
     started = time.perf_counter()
     built, versions, skipped = build(systems)
+    if "tierstream-default" in systems and not shutil.which("redis-server"):
+        skipped["tierstream-default"] = "no redis-server on PATH (apt-get install redis-server)"
     running = [s for s in systems if s not in skipped]
-    with LocalKafka(heap="1g") as kafka, tempfile.TemporaryDirectory() as tmp:
+    with LocalKafka(heap="1g") as kafka, tempfile.TemporaryDirectory() as tmp, \
+            contextlib.ExitStack() as stack:
         bootstrap = kafka.bootstrap_servers
         log(f"broker {kafka.kafka_version} at {bootstrap}")
         lines = generate(args.customers, args.seed)
@@ -508,6 +525,8 @@ def main() -> None:
         changes, at_last_order, at_end_clock = reference(lines, partition_of)
         log(f"input: {len(lines):,} events on {topic}; reference: {changes:,} tier changes")
         bench = Bench(bootstrap, topic, len(lines), Path(tmp), built)
+        if "tierstream-default" in running:
+            bench.redis_url = stack.enter_context(RedisServer()).url
         rounds = [run_round(bench, running, rnd, at_last_order, at_end_clock)
                   for rnd in range(1, args.rounds + 1)]
         restore = bench.restore() if args.restore else None
