@@ -25,6 +25,11 @@ def from_micros(micros: int) -> datetime:
     return EPOCH + timedelta(microseconds=micros)
 
 
+def days_between(start: int, end: int) -> float:
+    """Days from `start` to `end`, as the time metrics count them."""
+    return (end - start) / MICROS_PER_DAY
+
+
 def format_instant(micros: int) -> str:
     """RFC 3339 in UTC with a `Z`, microseconds only when present."""
     day, micros = divmod(micros, MICROS_PER_DAY)

@@ -144,14 +144,14 @@ class CompiledPolicy:
         """Evaluate every condition, and every comparison in it on its own (so a type error
         behind a short-circuiting `&&` is found too), on typed sample values."""
         sample = metrics.sample_values(self.fixed, self.windowed, self.modelled, self.relative)
-        growing = {name: True for name in self.time_metrics}
+        anchors = {name: 0 for name in self.time_metrics}  # every time metric growing
         for location, condition in compiled.items():
             try:
                 if condition.native is not None and \
                         condition.native(sample) != condition.holds_in_cel(sample):
                     condition.native = None  # never expected: CEL decides
                 condition.holds(sample)
-                condition.next_flip(sample, growing, 0)
+                condition.next_flip(sample, anchors, 0)
                 for part in comparisons(condition.source):
                     program = cel.compile(f"({part.left}) {part.operator} ({part.right})")
                     if set(program.variables()) <= sample.keys():

@@ -18,12 +18,13 @@ from typing import Any
 import cel
 
 from models.errors import PolicyEvaluationError
-from models.instants import MICROS_PER_DAY
+from models.instants import MICROS_PER_DAY, days_between
 from rules.comparisons import comparisons, is_linear, shift, tokens
 from rules.metrics import TIME_METRICS
 from rules.native import compile_gaps, compile_predicate, compile_settled
 
 Values = dict[str, Any]
+FLIPS_PASSED = 8  # time-comparison flips looked past per condition and decision (next_flip)
 _GROWTH = "_growth_{}"  # context variable: 1.0 if the time metric grows, 0.0 if it is stuck at 0
 
 # Bounds on a condition, checked before CEL sees it: real conditions are a few hundred characters
@@ -106,11 +107,36 @@ class Condition:
     def inputs(self, values: Values) -> Values:
         return {v: values[v] for v in self.variables}
 
-    def next_flip(self, values: Values, growing: dict[str, bool], now: int) -> int | None:
-        """Earliest instant after `now` at which a time comparison inside could flip, if any."""
+    def next_flip(self, values: Values, anchors: dict[str, int | None], now: int) -> int | None:
+        """Earliest instant after `now` at which time alone changes whether the condition
+        holds, if any. `anchors`: where each time metric counts its days from (None: it stays
+        at 0.0), see metrics.time_anchors.
+
+        Its time comparisons' flips are taken in turn, and at each the condition is evaluated
+        on the time metrics as the engine computes them there: a flip that leaves it as it is
+        (`days_since_last_order > 30.0` in `... && days_since_last_order > 3.0 * avg`, or an
+        instant a microsecond before a strict comparison's crossing) is passed over, up to
+        FLIPS_PASSED of them, after which that flip is the answer (the engine looks again
+        there). A condition the policy fails to evaluate at a flip stops there too."""
         if not self.timed or (self.steady is not None and self.steady.holds(values)):
             return None
-        return self.timed.next_flip(values, growing, now)
+        growing = [v for v in self.timed.time_variables if anchors.get(v) is not None]
+        try:
+            held = self.holds(values)
+        except PolicyEvaluationError:
+            return self.timed.next_flip(values, anchors, now)
+        for _ in range(FLIPS_PASSED):
+            flip = self.timed.next_flip(values, anchors, now)
+            if flip is None:
+                return None
+            values = {**values, **{v: days_between(anchors[v], flip) for v in growing}}
+            try:
+                if self.holds(values) != held:
+                    return flip
+            except PolicyEvaluationError:
+                return flip
+            now = flip
+        return now
 
 
 class _TimeGaps:
@@ -140,12 +166,15 @@ class _TimeGaps:
     def __bool__(self) -> bool:
         return self.program is not None
 
-    def next_flip(self, values: Values, growing: dict[str, bool], now: int) -> int | None:
-        if self.program is None or not any(growing.get(v) for v in self.time_variables):
+    def next_flip(self, values: Values, anchors: dict[str, int | None], now: int) -> int | None:
+        """The earliest instant after `now` at which a time comparison could flip, if any (a
+        microsecond early where the crossing falls inside one)."""
+        if self.program is None or \
+                all(anchors.get(v) is None for v in self.time_variables):
             return None
         context = {v: values[v] for v in self.variables}
         for v in self.time_variables:
-            context[_GROWTH.format(v)] = 1.0 if growing.get(v) else 0.0
+            context[_GROWTH.format(v)] = 0.0 if anchors.get(v) is None else 1.0
         gaps = self.native(context) if self.native else self.program.execute(context)
         flips = [f for i in range(0, len(gaps), 2) if (f := _flip(gaps[i], gaps[i + 1], now))]
         if self.daily:

@@ -9,7 +9,8 @@ Window expiries and model metrics are checked against the policy's thresholds: w
 of such a metric is a plain comparison with a number (`orders_90d >= 3`, `p_alive < 0.3`), only
 the instant that makes one of those comparisons flip matters, so a customer is woken once per
 real change rather than once per expiring order or per day. Other uses of a model metric wake the
-customer every midnight.
+customer every midnight. A condition on time metrics wakes it where the condition changes, not
+at each flip of one of its comparisons (rules/conditions.py).
 """
 
 from __future__ import annotations
@@ -80,13 +81,13 @@ def next_change(state: CustomerState, policy: CompiledPolicy, values: dict[str, 
         candidates.append(_window_change(metric, policy, seen, t))
     candidates += [_model_change(m, state, orders, policy, values, t) for m in policy.modelled]
     if policy.time_metrics:
-        growing = metrics.time_anchors(state, policy.time_metrics)
-        candidates += [c.next_flip(values, growing, t) for c in policy.timed_conditions]
+        anchors = metrics.time_anchors(state, policy.time_metrics, orders)
+        candidates += [c.next_flip(values, anchors, t) for c in policy.timed_conditions]
     if policy.time_bases and population is not None:
-        growing = metrics.time_anchors(state, policy.time_bases)
+        anchors = metrics.time_anchors(state, policy.time_bases, orders)
         candidates += [relative.crossing(r, population, values[r.base], t,
                                          policy.thresholds.get(r.name))
-                       for r in policy.relative if growing.get(r.base)]
+                       for r in policy.relative if anchors.get(r.base) is not None]
     return min((c for c in candidates if c is not None and c > t), default=None)
 
 

@@ -12,7 +12,7 @@ from math import fsum
 from operator import attrgetter
 from typing import NamedTuple
 
-from models.instants import MICROS_PER_DAY, parse_duration
+from models.instants import MICROS_PER_DAY, days_between, parse_duration
 from models.state import CustomerState
 from rules import history, model_metrics, relative
 from rules.lifetime_value import Model
@@ -159,7 +159,7 @@ def _fixed(name: str, state: CustomerState, orders: list, t: int) -> float | int
     if name == "tier":
         return state.tier or ""
     assert name == "days_in_tier"
-    return (t - state.tier_since) / MICROS_PER_DAY if state.tier_since is not None else 0.0
+    return days_between(state.tier_since, t) if state.tier_since is not None else 0.0
 
 
 def _of_purchases(name: str, bought: history.Purchases | None, t: int) -> float | int:
@@ -168,9 +168,9 @@ def _of_purchases(name: str, bought: history.Purchases | None, t: int) -> float 
     if name == "purchase_days_total":
         return bought.days
     if name == "days_since_last_order":
-        return (t - bought.last_at) / MICROS_PER_DAY
+        return days_between(bought.last_at, t)
     if name == "days_since_first_order":
-        return (t - bought.first_at) / MICROS_PER_DAY
+        return days_between(bought.first_at, t)
     # Orders minutes apart are one purchase, not a habit of buying every few minutes: the gaps
     # are between purchase days, so such a pair never makes a customer look overdue.
     span = bought.last_at // MICROS_PER_DAY - bought.first_at // MICROS_PER_DAY
@@ -209,11 +209,21 @@ def of_amounts(metric: Windowed, amounts: list[float]) -> float:
     return total / len(amounts) if amounts else 0.0
 
 
-def time_anchors(state: CustomerState, names: tuple[str, ...]) -> dict[str, bool]:
-    """For each time metric in `names`: does it grow with time (True) or stay at 0.0 (False)?"""
-    has_orders = state.folded.orders > 0 or any(o.counts for o in state.orders)
-    return {name: (state.tier_since is not None if name == "days_in_tier" else has_orders)
-            for name in names if name in TIME_METRICS}
+def time_anchors(state: CustomerState, names: tuple[str, ...], orders: list
+                 ) -> dict[str, int | None]:
+    """For each time metric in `names`, the instant it counts the days from (its value at t is
+    days_between(anchor, t)), or None while it stays at 0.0; `orders` are the state's
+    counted_orders."""
+    bought = history.purchases(state, orders) \
+        if "days_since_last_order" in names or "days_since_first_order" in names else None
+    anchors: dict[str, int | None] = {}
+    for name in names:
+        if name == "days_in_tier":
+            anchors[name] = state.tier_since
+        elif name in TIME_METRICS:
+            anchors[name] = None if bought is None else \
+                bought.last_at if name == "days_since_last_order" else bought.first_at
+    return anchors
 
 
 def sample_values(fixed: tuple[str, ...], windowed: tuple[Windowed, ...],

@@ -17,7 +17,7 @@ from models.instants import format_instant, to_micros
 from models.state import CustomerState, Order
 from rules import horizon, metrics
 from rules.compiled import CompiledPolicy
-from rules.conditions import Condition
+from rules.conditions import FLIPS_PASSED, Condition
 from rules.decisions import _NAMESPACE, uuid5
 from rules.native import compile_predicate
 from tests.builders import T0, day, policy
@@ -115,16 +115,34 @@ def test_settled_conditions_need_no_wake_up() -> None:
     overdue = Condition("orders_total >= 2 && days_since_last_order > 3.0 * "
                         "avg_days_between_orders", "churn[0].when")
     values = {"orders_total": 1, "days_since_last_order": 0.0, "avg_days_between_orders": 0.0}
-    growing = {"days_since_last_order": True}
-    assert overdue.next_flip(values, growing, T0) is None
+    anchors = {"days_since_last_order": T0}  # the last order: 0.0 days at T0
+    assert overdue.next_flip(values, anchors, T0) is None
     values.update(orders_total=2, avg_days_between_orders=1.0)
-    assert overdue.next_flip(values, growing, T0) == day(3)
+    # `>`: false on the crossing itself, true a microsecond after
+    assert overdue.next_flip(values, anchors, T0) == day(3) + 1
 
     either = Condition("revenue_total > 50.0 || days_since_last_order > 10.0", "tiers[0].when")
     values = {"revenue_total": 60.0, "days_since_last_order": 0.0}
-    assert either.next_flip(values, growing, T0) is None
+    assert either.next_flip(values, anchors, T0) is None
     values["revenue_total"] = 10.0
-    assert either.next_flip(values, growing, T0) == day(10)
+    assert either.next_flip(values, anchors, T0) == day(10) + 1
+
+
+def test_a_condition_changes_at_the_flip_that_changes_it_not_at_every_flip() -> None:
+    overdue = Condition("days_since_last_order > 30.0 && days_since_last_order >= 3.0 * "
+                        "avg_days_between_orders", "churn[0].when")
+    anchors = {"days_since_last_order": day(-5)}  # the last order 5 days before T0
+    values = {"days_since_last_order": 5.0, "avg_days_between_orders": 20.0}
+    assert overdue.next_flip(values, anchors, T0) == day(55)  # 60 days: `>=` on the crossing
+    values["avg_days_between_orders"] = 2.0  # then `> 30.0` decides, a microsecond after day 30
+    assert overdue.next_flip(values, anchors, T0) == day(25) + 1
+    # a comparison the gaps cannot solve is looked at daily: FLIPS_PASSED days, then again
+    daily = Condition("days_since_last_order > 30.0 && "
+                      "days_since_last_order * days_since_last_order > 1600.0", "churn[0].when")
+    assert daily.timed.daily
+    assert daily.next_flip(values, anchors, T0) == day(FLIPS_PASSED)
+    assert daily.next_flip(values | {"days_since_last_order": 39.5}, {
+        "days_since_last_order": day(-39.5)}, T0) == day(1)  # 40.5 days: it holds
 
 
 @pytest.mark.parametrize("name", ["", "cdnow\n1\ncustomer\n0\n1\ntier.assigned\nNone\nC\nC\n5",
