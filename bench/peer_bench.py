@@ -43,6 +43,7 @@ from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+import redis
 from kafka import KafkaAdminClient
 from kafka.admin import NewTopic
 
@@ -350,7 +351,9 @@ class Bench:
     def worker(self, settings: Settings, label: str, policy: Path = POLICY) -> Worker:
         workdir = self.workdir / f"{settings.app_id}-{label}"
         workdir.mkdir()
-        return Worker(settings, policy, workdir).start()
+        redis = {"TIERSTREAM_REDIS_URL": settings.redis_url.get_secret_value(),
+                 "TIERSTREAM_REDIS_PREFIX": settings.redis_prefix} if settings.redis_url else {}
+        return Worker(settings, policy, workdir, env_overrides=redis).start()
 
     def tierstream(self, name: str, policy: Path = POLICY, redis_url: str | None = None) -> dict:
         """One `tierstream worker` over the whole input: from its last "not ready" answer (it
@@ -383,8 +386,15 @@ class Bench:
             worker.stop()
         if policy == POLICY:
             self.last_tierstream = settings
-        return {"rate": self.n / seconds, "window_cpu_s": window_cpu, "cpu_total_s": total,
-                "output": settings.topics.tier_changes}
+        row = {"rate": self.n / seconds, "window_cpu_s": window_cpu, "cpu_total_s": total,
+               "output": settings.topics.tier_changes}
+        if redis_url:  # the view was kept: every customer has its hash
+            with redis.Redis.from_url(redis_url) as client:
+                row["redis_customers"] = sum(1 for _ in client.scan_iter(
+                    match=f"{name}:customer:*", count=10_000))
+            if not row["redis_customers"]:
+                raise RuntimeError("the Redis view holds no customer")
+        return row
 
     @staticmethod
     def check(worker: Worker, deadline: float) -> None:

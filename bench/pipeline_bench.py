@@ -511,6 +511,7 @@ def main() -> None:
         # today need: it catches up with today before they are sent
         running = [bench.worker(running[0].settings.model_copy(update={"idle_after_s": 5.0}),
                                 DEFAULT_POLICY, "w0-now").start()]
+        until_ready(running[0])  # restored; its partitions go idle and catch up, then settle
         capacity = first_order_capacity(bench, running[0], args.capacity_orders)
         bench.row("tierstream, 1 worker, first orders", f"{capacity:,.0f} events/s",
                   f"{args.capacity_orders:,} sent at once; each emits a tier event and "

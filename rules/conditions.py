@@ -117,26 +117,45 @@ class Condition:
         (`days_since_last_order > 30.0` in `... && days_since_last_order > 3.0 * avg`, or an
         instant a microsecond before a strict comparison's crossing) is passed over, up to
         FLIPS_PASSED of them, after which that flip is the answer (the engine looks again
-        there). A condition the policy fails to evaluate at a flip stops there too."""
+        there). A flip computed late (over years the gaps' rounding can move it by some
+        microseconds) is moved back to the first instant the condition changes. A condition
+        the policy fails to evaluate stops the walk where it fails."""
         if not self.timed or (self.steady is not None and self.steady.holds(values)):
             return None
         growing = [v for v in self.timed.time_variables if anchors.get(v) is not None]
+
+        def at(instant: int) -> Values:
+            return {**values, **{v: days_between(anchors[v], instant) for v in growing}}
+
         try:
             held = self.holds(values)
+            current = values
+            for _ in range(FLIPS_PASSED):
+                flip = self.timed.next_flip(current, anchors, now)
+                if flip is None:
+                    return None
+                current = at(flip)
+                if self.holds(current) != held:
+                    return self._first_change(at, held, now, flip)
+                now = flip
         except PolicyEvaluationError:
-            return self.timed.next_flip(values, anchors, now)
-        for _ in range(FLIPS_PASSED):
-            flip = self.timed.next_flip(values, anchors, now)
-            if flip is None:
-                return None
-            values = {**values, **{v: days_between(anchors[v], flip) for v in growing}}
-            try:
-                if self.holds(values) != held:
-                    return flip
-            except PolicyEvaluationError:
-                return flip
-            now = flip
+            return self.timed.next_flip(at(now), anchors, now)
         return now
+
+    def _first_change(self, at: Callable[[int], Values], held: bool, unchanged: int,
+                      changed: int) -> int:
+        """The first instant in (unchanged, changed] at which the condition no longer is
+        `held`, as it is not at `changed`: `changed` itself unless the crossing came out late,
+        then found by bisection (near a crossing the condition changes once)."""
+        if changed - 1 <= unchanged or self.holds(at(changed - 1)) == held:
+            return changed
+        while changed - unchanged > 1:
+            middle = (unchanged + changed) // 2
+            if self.holds(at(middle)) == held:
+                unchanged = middle
+            else:
+                changed = middle
+        return changed
 
 
 class _TimeGaps:
@@ -167,8 +186,8 @@ class _TimeGaps:
         return self.program is not None
 
     def next_flip(self, values: Values, anchors: dict[str, int | None], now: int) -> int | None:
-        """The earliest instant after `now` at which a time comparison could flip, if any (a
-        microsecond early where the crossing falls inside one)."""
+        """The earliest instant after `now` at which a time comparison could flip, if any, as
+        the floats of the gaps place it (Condition.next_flip checks it)."""
         if self.program is None or \
                 all(anchors.get(v) is None for v in self.time_variables):
             return None
@@ -176,7 +195,8 @@ class _TimeGaps:
         for v in self.time_variables:
             context[_GROWTH.format(v)] = 0.0 if anchors.get(v) is None else 1.0
         gaps = self.native(context) if self.native else self.program.execute(context)
-        flips = [f for i in range(0, len(gaps), 2) if (f := _flip(gaps[i], gaps[i + 1], now))]
+        flips = [f for i in range(0, len(gaps), 2)
+                 if (f := _flip(gaps[i], gaps[i + 1], now)) is not None]
         if self.daily:
             flips.append(now + MICROS_PER_DAY)
         return min(flips, default=None)

@@ -10,10 +10,10 @@ from datetime import UTC, datetime
 
 import cel
 import pytest
-from hypothesis import given, settings
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
-from models.instants import format_instant, to_micros
+from models.instants import MICROS_PER_DAY, days_between, format_instant, to_micros
 from models.state import CustomerState, Order
 from rules import horizon, metrics
 from rules.compiled import CompiledPolicy
@@ -141,8 +141,9 @@ def test_a_condition_changes_at_the_flip_that_changes_it_not_at_every_flip() -> 
                       "days_since_last_order * days_since_last_order > 1600.0", "churn[0].when")
     assert daily.timed.daily
     assert daily.next_flip(values, anchors, T0) == day(FLIPS_PASSED)
+    # it holds a day later (40.5 days): found there, then placed at its first instant
     assert daily.next_flip(values | {"days_since_last_order": 39.5}, {
-        "days_since_last_order": day(-39.5)}, T0) == day(1)  # 40.5 days: it holds
+        "days_since_last_order": day(-39.5)}, T0) == day(0.5) + 1
 
 
 @pytest.mark.parametrize("name", ["", "cdnow\n1\ncustomer\n0\n1\ntier.assigned\nNone\nC\nC\n5",
@@ -223,3 +224,30 @@ def test_an_instant_is_written_as_rfc3339_utc(moment: datetime) -> None:
     spec = "seconds" if moment.microsecond == 0 else "microseconds"
     assert format_instant(to_micros(moment)) == \
         moment.isoformat(timespec=spec).replace("+00:00", "Z")
+
+
+@settings(max_examples=300, deadline=None)
+@given(op=st.sampled_from([">", ">=", "<", "<="]),
+       number=st.floats(0.5, 5000.0).map(lambda x: round(x, 3)),
+       since=st.integers(0, 2000 * MICROS_PER_DAY))
+@example(op=">=", number=3853.111, since=155887631621882)  # computed 41 us late
+@example(op=">", number=1299.0, since=88399298833535)  # computed 2 us late
+@example(op=">=", number=1476.1, since=39021546011438)  # computed 11 us late
+def test_a_time_condition_wakes_at_the_first_instant_it_changes(op: str, number: float,
+                                                               since: int) -> None:
+    # over years the gaps' floats can place a crossing microseconds late: never woken late
+    condition = Condition(f"days_since_first_order {op} {number!r}", "tiers[0].when")
+    anchors = {"days_since_first_order": T0 - since}
+
+    def holds(instant: int) -> bool:
+        return condition.holds({"days_since_first_order": days_between(T0 - since, instant)})
+
+    now = holds(T0)
+    flip = condition.next_flip({"days_since_first_order": days_between(T0 - since, T0)},
+                               anchors, T0)
+    if op in (">", ">="):  # it only grows: a `>` that holds now holds for good
+        assert (flip is None) == now
+    else:
+        assert (flip is None) == (not now)
+    if flip is not None:
+        assert holds(flip) != now and holds(flip - 1) == now

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 import yaml
-from hypothesis import given, settings
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
 from jsonschema import Draft7Validator, Draft202012Validator
 from msgspec.structs import replace
@@ -109,6 +109,8 @@ def test_outputs_write_what_their_contract_writes() -> None:
 
 @settings(max_examples=300, deadline=None)
 @given(st.dictionaries(st.text(max_size=5), st.floats() | st.integers(-2**60, 2**60) | st.text()))
+@example({"p": 1e-5, "q": 1.5e-6, "r": 1e-7, "s": 3.2e-5, "t": 1e16, "u": 1e22, "v": -0.0,
+          "w": 9999999999999998.0, "x": 5e-324, "y": float("inf"), "z": float("nan")})
 def test_an_output_writes_any_metric_value_as_its_contract_does(metrics: dict) -> None:
     first = example_run()[1][0]
     output = replace(first, data=replace(first.data, metrics=metrics))
