@@ -73,12 +73,20 @@ class Purchases(NamedTuple):
 def purchases(state: CustomerState, orders: list) -> Purchases | None:
     """The customer's purchases over its folded orders and `orders` (the held ones that count,
     oldest first); None without any. Folded and held orders never share a day."""
+    first_last = span(state, orders)
+    if first_last is None:
+        return None
+    return Purchases(*first_last,
+                     state.folded.days + len({o.at // MICROS_PER_DAY for o in orders}))
+
+
+def span(state: CustomerState, orders: list) -> tuple[int, int] | None:
+    """The first and the latest counted order's instants (as `purchases`), None without any."""
     folded = state.folded
     if not orders and not folded.orders:
         return None
-    return Purchases(folded.first_at if folded.orders else orders[0].at,
-                     orders[-1].at if orders else folded.last_at,
-                     folded.days + len({o.at // MICROS_PER_DAY for o in orders}))
+    return (folded.first_at if folded.orders else orders[0].at,
+            orders[-1].at if orders else folded.last_at)
 
 
 def revenue(state: CustomerState) -> tuple[float, ...]:

@@ -214,15 +214,13 @@ def time_anchors(state: CustomerState, names: tuple[str, ...], orders: list
     """For each time metric in `names`, the instant it counts the days from (its value at t is
     days_between(anchor, t)), or None while it stays at 0.0; `orders` are the state's
     counted_orders."""
-    bought = history.purchases(state, orders) \
-        if "days_since_last_order" in names or "days_since_first_order" in names else None
+    first, last = history.span(state, orders) or (None, None)
     anchors: dict[str, int | None] = {}
     for name in names:
         if name == "days_in_tier":
             anchors[name] = state.tier_since
         elif name in TIME_METRICS:
-            anchors[name] = None if bought is None else \
-                bought.last_at if name == "days_since_last_order" else bought.first_at
+            anchors[name] = last if name == "days_since_last_order" else first
     return anchors
 
 
@@ -234,5 +232,5 @@ def sample_values(fixed: tuple[str, ...], windowed: tuple[Windowed, ...],
     for name in fixed:
         values[name] = "A" if name in STRING_METRICS else 1 if name in INT_METRICS else 1.5
     for metric in windowed:
-        values[metric.name] = 1 if metric.kind in ("orders", "interactions") else 1.5
+        values[metric.name] = 1 if metric.kind in COUNTS else 1.5
     return values
