@@ -4,11 +4,17 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
+import json
+import random
 from types import SimpleNamespace
+from typing import Any
 
+import faust
 from aiokafka.consumer.fetcher import Fetcher, FetchResult
 from aiokafka.structs import TopicPartition
 from faust.transport.drivers.aiokafka import AIOKafkaConsumerThread
+from faust.types import TP
 
 from streams.worker import faust_fixes
 
@@ -85,3 +91,32 @@ def test_pausing_the_last_active_partition_during_a_fetch_hands_over_no_other() 
         SimpleNamespace(consumer=SimpleNamespace(flow_active=True)),
         SimpleNamespace(_closed=False, _fetcher=fetcher), active, timeout=0.3))
     assert fetched == {ORDERS: ["r5", "r6"]}
+
+
+def _changelog_table(app: faust.App, name: str) -> Any:
+    return app.Table(name, value_type=bytes)
+
+
+def test_the_bulk_restore_leaves_the_store_as_every_record_applied_in_order(monkeypatch) -> None:
+    """Keeping only each key's latest record (flushed every RESTORE_HELD keys) ends with the
+    store faust's own recovery leaves: the same keys, values, tombstones and key partitions."""
+    monkeypatch.setattr(faust_fixes, "RESTORE_HELD", 7)
+    app = faust.App("restore-test", store="memory://")
+    bulk, reference = _changelog_table(app, "bulk"), _changelog_table(app, "reference")
+    tp = TP("restore-test-bulk-changelog", 3)
+    held = faust_fixes._Latest(SimpleNamespace(tp_to_table={tp: bulk}, app=app), tp)
+    dumps = functools.partial(app.serializers.dumps_key, None, serializer=bulk.key_serializer)
+    rng = random.Random(7)
+    records = [SimpleNamespace(offset=offset, key=dumps(f"c/{rng.randrange(12)}"),
+                               value=None if rng.random() < 0.2 else f"v{offset}".encode())
+               for offset in range(400)]
+    for start in range(0, len(records), 30):  # as fetched
+        held.add(records[start:start + 30])
+    held.apply(through=402)  # the partition ends in records the read does not return
+    reference.apply_changelog_batch(  # faust's recovery: every record in order
+        [faust_fixes._Event(json.loads(r.key), faust_fixes._Record(tp, r.offset, r.key, r.value))
+         for r in records])
+    assert dict(bulk.data.items()) == dict(reference.data.items())
+    assert 0 < len(bulk.data) < 12  # tombstones took some keys away
+    assert bulk.data._key_partition == reference.data._key_partition
+    assert held.applied == 402 and not held.records
