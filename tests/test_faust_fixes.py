@@ -11,8 +11,10 @@ from types import SimpleNamespace
 from typing import Any
 
 import faust
+import pytest
 from aiokafka.consumer.fetcher import Fetcher, FetchResult
 from aiokafka.structs import TopicPartition
+from faust.exceptions import KeyDecodeError
 from faust.transport.drivers.aiokafka import AIOKafkaConsumerThread
 from faust.types import TP
 
@@ -120,3 +122,20 @@ def test_the_bulk_restore_leaves_the_store_as_every_record_applied_in_order(monk
     assert 0 < len(bulk.data) < 12  # tombstones took some keys away
     assert bulk.data._key_partition == reference.data._key_partition
     assert held.applied == 402 and not held.records
+
+
+def test_the_restore_decodes_keys_as_faust_does() -> None:
+    app = faust.App("keys-test", store="memory://")
+    table = _changelog_table(app, "keys")
+    faust_loads = functools.partial(app.serializers.loads_key, None,
+                                    serializer=table.key_serializer)
+    load = faust_fixes._key_loader(app, table)
+    for raw in (b'"c/1"', '"客户 ..%"'.encode(), b'"a\\u00e9\\ud83d\\ude00"', b'"\\ud800"', b"17",
+                b'[1, "x"]', b'{"k": 1}', b"null"):
+        assert load(raw) == faust_loads(raw), raw
+    for raw in (b"\xff", b"not json", b'"unterminated'):
+        with pytest.raises(KeyDecodeError):
+            faust_loads(raw)
+        with pytest.raises(KeyDecodeError):
+            load(raw)
+

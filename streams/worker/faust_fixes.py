@@ -92,6 +92,7 @@ from faust.transport.drivers.aiokafka import (
     credentials_to_aiokafka_auth,
     server_list,
 )
+from faust.utils import json as faust_json
 
 WRITTEN_FOR = "0.15."
 BatchHandler = Callable[[Mapping[Any, Sequence[Any]]], Awaitable[None]]
@@ -304,8 +305,7 @@ class _Latest:
 
     def __init__(self, recovery: Recovery, tp: Any) -> None:
         self.tp, self.table = tp, recovery.tp_to_table[tp]
-        self.loads = functools.partial(recovery.app.serializers.loads_key, self.table.key_type,
-                                       serializer=self.table.key_serializer)
+        self.loads = _key_loader(recovery.app, self.table)
         self.records: dict[bytes, Any] = {}
         self.applied = -1  # the last offset the store holds
 
@@ -325,6 +325,26 @@ class _Latest:
             self.records.clear()
         if through is not None:
             self.applied = through
+
+
+def _key_loader(app: faust.App, table: Any) -> Callable[[bytes], Any]:
+    """faust's decoding of the table's keys. For JSON keys of no declared type that are strings
+    (a customer id), that is faust's JSON `loads` of the text alone: its registry and codec
+    around it (3.4 us a key, against 1.1 for the `loads`) leave a string as it is. Anything else
+    goes through faust's whole path, errors included."""
+    loads = functools.partial(app.serializers.loads_key, table.key_type,
+                              serializer=table.key_serializer)
+    if table.key_type is not None or table.key_serializer != "json":
+        return loads
+
+    def load(raw: bytes) -> Any:
+        try:
+            key = faust_json.loads(raw.decode())
+        except ValueError:  # (UnicodeDecodeError and JSONDecodeError too)
+            return loads(raw)
+        return key if type(key) is str else loads(raw)
+
+    return load
 
 
 async def _read_changelogs(self: Recovery, todo: Mapping[Any, tuple[int, int]]
