@@ -100,28 +100,37 @@ def _changelog_table(app: faust.App, name: str) -> Any:
 
 
 def test_the_bulk_restore_leaves_the_store_as_every_record_applied_in_order(monkeypatch) -> None:
-    """Keeping only each key's latest record (flushed every RESTORE_HELD keys) ends with the
-    store faust's own recovery leaves: the same keys, values, tombstones and key partitions."""
-    monkeypatch.setattr(faust_fixes, "RESTORE_HELD", 7)
+    """Keeping only each key's latest record (held across fetches, flushed every RESTORE_HELD
+    keys) ends with the store faust's own recovery leaves: the same keys, values, tombstones
+    and key partitions; and it reports how far it read."""
+    monkeypatch.setattr(faust_fixes, "RESTORE_HELD", 40)
     app = faust.App("restore-test", store="memory://")
     bulk, reference = _changelog_table(app, "bulk"), _changelog_table(app, "reference")
     tp = TP("restore-test-bulk-changelog", 3)
-    held = faust_fixes._Latest(SimpleNamespace(tp_to_table={tp: bulk}, app=app), tp)
+    held = faust_fixes._Latest(SimpleNamespace(tp_to_table={tp: bulk}, app=app), tp, first=0)
     dumps = functools.partial(app.serializers.dumps_key, None, serializer=bulk.key_serializer)
     rng = random.Random(7)
-    records = [SimpleNamespace(offset=offset, key=dumps(f"c/{rng.randrange(12)}"),
+    records = [SimpleNamespace(offset=offset, key=dumps(f"c/{rng.randrange(100)}"),
                                value=None if rng.random() < 0.2 else f"v{offset}".encode())
                for offset in range(400)]
     for start in range(0, len(records), 30):  # as fetched
         held.add(records[start:start + 30])
+    assert bulk.data and held.records  # some keys went to the store, others are held
+    held.apply()  # stopped at the deadline: the store has all that was read
+    assert held.applied == 399 and not held.records
     held.apply(through=402)  # the partition ends in records the read does not return
+    held.apply()  # and the read's last flush changes nothing
+    assert held.applied == 402
     reference.apply_changelog_batch(  # faust's recovery: every record in order
         [faust_fixes._Event(json.loads(r.key), faust_fixes._Record(tp, r.offset, r.key, r.value))
          for r in records])
     assert dict(bulk.data.items()) == dict(reference.data.items())
-    assert 0 < len(bulk.data) < 12  # tombstones took some keys away
+    assert 0 < len(bulk.data) < 100  # tombstones took some keys away
     assert bulk.data._key_partition == reference.data._key_partition
-    assert held.applied == 402 and not held.records
+
+
+class _ModelKey(faust.Record, namespace="tierstream.test.ModelKey"):
+    n: int
 
 
 def test_the_restore_decodes_keys_as_faust_does() -> None:
@@ -130,12 +139,13 @@ def test_the_restore_decodes_keys_as_faust_does() -> None:
     faust_loads = functools.partial(app.serializers.loads_key, None,
                                     serializer=table.key_serializer)
     load = faust_fixes._key_loader(app, table)
+    model = _ModelKey(n=1).dumps(serializer="json")
     for raw in (b'"c/1"', '"客户 ..%"'.encode(), b'"a\\u00e9\\ud83d\\ude00"', b'"\\ud800"', b"17",
-                b'[1, "x"]', b'{"k": 1}', b"null"):
+                b'[1, "x"]', b'{"k": 1}', b"null", None, model):
         assert load(raw) == faust_loads(raw), raw
-    for raw in (b"\xff", b"not json", b'"unterminated'):
+    assert isinstance(load(model), _ModelKey)  # faust rebuilds its models
+    for raw in (b"\xff", b"not json", b'"unterminated', b"[" * 100_000):
         with pytest.raises(KeyDecodeError):
             faust_loads(raw)
         with pytest.raises(KeyDecodeError):
             load(raw)
-
