@@ -253,8 +253,9 @@ def measured(counts: Callable[[], list[float]], expected: float, what: str,
              since: tuple[float, float] | None = None) -> tuple[float, float, float]:
     """events/s from the moment every counter in `counts()` is above zero (start-up and
     rebalances are over) until their sum reaches `expected`, the machine's busy cores over
-    that time, broker and Redis included, and the events done before it. `since` (perf_counter, busy CPU seconds) is when the
-    events began to be sent, for counters that go from zero to done in one step."""
+    that time, broker and Redis included, and the events done before it. `since`
+    (perf_counter, busy CPU seconds) is when the events began to be sent, for counters that go
+    from zero to done in one step."""
     first, deadline = None, time.monotonic() + 1800
     while time.monotonic() < deadline:
         done = counts()

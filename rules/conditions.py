@@ -122,10 +122,10 @@ class Condition:
         the policy fails to evaluate stops the walk where it fails."""
         if not self.timed or (self.steady is not None and self.steady.holds(values)):
             return None
-        growing = [v for v in self.timed.time_variables if anchors.get(v) is not None]
+        growing = {v: a for v in self.timed.time_variables if (a := anchors.get(v)) is not None}
 
         def at(instant: int) -> Values:
-            return {**values, **{v: days_between(anchors[v], instant) for v in growing}}
+            return {**values, **{v: days_between(a, instant) for v, a in growing.items()}}
 
         try:
             held = self.holds(values)

@@ -114,9 +114,11 @@ def _decide_tier(d: _Decision) -> bool:
         if d.state.downgrade_due is not None:
             d.update(downgrade_due=None, downgrade_warned=False)
         return False
-    if d.state.downgrade_due is None:
-        d.update(downgrade_due=d.t + policy.grace, downgrade_warned=False)
-    moved = d.t >= d.state.downgrade_due
+    due = d.state.downgrade_due
+    if due is None:
+        due = d.t + policy.grace
+        d.update(downgrade_due=due, downgrade_warned=False)
+    moved = d.t >= due
     if moved:
         current = _downgrade(d, current, target, why)
     if current < target:

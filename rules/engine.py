@@ -161,7 +161,9 @@ def in_policy_currency(event: Event, policy: CompiledPolicy) -> float:
     return event.amount * rate
 
 
-def _ingest(state: CustomerState, event: Event, amount: float, t: int,
+def _ingest(state: CustomerState,
+            event: OrderCompleted | OrderRefunded | OrderCancelled | Interaction, amount: float,
+            t: int,
             policy: CompiledPolicy) -> CustomerState | None:
     """The state with the event's facts added, or None when the event adds nothing new."""
     _check_event_id(state, event)

@@ -110,8 +110,9 @@ def _window_change(metric: metrics.Windowed, policy: CompiledPolicy, seen: metri
         # that flip one (a count, a sum: worked out); the item forgotten last goes with its
         # instant's group
         if amounts is None:
-            flip = _count_flip(value, checks)
-            forgotten = None if flip is None else value - flip
+            count = int(value)  # (a count's value is an int)
+            flip = _count_flip(count, checks)
+            forgotten = None if flip is None else count - flip
         else:
             forgotten = _sum_flip(amounts, value, checks)
         if forgotten is not None:

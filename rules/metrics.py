@@ -124,11 +124,11 @@ def compute(state: CustomerState, t: int, fixed: tuple[str, ...],
     if orders is None:
         orders = counted_orders(state, t)
     values: dict[str, float | int | str] = {}
-    bought: history.Purchases | None | bool = False  # False: not worked out yet
+    bought, known = None, False  # the purchases, once worked out
     for name in fixed:
         if name in _OF_PURCHASES:
-            if bought is False:
-                bought = history.purchases(state, orders)
+            if not known:
+                bought, known = history.purchases(state, orders), True
             values[name] = _of_purchases(name, bought, t)
         else:
             values[name] = _fixed(name, state, orders, t)
@@ -228,7 +228,8 @@ def sample_values(fixed: tuple[str, ...], windowed: tuple[Windowed, ...],
                   modelled: tuple[ModelMetric, ...] = (), placed: tuple[Relative, ...] = ()
                   ) -> dict:
     """Typed non-zero sample values, used to type-check conditions when a policy loads."""
-    values: dict[str, float | int | str] = {m.name: 0.5 for m in (*modelled, *placed)}
+    values: dict[str, float | int | str] = {m.name: 0.5 for m in modelled}
+    values.update((r.name, 0.5) for r in placed)
     for name in fixed:
         values[name] = "A" if name in STRING_METRICS else 1 if name in INT_METRICS else 1.5
     for metric in windowed:

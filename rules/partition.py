@@ -252,9 +252,10 @@ class Partition:
         clock while idle, then a backfill; late events): with `again` (the partition is idle
         now) a partition that had such events reports that boundary again, from its customers'
         values as of the boundary, which later orders do not change."""
-        if self.populations is None:
+        every = self.policy.refresh
+        if self.populations is None or every is None:
             return
-        boundary = horizon // self.policy.refresh * self.policy.refresh
+        boundary = horizon // every * every
         published = self.populations.boundaries(self.partition)
         repeat = bool(published) and boundary <= published[0]
         if repeat:
@@ -321,7 +322,8 @@ class Partition:
 
     def _count(self, before: CustomerState | None, state: CustomerState | None) -> None:
         """Customers per tier: one moves from the tier of `before` to that of `state`."""
-        old, new = before and before.tier, state and state.tier
+        old = None if before is None else before.tier
+        new = None if state is None else state.tier
         if old != new:
             if old is not None:
                 self.tiers[old] -= 1

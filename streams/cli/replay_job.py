@@ -22,6 +22,7 @@ from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
 from rich.table import Table
 
+import rules
 from models.errors import InvalidEventError
 from models.instants import format_instant
 from models.outputs import Output
@@ -401,5 +402,6 @@ def summary_table(summary: Summary, policy: CompiledPolicy) -> Table:
     if summary.runs:
         table.add_row("sorted on disk", f"{summary.runs} runs")
     rate = summary.events / summary.seconds if summary.seconds else 0.0
-    table.add_row("time", f"{summary.seconds:.2f} s ({rate:,.0f} events/s)")
+    table.add_row("time", f"{summary.seconds:.2f} s ({rate:,.0f} events/s, engine build: "
+                  f"{rules.build()})")
     return table

@@ -12,6 +12,7 @@ from urllib.parse import quote, unquote
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from yarl import URL
 
+import rules
 from rules.decisions import explain
 
 if TYPE_CHECKING:
@@ -28,7 +29,8 @@ def install(runtime: Runtime) -> None:
         unusable = runtime.topic_watch.problems  # topic -> "missing" or its partition count
         ready = app.rebalancing is False and runtime.ready and not unusable
         status = "ok" if ready else "topics_unusable" if unusable else "starting"
-        body = {"status": status, "app_id": settings.app_id, "partitions": runtime.assigned()}
+        body = {"status": status, "app_id": settings.app_id, "partitions": runtime.assigned(),
+                "engine": rules.build()}
         if unusable:
             body["topics"] = unusable
         return web.json(body, status=200 if ready else 503)
