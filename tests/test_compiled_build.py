@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-import rules
+from streams import engine_build
 
 
 def test_a_module_compiled_before_its_source_changed_is_refused(tmp_path: Path) -> None:
@@ -15,10 +15,10 @@ def test_a_module_compiled_before_its_source_changed_is_refused(tmp_path: Path) 
     compiled.write_bytes(b"")
     os.utime(source, (1_000, 1_000))
     os.utime(compiled, (1_001, 1_001))
-    rules._check_compiled(tmp_path)  # compiled after the source
+    engine_build.check(tmp_path)  # compiled after the source
 
     os.utime(source, (1_001 + 3, 1_001 + 3))
     with pytest.raises(ImportError, match="compiled before engine.py last changed"):
-        rules._check_compiled(tmp_path)
-    rules._check_compiled(tmp_path, slack_s=5)  # an installer's writes, one after the other
+        engine_build.check(tmp_path)
+    engine_build.check(tmp_path, slack_s=5)  # an installer's writes, one after the other
 

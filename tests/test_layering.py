@@ -384,12 +384,13 @@ ROLE_IMPORTS: dict[str, frozenset[str]] = {
     "streams.settings": frozenset(),
     "streams.model_file": frozenset(),
     "streams.collector": frozenset(),
+    "streams.engine_build": frozenset(),
     "streams.policies": frozenset({"streams.model_file"}),
     "streams.kafka": frozenset({"streams.settings"}),
     "streams.view": frozenset({"streams.settings", "streams.kafka"}),
     "streams.worker": frozenset(
-        {"streams.settings", "streams.collector", "streams.policies", "streams.kafka",
-         "streams.view"}
+        {"streams.settings", "streams.collector", "streams.engine_build", "streams.policies",
+         "streams.kafka", "streams.view"}
     ),
     # The demo follows outputs the way `tierstream tail` does (streams.cli.tail) and runs the
     # worker as a process (`python -m streams.cli worker`), never in its own.
@@ -397,8 +398,8 @@ ROLE_IMPORTS: dict[str, frozenset[str]] = {
         {"streams.settings", "streams.policies", "streams.kafka", "streams.view", "streams.cli"}
     ),
     "streams.cli": frozenset(
-        {"streams.settings", "streams.model_file", "streams.collector", "streams.policies",
-         "streams.kafka", "streams.view", "streams.worker", "streams.dev"}
+        {"streams.settings", "streams.model_file", "streams.collector", "streams.engine_build",
+         "streams.policies", "streams.kafka", "streams.view", "streams.worker", "streams.dev"}
     ),
 }
 # The faust runtime and its transport: only the worker runs them.

@@ -21,6 +21,7 @@ from models.errors import (
     RebuildError,
 )
 from models.instants import MICROS_PER_SECOND, to_micros
+from streams import engine_build
 from streams.cli import policy_cmd, replay_job, simulate_job
 from streams.cli.files import PRESETS, csv_layout, parse_columns
 from streams.policies import load_policy
@@ -36,6 +37,11 @@ def main(argv: list[str] | None = None) -> int:
         parser.print_help()
         return EXIT_USAGE
     err = Console(stderr=True)
+    try:
+        engine_build.check()
+    except ImportError as error:
+        err.print(f"[red]{error}[/]")
+        return EXIT_USAGE
     try:
         return args.run(args, err)
     except PolicyEvaluationError as error:

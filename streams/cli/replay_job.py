@@ -22,13 +22,12 @@ from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
 from rich.table import Table
 
-import rules
 from models.errors import InvalidEventError
 from models.instants import format_instant
 from models.outputs import Output
 from rules.compiled import CompiledPolicy
 from rules.replay import Replay
-from streams import collector
+from streams import collector, engine_build
 from streams.cli.files import PRESETS, CsvLayout, Line, Record, read_csv, read_jsonl
 from streams.cli.sorted_runs import SortedEvents
 
@@ -403,5 +402,5 @@ def summary_table(summary: Summary, policy: CompiledPolicy) -> Table:
         table.add_row("sorted on disk", f"{summary.runs} runs")
     rate = summary.events / summary.seconds if summary.seconds else 0.0
     table.add_row("time", f"{summary.seconds:.2f} s ({rate:,.0f} events/s, engine build: "
-                  f"{rules.build()})")
+                  f"{engine_build.build()})")
     return table

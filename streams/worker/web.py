@@ -12,8 +12,8 @@ from urllib.parse import quote, unquote
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from yarl import URL
 
-import rules
 from rules.decisions import explain
+from streams import engine_build
 
 if TYPE_CHECKING:
     from streams.worker.runtime import Runtime
@@ -30,7 +30,7 @@ def install(runtime: Runtime) -> None:
         ready = app.rebalancing is False and runtime.ready and not unusable
         status = "ok" if ready else "topics_unusable" if unusable else "starting"
         body = {"status": status, "app_id": settings.app_id, "partitions": runtime.assigned(),
-                "engine": rules.build()}
+                "engine": engine_build.build()}
         if unusable:
             body["topics"] = unusable
         return web.json(body, status=200 if ready else 503)
