@@ -50,6 +50,7 @@ sys.path.insert(0, str(ROOT))
 
 from models.events import parse_event  # noqa: E402
 from rules.replay import Replay, event_order  # noqa: E402
+from streams import engine_build  # noqa: E402
 from streams.dev.local_kafka import LocalKafka  # noqa: E402
 from streams.kafka import clients as kafka_clients  # noqa: E402
 from streams.policies import load_policy  # noqa: E402
@@ -489,6 +490,7 @@ def main() -> None:
     parser.add_argument("--timer-customers", type=int, default=20_000,
                         help="customers due at once for the timer row; 0 skips it")
     args = parser.parse_args()
+    engine_build.check()
 
     with services() as (bootstrap, redis_url), tempfile.TemporaryDirectory() as tmp:
         bench = Bench(bootstrap, redis_url, Path(tmp))
@@ -546,7 +548,8 @@ def main() -> None:
                       f"{args.timer_customers:,} due at once, no new events")
         if args.recovery_customers:
             empty_s, full_s = recovery(bench, template, args.recovery_customers)
-            bench.row("worker start to ready", f"{empty_s:,.1f} s, empty table", "")
+            bench.row("worker start to ready", f"{empty_s:,.1f} s, empty table",
+                      "the broker's initial rebalance delay (3 s) included")
             per_s = args.recovery_customers / max(full_s - empty_s, 0.001)
             bench.row(f"changelog recovery, {args.recovery_customers:,} customers",
                       f"{full_s:,.1f} s to ready", f"{per_s:,.0f} customers/s")
@@ -558,7 +561,8 @@ def main() -> None:
         table.add_row(*row)
     console.print(table)
     console.print(f"{platform.python_implementation()} {platform.python_version()} on "
-                  f"{platform.machine()}, {os.cpu_count()} cpus; {n:,} events")
+                  f"{platform.machine()}, {os.cpu_count()} cpus; {n:,} events; engine build: "
+                  f"{engine_build.build()}")
 
 
 if __name__ == "__main__":

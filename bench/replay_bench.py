@@ -41,6 +41,7 @@ from models.instants import MICROS_PER_DAY, format_instant, to_micros  # noqa: E
 from rules import decisions  # noqa: E402
 from rules.compiled import CompiledPolicy  # noqa: E402
 from rules.replay import Replay, event_order  # noqa: E402
+from streams import engine_build  # noqa: E402
 from streams.cli.files import PRESETS, read_csv  # noqa: E402
 from streams.policies import load_policy  # noqa: E402
 from tests.datafiles import cdnow_master_path  # noqa: E402
@@ -53,6 +54,7 @@ def main() -> None:
     parser.add_argument("--events", type=int, default=0, help="first N purchases (0: all)")
     parser.add_argument("--policy", default=str(Path(__file__).parent / "cdnow_policy.yaml"))
     args = parser.parse_args()
+    engine_build.check()
     policy = load_policy(args.policy)
     path = cdnow_master_path()
 
@@ -111,7 +113,8 @@ def main() -> None:
     console = Console()
     console.print(table)
     console.print(f"{platform.python_implementation()} {platform.python_version()} on "
-                  f"{platform.machine()}, {platform.processor() or 'unknown cpu'}; one core")
+                  f"{platform.machine()}, {platform.processor() or 'unknown cpu'}; one core; "
+                  f"engine build: {engine_build.build()}")
 
 
 def traced(policy: CompiledPolicy, events: list) -> list[tuple[str, int, int]]:

@@ -161,10 +161,8 @@ def in_policy_currency(event: Event, policy: CompiledPolicy) -> float:
     return event.amount * rate
 
 
-def _ingest(state: CustomerState,
-            event: OrderCompleted | OrderRefunded | OrderCancelled | Interaction, amount: float,
-            t: int,
-            policy: CompiledPolicy) -> CustomerState | None:
+def _ingest(state: CustomerState, event: OrderCompleted | OrderRefunded | OrderCancelled |
+            Interaction, amount: float, t: int, policy: CompiledPolicy) -> CustomerState | None:
     """The state with the event's facts added, or None when the event adds nothing new."""
     _check_event_id(state, event)
     if isinstance(event, Interaction):

@@ -21,4 +21,3 @@ def test_a_module_compiled_before_its_source_changed_is_refused(tmp_path: Path) 
     with pytest.raises(ImportError, match="compiled before engine.py last changed"):
         engine_build.check(tmp_path)
     engine_build.check(tmp_path, slack_s=5)  # an installer's writes, one after the other
-
