@@ -87,6 +87,7 @@ class Condition:
         self.native = _native(compile_predicate, source)
         self.timed = _TimeGaps(source)
         self.steady = _Steady(source) if self.timed else None
+        self.read = tuple(sorted({*self.variables, *self.timed.variables}))
 
     def holds(self, values: Values) -> bool:
         if self.native is not None:
@@ -123,9 +124,10 @@ class Condition:
         if not self.timed or (self.steady is not None and self.steady.holds(values)):
             return None
         growing = {v: a for v in self.timed.time_variables if (a := anchors.get(v)) is not None}
+        read = {v: values[v] for v in self.read}  # all the walk reads: cheaper to copy
 
         def at(instant: int) -> Values:
-            return {**values, **{v: days_between(a, instant) for v, a in growing.items()}}
+            return {**read, **{v: days_between(a, instant) for v, a in growing.items()}}
 
         try:
             held = self.holds(values)
@@ -181,6 +183,7 @@ class _TimeGaps:
                                if not v.startswith("_growth_")) if self.program else ()
         self.time_variables = tuple(sorted({n for c in timed for n in c.identifiers
                                             if n in TIME_METRICS}))
+        self.growth = tuple((v, _GROWTH.format(v)) for v in self.time_variables)
 
     def __bool__(self) -> bool:
         return self.program is not None
@@ -188,12 +191,16 @@ class _TimeGaps:
     def next_flip(self, values: Values, anchors: dict[str, int | None], now: int) -> int | None:
         """The earliest instant after `now` at which a time comparison could flip, if any, as
         the floats of the gaps place it (Condition.next_flip checks it)."""
-        if self.program is None or \
-                all(anchors.get(v) is None for v in self.time_variables):
+        if self.program is None:
             return None
         context = {v: values[v] for v in self.variables}
-        for v in self.time_variables:
-            context[_GROWTH.format(v)] = 0.0 if anchors.get(v) is None else 1.0
+        growing = False
+        for v, growth in self.growth:
+            grows = anchors.get(v) is not None
+            context[growth] = 1.0 if grows else 0.0
+            growing = growing or grows
+        if not growing:
+            return None
         gaps = self.native(context) if self.native else self.program.execute(context)
         flips = [f for i in range(0, len(gaps), 2)
                  if (f := _flip(gaps[i], gaps[i + 1], now)) is not None]
