@@ -108,10 +108,13 @@ class Condition:
     def inputs(self, values: Values) -> Values:
         return {v: values[v] for v in self.variables}
 
-    def next_flip(self, values: Values, anchors: dict[str, int | None], now: int) -> int | None:
+    def next_flip(self, values: Values, anchors: dict[str, int | None], now: int,
+                  limit: int | None = None) -> int | None:
         """Earliest instant after `now` at which time alone changes whether the condition
         holds, if any. `anchors`: where each time metric counts its days from (None: it stays
-        at 0.0), see metrics.time_anchors.
+        at 0.0), see metrics.time_anchors. With `limit`, an instant the caller will take if
+        nothing comes earlier, any instant from `limit` on may answer once the walk below has
+        passed it.
 
         Its time comparisons' flips are taken in turn, and at each the condition is evaluated
         on the time metrics as the engine computes them there: a flip that leaves it as it is
@@ -133,6 +136,8 @@ class Condition:
             held = self.holds(values)
             current = values
             for _ in range(FLIPS_PASSED):
+                if limit is not None and now >= limit:
+                    return now  # no change up to here, so none before the caller's instant
                 flip = self.timed.next_flip(current, anchors, now)
                 if flip is None:
                     return None

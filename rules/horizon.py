@@ -80,15 +80,19 @@ def next_change(state: CustomerState, policy: CompiledPolicy, values: dict[str, 
             metrics.window(metric, state, orders, t)
         candidates.append(_window_change(metric, policy, seen, t))
     candidates += [_model_change(m, state, orders, policy, values, t) for m in policy.modelled]
-    if policy.time_metrics:
-        anchors = metrics.time_anchors(state, policy.time_metrics, orders)
-        candidates += [c.next_flip(values, anchors, t) for c in policy.timed_conditions]
     if policy.time_bases and population is not None:
         anchors = metrics.time_anchors(state, policy.time_bases, orders)
         candidates += [relative.crossing(r, population, values[r.base], t,
                                          policy.thresholds.get(r.name))
                        for r in policy.relative if anchors.get(r.base) is not None]
-    return min((c for c in candidates if c is not None and c > t), default=None)
+    earliest = min((c for c in candidates if c is not None and c > t), default=None)
+    if policy.time_metrics:  # the walks over time conditions stop once past `earliest`
+        anchors = metrics.time_anchors(state, policy.time_metrics, orders)
+        for condition in policy.timed_conditions:
+            flip = condition.next_flip(values, anchors, t, earliest)
+            if flip is not None and flip > t and (earliest is None or flip < earliest):
+                earliest = flip
+    return earliest
 
 
 def _window_change(metric: metrics.Windowed, policy: CompiledPolicy, seen: metrics.Window,

@@ -146,6 +146,25 @@ def test_a_condition_changes_at_the_flip_that_changes_it_not_at_every_flip() -> 
         "days_since_last_order": day(-39.5)}, T0) == day(0.5) + 1
 
 
+@settings(max_examples=200, deadline=None)
+@given(avg=st.floats(0.0, 40.0), since=st.floats(0.0, 90.0),
+       limit=st.integers(1, 120 * MICROS_PER_DAY))
+def test_a_walk_given_a_limit_answers_the_same_before_it(avg: float, since: float,
+                                                         limit: int) -> None:
+    """next_change passes the earliest other candidate as `limit`: the walk may stop past it,
+    so only an answer before it must be exact."""
+    overdue = Condition("days_since_last_order > 30.0 && days_since_last_order > 3.0 * "
+                        "avg_days_between_orders", "churn[0].when")
+    values = {"days_since_last_order": since, "avg_days_between_orders": avg}
+    anchors = {"days_since_last_order": T0 - int(since * MICROS_PER_DAY)}
+    exact = overdue.next_flip(values, anchors, T0)
+    limited = overdue.next_flip(values, anchors, T0, T0 + limit)
+    if exact is not None and exact < T0 + limit:
+        assert limited == exact
+    else:
+        assert limited is None or limited >= T0 + limit
+
+
 @pytest.mark.parametrize("name", ["", "cdnow\n1\ncustomer\n0\n1\ntier.assigned\nNone\nC\nC\n5",
                                   "ü" * 70])
 def test_output_ids_are_uuid5(name: str) -> None:
