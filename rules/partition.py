@@ -312,6 +312,7 @@ class Partition:
         self._count(before, state)
         if state is None:
             self.members.discard(customer)
+            self.due.schedule(self.partition, None, customer)
         elif state is not before:
             if self.populations is not None:
                 self.members.add(customer)

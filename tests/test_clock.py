@@ -73,6 +73,17 @@ def test_due_index_pops_only_what_is_due_per_partition() -> None:
     assert due.pop_next(0, now=100) is None and due.pop_next(1, now=100) == (5, "x")
 
 
+def test_due_index_passes_over_instants_a_customer_no_longer_has() -> None:
+    due = DueIndex()
+    due.schedule(0, 10, "later")
+    due.schedule(0, 30, "later")   # decided again: its entry at 10 is stale
+    due.schedule(0, 15, "erased")
+    due.schedule(0, None, "erased")
+    assert due.pop_next(0, now=20) is None
+    assert due.pop_next(0, now=30) == (30, "later")
+    assert due.pop_next(0, now=100) is None
+
+
 EVENT = parse_event(b'{"type": "interaction", "event_id": "e", "customer_id": "c-1", '
                     b'"occurred_at": "2026-01-02T00:00:00Z", "kind": "visit"}')
 JAN_1 = 1_767_225_600_000_000  # 2026-01-01T00:00:00Z
