@@ -44,7 +44,7 @@ REBUILD_RETRY_S = 10.0  # after a failed rebuild, before this worker tries again
 # Applies a batch of records and erasures in order, each only if its version is newer than both
 # the stored record and the erased marker; versions are fixed-width digit strings, so string order
 # is numeric order. One call per batch: the changes travel as one JSON argument, which costs the
-# client a fraction of packing and parsing a command per change (docs/operations.md).
+# client a fraction of packing and parsing a command per change.
 # KEYS: per change its customer hash and erased marker. ARGV: tier-set key prefix, erased-marker
 # TTL, then a JSON array of changes [customer id, version (may be '' for an erasure: then the
 # stored incarnation is erased), kind ('record' or 'erase'), new tier ('' = none), the hash's
