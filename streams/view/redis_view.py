@@ -554,7 +554,7 @@ def rebuild(kafka: Mapping[str, Any], topic: str, client: redis.Redis, *,
         starts = consumer.beginning_offsets(list(ends))
         total = sum(ends[tp] - starts[tp] for tp in ends)
         task = None if progress is None else progress.add_task(f"records of {topic}", total=total)
-        writer = _SyncWriter(client, keys, erased_ttl_s)
+        writer = _SyncWriter(client, keys, erased_ttl_s, batch_size)
         # A tombstone erases the incarnation of the record before it, not a newer one that a
         # live view may already hold: one int per customer, the price of rebuilding in place.
         incarnations: dict[str, int] = {}
@@ -605,19 +605,22 @@ def _change_of(record: Any, incarnations: dict[str, int]) -> Change | None:
 
 
 class _SyncWriter:
-    """Applies changes with APPLY_LUA, a batch per call, counting the outcomes."""
+    """Applies changes with APPLY_LUA, `batch_size` per call (a script call blocks Redis while
+    it runs), counting the outcomes."""
 
-    def __init__(self, client: redis.Redis, keys: Keys, erased_ttl_s: int) -> None:
+    def __init__(self, client: redis.Redis, keys: Keys, erased_ttl_s: int,
+                 batch_size: int) -> None:
         self.client, self.keys, self.erased_ttl_s = client, keys, erased_ttl_s
+        self.batch_size = batch_size
         self.script = client.register_script(APPLY_LUA)
         self.counts = {"applied": 0, "erased": 0, "skipped": 0}
 
-    def write(self, batch: list[Change]) -> None:
-        if not batch:
-            return
-        keys, args = _apply_args(batch, self.keys, self.erased_ttl_s)
-        results = self.script(keys=keys, args=args)
-        for change, applied in zip(batch, results, strict=True):
-            outcome = "skipped" if not applied else \
-                "erased" if isinstance(change, Erasure) else "applied"
-            self.counts[outcome] += 1
+    def write(self, changes: list[Change]) -> None:
+        for start in range(0, len(changes), self.batch_size):
+            batch = changes[start:start + self.batch_size]
+            keys, args = _apply_args(batch, self.keys, self.erased_ttl_s)
+            results = self.script(keys=keys, args=args)
+            for change, applied in zip(batch, results, strict=True):
+                outcome = "skipped" if not applied else \
+                    "erased" if isinstance(change, Erasure) else "applied"
+                self.counts[outcome] += 1

@@ -148,6 +148,23 @@ def test_one_flush_of_coalesced_offers_equals_one_flush_each(
     assert snapshot(redis_url, first) == snapshot(redis_url, second)
 
 
+def test_awkward_customer_ids_round_trip_through_one_batch(redis_url: str, prefix: str) -> None:
+    """A flush writes its batch as one JSON argument of one script call: quotes, backslashes,
+    brackets and non-ASCII ids reach Redis as the keys and set members they are."""
+    ids = ['say "hi"', "back\\slash", "[1,2]", "{x}", "客户-7", "emoji 🙂", "tab-free é"]
+
+    async def body(view: RedisView) -> int:
+        for i, customer in enumerate(ids):
+            view.offer(customer, record(customer, 1 + i))
+        return await view.flush()
+    assert with_view(redis_url, prefix, body) == len(ids)
+
+    customers, tiers = snapshot(redis_url, prefix)
+    assert {c: r["sequence"] for c, r in customers.items()} == \
+        {c: 1 + i for i, c in enumerate(ids)}
+    assert_consistent(customers, tiers)
+
+
 def test_erasure_removes_the_customer_and_a_late_older_record_does_not_resurrect_it(
         redis_url: str, prefix: str) -> None:
     offer_each(redis_url, prefix, [("x", record("x", 3, tier="gold")),
