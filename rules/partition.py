@@ -130,7 +130,7 @@ class Partition:
         """A customer found in the store at start (its stored fields, not a parsed state)."""
         if self.populations is not None:
             self.members.add(customer)
-        self.due.schedule(self.partition, next_change_at, customer)
+        self.due.schedule(next_change_at, customer)
         if tier is not None:
             self.tiers[tier] += 1
 
@@ -216,11 +216,11 @@ class Partition:
     def advance(self, now: int) -> int:
         """Let time pass up to `now` for the customers with a change due by then; how many."""
         woken = 0
-        while (entry := self.due.pop_next(self.partition, now)) is not None:
+        while (entry := self.due.pop_next(now)) is not None:
             due, customer = entry
             before = self.load(customer)
             if before is None or before.next_change_at != due:
-                continue  # stale: re-evaluated or erased since it was scheduled
+                continue  # (the index returns current instants only: never expected)
             woken += 1
             self.wake(customer, before, due)  # a later change of it is due again, in turn
         return woken
@@ -312,12 +312,12 @@ class Partition:
         self._count(before, state)
         if state is None:
             self.members.discard(customer)
-            self.due.schedule(self.partition, None, customer)
+            self.due.schedule(None, customer)
         elif state is not before:
             if self.populations is not None:
                 self.members.add(customer)
             if before is None or before.next_change_at != state.next_change_at:
-                self.due.schedule(self.partition, state.next_change_at, customer)
+                self.due.schedule(state.next_change_at, customer)
         if state is not before:
             effects.states[customer] = state
 

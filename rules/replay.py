@@ -46,7 +46,7 @@ class Replay:
         self.states: dict[str, CustomerState] = {s.customer_id: s for s in states}
         self._customers = Partition(0, policy, self.states, population=population)
         for state in self.states.values():
-            self._customers.due.schedule(0, state.next_change_at, state.customer_id)
+            self._customers.due.schedule(state.next_change_at, state.customer_id)
         self.clock: int | None = None
         self._every = policy.refresh if refreshing else None
         self._refreshed = None if population is None else population.taken_at

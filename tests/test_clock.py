@@ -63,25 +63,24 @@ def test_a_gap_in_ticks_restarts_the_idle_timer() -> None:
     assert clocks.now(1, wall=1_000 + IDLE) == 1_000 + IDLE
 
 
-def test_due_index_pops_only_what_is_due_per_partition() -> None:
+def test_due_index_pops_only_what_is_due_in_order() -> None:
     due = DueIndex()
-    for partition, at, customer in [(0, 30, "c"), (0, 10, "a"), (0, 20, "b"), (1, 5, "x")]:
-        due.schedule(partition, at, customer)
-    due.schedule(0, None, "never")
-    assert [due.pop_next(0, now=20) for _ in range(3)] == [(10, "a"), (20, "b"), None]
-    due.drop([0])
-    assert due.pop_next(0, now=100) is None and due.pop_next(1, now=100) == (5, "x")
+    for at, customer in [(30, "c"), (10, "a"), (20, "b")]:
+        due.schedule(at, customer)
+    due.schedule(None, "never")
+    assert [due.pop_next(now=20) for _ in range(3)] == [(10, "a"), (20, "b"), None]
+    assert due.pop_next(now=100) == (30, "c")
 
 
 def test_due_index_passes_over_instants_a_customer_no_longer_has() -> None:
     due = DueIndex()
-    due.schedule(0, 10, "later")
-    due.schedule(0, 30, "later")   # decided again: its entry at 10 is stale
-    due.schedule(0, 15, "erased")
-    due.schedule(0, None, "erased")
-    assert due.pop_next(0, now=20) is None
-    assert due.pop_next(0, now=30) == (30, "later")
-    assert due.pop_next(0, now=100) is None
+    due.schedule(10, "later")
+    due.schedule(30, "later")   # decided again: its entry at 10 is stale
+    due.schedule(15, "erased")
+    due.schedule(None, "erased")
+    assert due.pop_next(now=20) is None
+    assert due.pop_next(now=30) == (30, "later")
+    assert due.pop_next(now=100) is None
 
 
 EVENT = parse_event(b'{"type": "interaction", "event_id": "e", "customer_id": "c-1", '
