@@ -38,7 +38,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from models import stored  # noqa: E402
-from models.instants import MICROS_PER_DAY, format_instant, to_micros  # noqa: E402
+from models.instants import MICROS_PER_DAY, format_instant  # noqa: E402
 from rules import decisions  # noqa: E402
 from rules.compiled import CompiledPolicy  # noqa: E402
 from rules.replay import Replay, event_order  # noqa: E402
@@ -181,7 +181,7 @@ def redo(policy: CompiledPolicy, events: list, trace: list[tuple[str, int, int]]
     orders: dict[str, tuple[list[int], list[float], list[int]]] = {}
     for event in events:  # sorted by time: each customer's orders in time order
         at, amounts, days = orders.setdefault(event.customer_id, ([], [], []))
-        t = to_micros(event.occurred_at)
+        t = event.at
         days.append((days[-1] if days else 0) +
                     (not at or t // MICROS_PER_DAY != at[-1] // MICROS_PER_DAY))
         at.append(t)

@@ -1,178 +1,69 @@
-"""Input events (design section 3): native order and interaction events and the Segment adapter."""
+"""Input events as the engine holds them, parsed from JSON (`parse_event`) or from fields.
+
+What is accepted, and why the rest is refused, is the contract of models/event_contract.py
+(pydantic): every event here passed it. The native events most inputs are go a faster way
+when their fields are plainly valid: msgspec decodes them and a few exact checks follow, which
+together accept part of what the contract accepts and give the same event
+(tests/test_event_parsing.py compares the two on generated input). Anything else (Segment
+calls, timestamps in other forms, and every invalid input) is parsed by pydantic, which says
+why an input is refused.
+"""
 
 from __future__ import annotations
 
 import re
 from datetime import datetime
-from functools import cached_property
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, ClassVar
 
-from pydantic import (
-    AfterValidator,
-    AwareDatetime,
-    BaseModel,
-    BeforeValidator,
-    ConfigDict,
-    Field,
-    TypeAdapter,
-    ValidationError,
-    WithJsonSchema,
-)
+import msgspec
 
+from models import event_contract as contract
 from models.errors import InvalidEventError
 from models.instants import to_micros
 
 MAX_EVENT_BYTES = 64 * 1024
-MAX_AMOUNT = 1e12
-EARLIEST = datetime.fromisoformat("1970-01-01T00:00:00+00:00")
-LATEST = datetime.fromisoformat("2200-01-01T00:00:00+00:00")
 
 
-# C0 controls (NUL, tab, newline, ...), DEL, C1 controls and the Unicode line and paragraph
-# separators: never part of an id, and in a log line, a header or a terminal they forge lines.
-_CONTROL = re.compile("[\x00-\x1f\x7f-\x9f\u2028\u2029]")
-_CONTROL_NAMES = {"\x00": "NUL", "\t": "tab", "\n": "line feed", "\r": "carriage return",
-                  "\x1b": "escape", "\x7f": "DEL", "\x85": "next line",
-                  "\u2028": "line separator", "\u2029": "paragraph separator"}
+class _Fact(msgspec.Struct, frozen=True):
+    event_id: str
+    customer_id: str
+    at: int  # occurred_at, in microseconds since the epoch
+    type: ClassVar[str]
 
 
-def _no_control_characters(value: str) -> str:
-    found = _CONTROL.search(value)
-    if found:
-        char = found.group()
-        name = _CONTROL_NAMES.get(char, "control character")
-        raise ValueError(f"must not contain control characters: U+{ord(char):04X} ({name}) at "
-                         f"index {found.start()}")
-    return value
+class OrderCompleted(_Fact, frozen=True):
+    type: ClassVar[str] = "order_completed"
+    order_id: str
+    amount: float
+    currency: str
 
 
-Identifier = Annotated[str, Field(min_length=1, max_length=128, json_schema_extra={
-    "pattern": "^[^\\u0000-\\u001f\\u007f-\\u009f\\u2028\\u2029]*$"}),
-    AfterValidator(_no_control_characters)]
+class OrderRefunded(_Fact, frozen=True):
+    type: ClassVar[str] = "order_refunded"
+    order_id: str
+    amount: float
+    currency: str
 
 
-def _not_bool(value: Any) -> Any:
-    if isinstance(value, bool):
-        raise ValueError("amount must be a number or a decimal string, not a boolean")
-    return value
+class OrderCancelled(_Fact, frozen=True):
+    type: ClassVar[str] = "order_cancelled"
+    order_id: str
 
 
-# The published schema (tierstream schema) also names the decimal strings the parser accepts.
-_AMOUNT_SCHEMA = {"anyOf": [{"type": "number", "minimum": 0, "maximum": MAX_AMOUNT},
-                            {"type": "string", "pattern": r"^[0-9]+(\.[0-9]+)?$"}],
-                  "description": "a number or decimal string, 0 to 1e12"}
-Amount = Annotated[float, BeforeValidator(_not_bool),
-                   Field(ge=0, le=MAX_AMOUNT, allow_inf_nan=False),
-                   WithJsonSchema(_AMOUNT_SCHEMA, mode="validation")]
-Currency = Annotated[str, Field(pattern=r"^[A-Z]{3}$")]
-InteractionKind = Annotated[str, Field(pattern=r"^[a-z][a-z0-9_]{0,31}$")]
+class Interaction(_Fact, frozen=True):
+    type: ClassVar[str] = "interaction"
+    kind: str
+    score: float | None = None
 
 
-def _plausible(moment: datetime) -> datetime:
-    if not EARLIEST <= moment < LATEST:
-        raise ValueError(f"timestamp {moment.isoformat()} is outside 1970-01-01..2200-01-01")
-    return moment
-
-
-def _text_or_datetime(value: Any) -> Any:
-    if not isinstance(value, str | datetime):
-        raise ValueError("timestamp must be an RFC 3339 string with an offset")
-    return value
-
-
-Timestamp = Annotated[AwareDatetime, BeforeValidator(_text_or_datetime), AfterValidator(_plausible),
-                      Field(description="RFC 3339 with an offset, 1970-01-01 to 2200-01-01",
-                            json_schema_extra={"pattern": "([Zz]|[+-][0-9]{2}:[0-9]{2})$"})]
-
-
-class _Event(BaseModel):
-    model_config = ConfigDict(frozen=True, extra="forbid")
-
-    event_id: Identifier
-    customer_id: Identifier
-    occurred_at: Timestamp
-
-    @cached_property
-    def at(self) -> int:
-        """`occurred_at` in epoch microseconds, worked out once."""
-        return to_micros(self.occurred_at)
-
-
-class OrderCompleted(_Event):
-    type: Literal["order_completed"] = "order_completed"
-    order_id: Identifier
-    amount: Amount
-    currency: Currency
-
-
-class OrderRefunded(_Event):
-    type: Literal["order_refunded"] = "order_refunded"
-    order_id: Identifier
-    amount: Amount
-    currency: Currency
-
-
-class OrderCancelled(_Event):
-    type: Literal["order_cancelled"] = "order_cancelled"
-    order_id: Identifier
-
-
-class Interaction(_Event):
-    type: Literal["interaction"] = "interaction"
-    kind: InteractionKind
-    score: Annotated[float, Field(allow_inf_nan=False, ge=-1e6, le=1e6)] | None = None
-
-
-class CustomerErased(_Event):
-    type: Literal["customer_erased"] = "customer_erased"
-
-
-class SegmentProperties(BaseModel):
-    model_config = ConfigDict(frozen=True, extra="allow")
-
-    order_id: Identifier
-    revenue: Amount | None = None
-    total: Amount | None = None
-    currency: Currency = "USD"
-
-
-class SegmentTrack(BaseModel):
-    """A Segment e-commerce spec v2 track call for an order; other Segment fields are ignored."""
-
-    model_config = ConfigDict(frozen=True, extra="ignore")
-
-    type: Literal["track"]
-    event: Literal["Order Completed", "Order Refunded", "Order Cancelled"]
-    messageId: Identifier
-    userId: Identifier
-    timestamp: Timestamp
-    properties: SegmentProperties
-
-    def to_native(self) -> OrderEvent:
-        props = self.properties
-        common = {"event_id": self.messageId, "customer_id": self.userId,
-                  "occurred_at": self.timestamp, "order_id": props.order_id}
-        if self.event == "Order Cancelled":
-            return OrderCancelled(**common)
-        amount = props.revenue if props.revenue is not None else props.total
-        if amount is None:
-            raise InvalidEventError(f"Segment {self.event!r} needs properties.revenue or "
-                                    "properties.total", reason="missing_field")
-        model = OrderCompleted if self.event == "Order Completed" else OrderRefunded
-        return model(**common, amount=amount, currency=props.currency)
+class CustomerErased(_Fact, frozen=True):
+    type: ClassVar[str] = "customer_erased"
 
 
 OrderEvent = OrderCompleted | OrderRefunded | OrderCancelled
 Event = OrderCompleted | OrderRefunded | OrderCancelled | Interaction | CustomerErased
-_Wire = Annotated[Event | SegmentTrack, Field(discriminator="type")]
-_ADAPTER: TypeAdapter[Any] = TypeAdapter(_Wire)
-EVENT_TYPES = ("order_completed", "order_refunded", "order_cancelled", "interaction",
-               "customer_erased")
-
-
-def json_schema() -> dict[str, Any]:
-    """The JSON Schema (validation mode) of what `parse_event` accepts: native or Segment."""
-    return _ADAPTER.json_schema()
+_HELD: dict[str, type[Event]] = {kind.type: kind for kind in (
+    OrderCompleted, OrderRefunded, OrderCancelled, Interaction, CustomerErased)}
 
 
 def parse_event(raw: bytes | str) -> Event:
@@ -191,54 +82,118 @@ def parse_event(raw: bytes | str) -> Event:
     except UnicodeDecodeError as error:
         raise InvalidEventError(f"not UTF-8: byte {error.start} is invalid",
                                 reason="not_utf8") from None
-    try:
-        return _native(_ADAPTER.validate_json(text))
-    except ValidationError as error:
-        raise InvalidEventError(describe(error), reason=_reason(error)) from None
+    event = _plain(raw)
+    return event if event is not None else held(contract.validate_json(text))
 
 
 def event_from_fields(fields: dict[str, Any]) -> Event:
     """Validate an event given as a mapping (CSV rows, tests)."""
+    return held(contract.validate_python(fields))
+
+
+def held(event: contract.Event) -> Event:
+    """The event the engine holds for a validated native event of the contract."""
+    fields = dict(event)
+    fields["at"] = to_micros(fields.pop("occurred_at"))
+    return _HELD[fields.pop("type")](**fields)
+
+
+# The fast way: only what the contract surely accepts, or None.
+
+_Id = Annotated[str, msgspec.Meta(min_length=1, max_length=128)]
+_Amount = Annotated[float, msgspec.Meta(ge=0, le=contract.MAX_AMOUNT)] | str
+_Score = Annotated[float, msgspec.Meta(ge=-1e6, le=1e6)] | None
+# The contract's currencies and interaction kinds (fullmatch: no trailing line feed either).
+_CURRENCY = re.compile(r"[A-Z]{3}")
+_KIND = re.compile(r"[a-z][a-z0-9_]{0,31}")
+_DECIMAL = re.compile(r"[0-9]+(?:\.[0-9]+)?")
+# RFC 3339 as datetime.fromisoformat and pydantic read it alike: a `T`, at most microseconds,
+# an offset of hours and minutes or `Z`.
+_TIMESTAMP = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}(?:\.[0-9]{1,6})?"
+                        r"(?:Z|[+-][0-9]{2}:[0-9]{2})")
+_EARLIEST, _LATEST = to_micros(contract.EARLIEST), to_micros(contract.LATEST)
+
+
+class _Plain(msgspec.Struct, frozen=True, forbid_unknown_fields=True, tag_field="type"):
+    event_id: _Id
+    customer_id: _Id
+    occurred_at: str
+    held: ClassVar[type[Event]]
+
+    def fields(self) -> dict[str, Any] | None:
+        """The held event's fields, or None unless the contract surely accepts them."""
+        raise NotImplementedError
+
+
+class _PlainOrder(_Plain, frozen=True, tag="order_completed"):
+    held = OrderCompleted
+    order_id: _Id
+    amount: _Amount
+    currency: str
+
+    def fields(self) -> dict[str, Any] | None:
+        amount = _amount(self.amount)
+        if amount is None or _CURRENCY.fullmatch(self.currency) is None:
+            return None
+        return {"order_id": self.order_id, "amount": amount, "currency": self.currency}
+
+
+class _PlainRefund(_PlainOrder, frozen=True, tag="order_refunded"):
+    held = OrderRefunded
+
+
+class _PlainCancel(_Plain, frozen=True, tag="order_cancelled"):
+    held = OrderCancelled
+    order_id: _Id
+
+    def fields(self) -> dict[str, Any] | None:
+        return {"order_id": self.order_id}
+
+
+class _PlainInteraction(_Plain, frozen=True, tag="interaction"):
+    held = Interaction
+    kind: str
+    score: _Score = None
+
+    def fields(self) -> dict[str, Any] | None:
+        if _KIND.fullmatch(self.kind) is None:
+            return None
+        return {"kind": self.kind, "score": self.score}
+
+
+class _PlainErasure(_Plain, frozen=True, tag="customer_erased"):
+    held = CustomerErased
+
+    def fields(self) -> dict[str, Any] | None:
+        return {}
+
+
+_DECODER = msgspec.json.Decoder(_PlainOrder | _PlainRefund | _PlainCancel | _PlainInteraction
+                                | _PlainErasure)
+
+
+def _plain(raw: bytes) -> Event | None:
     try:
-        return _native(_ADAPTER.validate_python(fields))
-    except ValidationError as error:
-        raise InvalidEventError(describe(error), reason=_reason(error)) from None
+        plain = _DECODER.decode(raw)
+    except (msgspec.DecodeError, RecursionError):  # msgspec.ValidationError is a DecodeError
+        return None
+    ids = plain.event_id + plain.customer_id + getattr(plain, "order_id", "")
+    if contract.CONTROL.search(ids) is not None or _TIMESTAMP.fullmatch(plain.occurred_at) is None:
+        return None
+    try:
+        at = to_micros(datetime.fromisoformat(plain.occurred_at))
+    except ValueError:
+        return None
+    fields = plain.fields()
+    if fields is None or not _EARLIEST <= at < _LATEST:
+        return None
+    return plain.held(plain.event_id, plain.customer_id, at, **fields)
 
 
-def _native(event: Event | SegmentTrack) -> Event:
-    return event.to_native() if isinstance(event, SegmentTrack) else event
-
-
-def describe(error: ValidationError) -> str:
-    """One line per problem: `field: what was wrong (got value)`."""
-    parts = []
-    for item in error.errors(include_url=False):
-        location = ".".join(str(p) for p in item["loc"]
-                            if p not in EVENT_TYPES and p not in ("track", "function-after"))
-        got = item.get("input")
-        shown = "" if item["type"] in ("missing", "json_invalid") or isinstance(got, dict) \
-            else f" (got {_short(got)})"
-        msg = item["msg"].removeprefix("Value error, ")
-        if item["type"] == "union_tag_invalid":
-            msg = (f"unknown event type {got.get('type')!r}; expected one of "
-                   f"{', '.join(EVENT_TYPES)} or a Segment 'track' call")
-            shown = ""
-        elif item["type"] == "union_tag_not_found":
-            msg = "field 'type' is missing"
-        parts.append(f"{location + ': ' if location else ''}{msg}{shown}")
-    return "; ".join(parts)
-
-
-def _short(value: Any) -> str:
-    text = repr(value)
-    return text if len(text) <= 60 else text[:57] + "..."
-
-
-def _reason(error: ValidationError) -> str:
-    kinds = {item["type"] for item in error.errors(include_url=False)}
-    for kind, reason in (("json_invalid", "not_json"), ("union_tag_invalid", "unknown_type"),
-                         ("union_tag_not_found", "missing_type"), ("missing", "missing_field"),
-                         ("extra_forbidden", "unknown_field")):
-        if kind in kinds:
-            return reason
-    return "invalid_field"
+def _amount(amount: float | str) -> float | None:
+    if isinstance(amount, float):
+        return amount
+    if _DECIMAL.fullmatch(amount) is None:
+        return None
+    value = float(amount)
+    return value if value <= contract.MAX_AMOUNT else None

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import json
 import textwrap
 from collections.abc import Iterable
 from datetime import datetime
 from typing import Any
+
+import msgspec
 
 from models.events import Event, event_from_fields
 from models.instants import MICROS_PER_DAY, format_instant, to_micros
@@ -27,6 +30,13 @@ def day(n: float) -> int:
 
 def micros(text: str) -> int:
     return to_micros(datetime.fromisoformat(text))
+
+
+def raw(event: Event) -> bytes:
+    """The event as a producer sends it: JSON, as the contract has it."""
+    fields = {"type": event.type, **msgspec.structs.asdict(event)}
+    fields["occurred_at"] = format_instant(fields.pop("at"))
+    return json.dumps({k: v for k, v in fields.items() if v is not None}).encode()
 
 
 def _event(fields: dict[str, Any]) -> Event:

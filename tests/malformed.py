@@ -18,7 +18,8 @@ from typing import Any, NamedTuple
 from hypothesis import HealthCheck, Phase, given, settings
 from hypothesis import strategies as st
 
-from models.events import MAX_AMOUNT, MAX_EVENT_BYTES
+from models.event_contract import MAX_AMOUNT
+from models.events import MAX_EVENT_BYTES
 
 FUTURE = datetime(2150, 1, 1, tzinfo=UTC)  # valid by the contract, far ahead of any wall clock
 

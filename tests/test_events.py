@@ -1,14 +1,18 @@
-"""Input event contract (design section 3): what parse_event accepts and why it rejects the rest."""
+"""Input event contract (design section 3): what parse_event accepts and why it rejects the rest;
+its fast way for plainly valid native events accepts only what the contract does, alike."""
 
 from __future__ import annotations
 
 import json
-from datetime import UTC, datetime, timedelta, timezone
+from datetime import UTC, date, datetime, timedelta, timezone
 from decimal import Decimal
 from typing import Any
 
 import pytest
+from hypothesis import example, given, settings
+from hypothesis import strategies as st
 
+from models import event_contract, events
 from models.errors import InvalidEventError, TierEngineError
 from models.events import (
     MAX_EVENT_BYTES,
@@ -103,7 +107,7 @@ VALID = [
 def test_valid_events_parse(raw: str, kind: type, expected: dict[str, Any]) -> None:
     event = parse_event(raw)
     assert type(event) is kind
-    seen = {name: to_micros(event.occurred_at) if name == "occurred_at" else getattr(event, name)
+    seen = {name: event.at if name == "occurred_at" else getattr(event, name)
             for name in expected}
     assert seen == expected
 
@@ -118,7 +122,7 @@ def test_fields_may_be_native_python_values() -> None:
                                     occurred_at=datetime(2024, 1, 1, 8, tzinfo=timezone(
                                         timedelta(hours=8)))))
     assert isinstance(event, OrderCompleted)
-    assert (event.amount, to_micros(event.occurred_at)) == (19.99, MIDNIGHT)
+    assert (event.amount, event.at) == (19.99, MIDNIGHT)
 
 
 def test_event_at_the_size_limit_is_accepted() -> None:
@@ -268,3 +272,109 @@ def test_csv_fields_with_control_characters_are_rejected_too() -> None:
     with pytest.raises(InvalidEventError) as caught:
         event_from_fields(with_(customer_id="c\r\n1"))
     assert caught.value.reason == "invalid_field" and "U+000D" in str(caught.value)
+
+
+# The fast way (models/events.py) against the contract: whatever it accepts, pydantic accepts as
+# the same event. Inputs near the edges of every field, in JSON written by hand so that keys can
+# repeat, come in any order and carry any escapes.
+
+VALID_FIELDS = {"event_id": st.sampled_from(["e-1", "客户 7", "x" * 128, "🎉/.."]),
+                "customer_id": st.sampled_from(["c-1", "a b", "\u00a0"]),
+                "order_id": st.sampled_from(["o-1", "%2F"]),
+                "occurred_at": st.builds(
+                    lambda day, second, digits, offset: (
+                        f"{day.isoformat()}T{second // 3600:02}:{second // 60 % 60:02}:"
+                        f"{second % 60:02}{digits}{offset}"),
+                    st.dates(date(1969, 12, 31), date(2200, 1, 1)), st.integers(0, 86_399),
+                    st.sampled_from(["", ".0", ".000001", ".999999"]),
+                    st.sampled_from(["Z", "+00:00", "-12:30", "+14:00", "+05:45"])),
+                "amount": st.one_of(st.floats(0, 1e12), st.integers(0, 10**12),
+                                    st.decimals(0, 10**12, places=2).map(str)),
+                "currency": st.sampled_from(["CNY", "USD"]),
+                "kind": st.sampled_from(["visit", "email_open", "a" * 32]),
+                "score": st.one_of(st.none(), st.floats(-1e6, 1e6))}
+EDGES = {"id": st.one_of(st.sampled_from(["", "x" * 129, "a\nb", "a\u0085", "\u2028", 7]),
+                         st.text(max_size=4),
+                         st.text(st.characters(codec="utf-8"), min_size=127, max_size=129)),
+         "occurred_at": st.sampled_from([
+             "2024-01-01T00:00:00.1234567Z", "2024-01-01t00:00:00z", "2024-01-01 00:00:00Z",
+             "2024-01-01T00:00:00", "2024-01-01", "2024-02-30T00:00:00Z",
+             "2024-01-01T24:00:00Z", "2024-01-01T23:59:60Z", "2024-01-01T00:00:00+24:00",
+             "2024-01-01T00:00:00+23:59", "2024-01-01T00:00:00-00:00",
+             "2024-01-01T00:00:00+0800", "2024-01-01T00:00:00+08", "1970-01-01T00:00:00Z",
+             "1969-12-31T23:59:59.999999Z", "1970-01-01T08:00:00+08:01",
+             "2199-12-31T23:59:59.999999Z", "2200-01-01T00:00:00Z", "2199-12-31T20:00:00-04:00",
+             "0000-01-01T00:00:00Z", "2024-01-01T00:00:00.Z", "２０２４-01-01T00:00:00Z",
+             "2024-01-01T00:00:00Z\n", 1704067200]),
+         "amount": st.one_of(
+             st.floats(allow_nan=False, allow_infinity=False), st.integers(-5, 10**13),
+             st.sampled_from(["1000000000000", "1000000000000.1", "007", "1.", ".5", "1e3",
+                              " 5", "5 ", "+5", "-0", "1_000", "١٢", "99999999999999999999",
+                              "0.1000000000000000055511", "NaN", "inf", True, None, [], {}]),
+             st.text(max_size=3)),
+         "currency": st.one_of(st.sampled_from(["cny", "CN", "CNYY", "ÄBC", "CNY\n", 1]),
+                               st.text(max_size=4)),
+         "kind": st.one_of(st.sampled_from(["a" * 33, "Visit", "_x", "9a", "a-b", "a\n", ""]),
+                           st.text(max_size=4)),
+         "score": st.one_of(st.floats(allow_nan=False, allow_infinity=False),
+                            st.sampled_from([1e6, -1e6, 1000001, "5", True]))}
+NAMED = {"order_completed": ("order_id", "amount", "currency"),
+         "order_refunded": ("order_id", "amount", "currency"),
+         "order_cancelled": ("order_id",), "interaction": ("kind", "score"),
+         "customer_erased": ()}
+
+
+@st.composite
+def raw_events(draw: st.DrawFn) -> bytes:
+    """A native event of any type, most fields valid, some at or past an edge, now and then one
+    missing, extra or repeated, keys in any order, text escaped or not."""
+    kind = draw(st.sampled_from([*NAMED, "order_shipped"]))
+    names = ["event_id", "customer_id", "occurred_at", *NAMED.get(kind, ())]
+    names = [n for n in names if draw(st.integers(0, 30))]
+    if draw(st.integers(0, 4)) == 0:
+        names += draw(st.lists(st.sampled_from([*VALID_FIELDS, "coupon"]), max_size=2))
+    pairs = [("type", kind)]
+    for name in names:
+        edge = EDGES.get("id" if name.endswith("_id") else name, st.just("x"))
+        valid = VALID_FIELDS.get(name, st.just("x"))
+        pairs.append((name, draw(edge if draw(st.integers(0, 9)) == 0 else valid)))
+    pairs = draw(st.permutations(pairs))
+    ascii_only = draw(st.booleans())
+    body = ", ".join(f"{json.dumps(k)}: {json.dumps(v, ensure_ascii=ascii_only)}"
+                     for k, v in pairs)
+    return ("{" + body + "}").encode("utf-8", "surrogatepass")
+
+
+def _by_contract(raw: bytes) -> events.Event:
+    return events.held(event_contract.validate_json(raw.decode()))
+
+
+SHARP = [*(as_json(with_(amount=amount)) for amount in (
+    "", "1.", ".5", "1e3", "+5", " 5", "١٢", "1000000000000.1", "99999999999999999999")),
+    *(as_json({"event_id": "i", "type": "interaction", "customer_id": "c", "kind": kind,
+               "occurred_at": "2024-01-01T00:00:00Z"}) for kind in ("", "Visit", "a" * 33)),
+    as_json(with_(currency="CNY\n")), as_json(with_(occurred_at="2200-01-01T00:00:00Z"))]
+
+
+@settings(max_examples=3000, deadline=None)
+@given(raw_events())
+@example(as_json(ORDER).encode())
+def test_the_fast_way_accepts_only_what_the_contract_accepts_and_alike(raw: bytes) -> None:
+    for each in (raw, *(s.encode() for s in SHARP)):
+        fast = events._plain(each)
+        if fast is not None:
+            assert _by_contract(each) == fast
+
+
+PLAIN = [as_json(ORDER), as_json(with_(amount=42)), as_json(with_(amount=0.5)),
+         as_json(with_(occurred_at="2024-01-01T08:00:00.25+08:00", type="order_refunded")),
+         as_json(with_(type="order_cancelled", amount=..., currency=...)),
+         as_json({"event_id": "i", "type": "interaction", "customer_id": "c", "kind": "visit",
+                  "occurred_at": "2024-01-01T00:00:00Z", "score": -2}),
+         as_json({"event_id": "x", "type": "customer_erased", "customer_id": "c",
+                  "occurred_at": "2024-01-01T00:00:00Z"})]
+
+
+@pytest.mark.parametrize("raw", PLAIN)
+def test_plain_native_events_take_the_fast_way(raw: str) -> None:
+    assert events._plain(raw.encode()) == _by_contract(raw.encode())

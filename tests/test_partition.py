@@ -9,7 +9,7 @@ from models.instants import MICROS_PER_SECOND
 from models.state import CustomerState
 from rules.partition import TICK, Message, Partition
 from rules.relative import Population
-from tests.builders import FAILING_POLICY, day, erase, order, policy, replay, touch
+from tests.builders import FAILING_POLICY, day, erase, order, policy, raw, replay, touch
 
 POLICY = policy("""
     name: test
@@ -27,8 +27,7 @@ IDLE = 60 * MICROS_PER_SECOND
 
 def message(event, offset: int = 0, key: bytes | None = None) -> Message:
     """The Kafka message of an event, keyed by its customer unless `key` is given."""
-    raw = event.model_dump_json(exclude_none=True).encode()
-    return Message("orders", offset, key or event.customer_id.encode(), raw)
+    return Message("orders", offset, key or event.customer_id.encode(), raw(event))
 
 
 class Store(dict):

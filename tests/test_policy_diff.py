@@ -65,7 +65,7 @@ def test_stricter_key_accounts_move_down_with_their_reasons(history: Path) -> No
 def test_from_states_compares_current_tier_with_new_eligibility(history: Path) -> None:
     old, new = parse_policy(DEFAULT_TEXT), parse_policy(stricter_text())
     replay = Replay(old)
-    events = sorted(events_of(history), key=lambda e: e.occurred_at)
+    events = sorted(events_of(history), key=lambda e: e.at)
     for event in events:
         replay.feed(event)
     diff = policy_diff.from_states(replay.states.values(), old, new, replay.clock)

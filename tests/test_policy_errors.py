@@ -13,7 +13,7 @@ from rules.engine import apply, wake
 from rules.replay import Replay
 from streams.cli import replay_job
 from streams.cli.files import Line
-from tests.builders import FAILING_POLICY, day, order, policy, touch
+from tests.builders import FAILING_POLICY, day, order, policy, raw, touch
 
 FAILING = policy(FAILING_POLICY)  # fails from day 30, once the first order left the window
 
@@ -50,7 +50,7 @@ def test_replay_keeps_the_customer_and_reports_each_failure() -> None:
 
 def test_replay_job_dead_letters_failed_decisions_and_events() -> None:
     events = [order("p", day(0), 100, "o1"), touch("p", day(31)), order("p", day(33), 10, "o2")]
-    records = [(Line("in.jsonl", n, e.model_dump_json().encode()), e)
+    records = [(Line("in.jsonl", n, raw(e)), e)
                for n, e in enumerate(events, start=1)]
     sinks = replay_job.Sinks(out=io.StringIO(), dead_letters=io.StringIO())
     summary = replay_job.run(iter(records), FAILING, sinks, day(33), Progress(disable=True),

@@ -12,7 +12,7 @@ from rich.progress import Progress
 
 from models.errors import InvalidEventError
 from models.events import Event
-from models.instants import MICROS_PER_DAY, to_micros
+from models.instants import MICROS_PER_DAY
 from models.outputs import Output
 from models.state import CustomerState
 from rules.decisions import evaluate
@@ -20,7 +20,7 @@ from rules.engine import apply
 from rules.replay import Replay, event_order
 from streams.cli import replay_job
 from streams.cli.files import Line
-from tests.builders import T0, cancel, day, micros, order, policy, refund, touch
+from tests.builders import T0, cancel, day, micros, order, policy, raw, refund, touch
 
 POLICY = policy("""
     name: properties
@@ -62,7 +62,7 @@ def histories(draw: st.DrawFn) -> list[Event]:
         customer = draw(st.sampled_from(customers))
         at = T0 + draw(st.integers(0, HOURS)) * 3_600_000_000
         if events and draw(st.booleans()):  # ties: another event's instant
-            at = to_micros(draw(st.sampled_from(events)).occurred_at)
+            at = draw(st.sampled_from(events)).at
         order_id = f"{customer}-o{draw(st.integers(0, 5))}"
         amount = f"{draw(st.integers(0, 60_000)) / 100:.2f}"
         kind = draw(st.sampled_from(["order"] * 4 + ["refund", "cancel", "touch", "touch"]))
@@ -109,7 +109,7 @@ def test_applying_an_event_twice_equals_once(events: list[Event]) -> None:
 
 def replayed(events: list[Event]) -> tuple[str, str]:
     """`tierstream replay` of the events in this order of input lines: outputs and states."""
-    records = [(Line("events.jsonl", n, e.model_dump_json().encode()), e)
+    records = [(Line("events.jsonl", n, raw(e)), e)
                for n, e in enumerate(events, start=1)]
     sinks = replay_job.Sinks(out=io.StringIO(), state_out=io.StringIO())
     replay_job.run(iter(records), POLICY, sinks, END, Progress(disable=True), wall=None,
@@ -160,8 +160,8 @@ def test_partitions_replayed_apart_equal_one_replay(data: st.DataObject) -> None
 def test_replay_cut_into_pieces_equals_one_replay(data: st.DataObject) -> None:
     events = sorted(data.draw(histories()), key=event_order)
     k = data.draw(st.integers(0, len(events)))
-    low = to_micros(events[k - 1].occurred_at) if k else T0
-    high = to_micros(events[k].occurred_at) if k < len(events) else END
+    low = events[k - 1].at if k else T0
+    high = events[k].at if k < len(events) else END
     cut = data.draw(st.integers(low, high))
 
     first = Replay(POLICY)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterable
-from datetime import UTC, date
+from datetime import date
 from pathlib import Path
 from typing import Any
 
@@ -12,6 +12,7 @@ from rich.table import Table
 
 from models.errors import InvalidEventError, ModelFitError
 from models.events import Event, OrderCancelled, OrderCompleted, OrderRefunded
+from models.instants import from_micros
 from rules import lifetime_value as lv
 from streams import model_file
 from streams.cli import replay_job
@@ -26,7 +27,7 @@ def purchases(events: Iterable[Event]) -> tuple[list[tuple[str, date, float]], s
     for event in events:
         if isinstance(event, OrderCompleted):
             orders[(event.customer_id, event.order_id)] = [
-                event.customer_id, event.occurred_at.astimezone(UTC).date(), event.amount,
+                event.customer_id, from_micros(event.at).date(), event.amount,
                 event.currency]
         elif isinstance(event, OrderCancelled):
             cancelled.add((event.customer_id, event.order_id))

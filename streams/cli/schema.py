@@ -12,7 +12,7 @@ from typing import Any
 
 import yaml
 
-from models import events
+from models import event_contract
 from models.outputs import CHURN_TYPES, CustomerTier, OutputEvent, OutputType
 
 DIALECT = "https://json-schema.org/draft/2020-12/schema"
@@ -36,7 +36,7 @@ def json_schemas() -> dict[str, Schema]:
 
 
 def _input_event() -> Schema:
-    schema = events.json_schema()
+    schema = event_contract.json_schema()
     schema.update(title="InputEvent", description=(
         "One input event per Kafka message (key = customer id) or JSONL line: a native order or "
         "interaction event, or a Segment e-commerce v2 track call for an order."))

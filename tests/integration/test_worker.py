@@ -10,7 +10,7 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from models.events import parse_event
-from models.instants import format_instant, to_micros
+from models.instants import format_instant
 from streams.cli import policy_diff
 from streams.cli.main import main
 from streams.policies import load_policy
@@ -185,7 +185,7 @@ def test_worker_killed_mid_stream_loses_nothing(kafka_bootstrap: str, tmp_path: 
 
 
 def to_micros_of(line: bytes) -> int:
-    return to_micros(parse_event(line).occurred_at)
+    return parse_event(line).at
 
 
 def test_policy_failing_on_a_due_customer_dead_letters_and_keeps_it(
@@ -203,7 +203,7 @@ def test_policy_failing_on_a_due_customer_dead_letters_and_keeps_it(
     worker = new_worker(settings, tmp_path, "w1", workers, policy=policy)
     produce(settings, lines)
     compiled = load_policy(policy)
-    states, expected = reference(lines, compiled, to_micros(parse_event(lines[1]).occurred_at))
+    states, expected = reference(lines, compiled, parse_event(lines[1]).at)
     # days 30, 31, 33, 37 and 45 after the first order: tried again after 1, 2, 4, 8 days
     days = ["2026-01-31T00:00:00Z", *(f"2026-02-{d:02d}T00:00:00Z" for d in (1, 3, 7, 15))]
     emitted = collect(settings, until=lambda e: len(e.dead_letters) >= len(days))
