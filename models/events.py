@@ -93,7 +93,7 @@ def event_from_fields(fields: dict[str, Any]) -> Event:
 
 def held(event: contract.Event) -> Event:
     """The event the engine holds for a validated native event of the contract."""
-    fields = dict(event)
+    fields = dict(vars(event))  # dict(event) first asks the model for `keys`, slowly
     fields["at"] = to_micros(fields.pop("occurred_at"))
     return _HELD[fields.pop("type")](**fields)
 

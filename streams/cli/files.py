@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import base64
 import csv
+import functools
 import io
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -133,6 +134,7 @@ def _fields(cells: list[str], names: list[str] | None, layout: CsvLayout,
     return fields
 
 
+@functools.lru_cache(maxsize=4096)  # files repeat their dates: strptime is slow
 def _date(text: str, date_format: str) -> datetime:
     try:
         moment = datetime.strptime(text, date_format)
