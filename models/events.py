@@ -120,8 +120,8 @@ class _Plain(msgspec.Struct, frozen=True, forbid_unknown_fields=True, tag_field=
     occurred_at: str
     held: ClassVar[type[Event]]
 
-    def fields(self) -> dict[str, Any] | None:
-        """The held event's fields, or None unless the contract surely accepts them."""
+    def event(self, at: int) -> Event | None:
+        """The held event, occurring at `at`, or None unless the contract surely accepts it."""
         raise NotImplementedError
 
 
@@ -131,11 +131,13 @@ class _PlainOrder(_Plain, frozen=True, tag="order_completed"):
     amount: _Amount
     currency: str
 
-    def fields(self) -> dict[str, Any] | None:
+    def event(self, at: int) -> Event | None:
         amount = _amount(self.amount)
-        if amount is None or _CURRENCY.fullmatch(self.currency) is None:
+        if amount is None or _CURRENCY.fullmatch(self.currency) is None or \
+                contract.CONTROL.search(self.order_id) is not None:
             return None
-        return {"order_id": self.order_id, "amount": amount, "currency": self.currency}
+        return self.held(self.event_id, self.customer_id, at, self.order_id, amount,
+                         self.currency)
 
 
 class _PlainRefund(_PlainOrder, frozen=True, tag="order_refunded"):
@@ -146,8 +148,10 @@ class _PlainCancel(_Plain, frozen=True, tag="order_cancelled"):
     held = OrderCancelled
     order_id: _Id
 
-    def fields(self) -> dict[str, Any] | None:
-        return {"order_id": self.order_id}
+    def event(self, at: int) -> Event | None:
+        if contract.CONTROL.search(self.order_id) is not None:
+            return None
+        return OrderCancelled(self.event_id, self.customer_id, at, self.order_id)
 
 
 class _PlainInteraction(_Plain, frozen=True, tag="interaction"):
@@ -155,17 +159,17 @@ class _PlainInteraction(_Plain, frozen=True, tag="interaction"):
     kind: str
     score: _Score = None
 
-    def fields(self) -> dict[str, Any] | None:
+    def event(self, at: int) -> Event | None:
         if _KIND.fullmatch(self.kind) is None:
             return None
-        return {"kind": self.kind, "score": self.score}
+        return Interaction(self.event_id, self.customer_id, at, self.kind, self.score)
 
 
 class _PlainErasure(_Plain, frozen=True, tag="customer_erased"):
     held = CustomerErased
 
-    def fields(self) -> dict[str, Any] | None:
-        return {}
+    def event(self, at: int) -> Event | None:
+        return CustomerErased(self.event_id, self.customer_id, at)
 
 
 _DECODER = msgspec.json.Decoder(_PlainOrder | _PlainRefund | _PlainCancel | _PlainInteraction
@@ -177,17 +181,14 @@ def _plain(raw: bytes) -> Event | None:
         plain = _DECODER.decode(raw)
     except (msgspec.DecodeError, RecursionError):  # msgspec.ValidationError is a DecodeError
         return None
-    ids = plain.event_id + plain.customer_id + getattr(plain, "order_id", "")
-    if contract.CONTROL.search(ids) is not None or _TIMESTAMP.fullmatch(plain.occurred_at) is None:
+    if contract.CONTROL.search(plain.event_id + plain.customer_id) is not None or \
+            _TIMESTAMP.fullmatch(plain.occurred_at) is None:
         return None
     try:
         at = to_micros(datetime.fromisoformat(plain.occurred_at))
     except ValueError:
         return None
-    fields = plain.fields()
-    if fields is None or not _EARLIEST <= at < _LATEST:
-        return None
-    return plain.held(plain.event_id, plain.customer_id, at, **fields)
+    return plain.event(at) if _EARLIEST <= at < _LATEST else None
 
 
 def _amount(amount: float | str) -> float | None:

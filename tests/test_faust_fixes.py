@@ -129,6 +129,15 @@ def test_the_bulk_restore_leaves_the_store_as_every_record_applied_in_order(monk
     assert bulk.data._key_partition == reference.data._key_partition
 
 
+def test_changelog_keys_are_written_as_faust_writes_them() -> None:
+    app = faust.App("keys-out-test", store="memory://")
+    table = _changelog_table(app, "keys")
+    for key in ("c/1", "客户 ..%", "a\"b\\c", "tab\tnew\nline", "\u2028", "😀", "\udcff", "",
+                "\x7f\x00"):
+        assert faust_fixes.changelog_key(table, key) == app.serializers.dumps_key(
+            None, key, serializer=table.key_serializer), key
+
+
 class _ModelKey(faust.Record, namespace="tierstream.test.ModelKey"):
     n: int
 
