@@ -24,7 +24,13 @@ from pydantic import (
 
 from models.errors import InvalidEventError
 
+MAX_ID_LENGTH = 128
 MAX_AMOUNT = 1e12
+MAX_SCORE = 1e6
+# Patterns, whole-string: a decimal-string amount, a currency, an interaction kind.
+DECIMAL = r"[0-9]+(\.[0-9]+)?"
+CURRENCY = r"[A-Z]{3}"
+INTERACTION_KIND = r"[a-z][a-z0-9_]{0,31}"
 EARLIEST = datetime.fromisoformat("1970-01-01T00:00:00+00:00")
 LATEST = datetime.fromisoformat("2200-01-01T00:00:00+00:00")
 
@@ -47,7 +53,7 @@ def _no_control_characters(value: str) -> str:
     return value
 
 
-Identifier = Annotated[str, Field(min_length=1, max_length=128, json_schema_extra={
+Identifier = Annotated[str, Field(min_length=1, max_length=MAX_ID_LENGTH, json_schema_extra={
     "pattern": "^[^\\u0000-\\u001f\\u007f-\\u009f\\u2028\\u2029]*$"}),
     AfterValidator(_no_control_characters)]
 
@@ -60,13 +66,13 @@ def _not_bool(value: Any) -> Any:
 
 # The published schema (tierstream schema) also names the decimal strings the parser accepts.
 _AMOUNT_SCHEMA = {"anyOf": [{"type": "number", "minimum": 0, "maximum": MAX_AMOUNT},
-                            {"type": "string", "pattern": r"^[0-9]+(\.[0-9]+)?$"}],
+                            {"type": "string", "pattern": f"^{DECIMAL}$"}],
                   "description": "a number or decimal string, 0 to 1e12"}
 Amount = Annotated[float, BeforeValidator(_not_bool),
                    Field(ge=0, le=MAX_AMOUNT, allow_inf_nan=False),
                    WithJsonSchema(_AMOUNT_SCHEMA, mode="validation")]
-Currency = Annotated[str, Field(pattern=r"^[A-Z]{3}$")]
-InteractionKind = Annotated[str, Field(pattern=r"^[a-z][a-z0-9_]{0,31}$")]
+Currency = Annotated[str, Field(pattern=f"^{CURRENCY}$")]
+InteractionKind = Annotated[str, Field(pattern=f"^{INTERACTION_KIND}$")]
 
 
 def _plausible(moment: datetime) -> datetime:
@@ -116,7 +122,7 @@ class OrderCancelled(_Event):
 class Interaction(_Event):
     type: Literal["interaction"] = "interaction"
     kind: InteractionKind
-    score: Annotated[float, Field(allow_inf_nan=False, ge=-1e6, le=1e6)] | None = None
+    score: Annotated[float, Field(allow_inf_nan=False, ge=-MAX_SCORE, le=MAX_SCORE)] | None = None
 
 
 class CustomerErased(_Event):

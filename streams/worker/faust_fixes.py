@@ -72,6 +72,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import functools
+import json
 import operator
 import time
 import weakref
@@ -235,12 +236,17 @@ def write_locally(table: Any, key: str, value: bytes | None) -> None:
 
 def changelog_key(table: Any, key: str) -> bytes:
     """The changelog record key of a table key, as faust writes it. A JSON key of no declared
-    type that is a string (a customer id) is what faust's JSON codec writes for it, the standard
-    library's `json.dumps` (without orjson, which faust would use if installed): the string
-    escaped to ASCII, quoted. faust's registry and codec around that took 90% of the time."""
-    if table.key_type is None and table.key_serializer == "json" and faust_json.orjson is None:
+    type that is a string (a customer id) is what faust's JSON codec writes for it when that is
+    the standard library's (not orjson or simplejson, which faust would use if installed): the
+    string escaped to ASCII, quoted. faust's registry and codec around that took 90% of the
+    time."""
+    if _STDLIB_JSON and type(key) is str and table.key_type is None \
+            and table.key_serializer == "json":
         return encode_basestring_ascii(key).encode()
     return table.app.serializers.dumps_key(table.key_type, key, serializer=table.key_serializer)
+
+
+_STDLIB_JSON = faust_json.orjson is None and faust_json.json is json
 
 
 def persisted(table: Any, metadata: Any) -> None:
