@@ -19,10 +19,11 @@ from dataclasses import dataclass
 from datetime import date
 
 import numpy as np
-from scipy.optimize import minimize
-from scipy.special import expit, gammaln, hyp2f1
 
 from models.errors import ModelFitError
+
+# scipy is imported in the functions that use it: it takes most of a second to import, and
+# only model fits and the model metrics need it, not every command and worker.
 
 DAYS_PER_UNIT = 7.0  # time unit: weeks, as in the published CDNOW analyses
 
@@ -113,6 +114,8 @@ def arrays(summaries: Iterable[CustomerSummary]) -> tuple[np.ndarray, ...]:
 def bgnbd_log_likelihood(params: BgNbd, x: np.ndarray, t_x: np.ndarray, T: np.ndarray
                          ) -> np.ndarray:
     """Per-customer log-likelihood, in log space throughout so large x or T cannot overflow."""
+    from scipy.special import gammaln
+
     r, alpha, a, b = params.r, params.alpha, params.a, params.b
     x, t_x, T = (np.asarray(v, dtype=float) for v in (x, t_x, T))
     a1 = gammaln(r + x) - gammaln(r) + r * np.log(alpha)
@@ -143,6 +146,8 @@ def fit_bgnbd(x: np.ndarray, t_x: np.ndarray, T: np.ndarray) -> Fit:
 
 def p_alive(params: BgNbd, x, t_x, T) -> np.ndarray:
     """Probability that the customer has not dropped out by T; 1 without repeat purchases."""
+    from scipy.special import expit
+
     x, t_x, T = (np.asarray(v, dtype=float) for v in (x, t_x, T))
     return np.where(x > 0, expit(-_log_odds_dead(params, x, t_x, T)), 1.0)
 
@@ -163,6 +168,8 @@ def expected_purchases(params: BgNbd, t, x, t_x, T) -> np.ndarray:
     where the textbook form overflows. Should it still fail, the customer gets the upper bound
     p_alive * t * (r+x)/(alpha+T): the purchase rate of an alive customer, ignoring dropout.
     """
+    from scipy.special import hyp2f1
+
     r, alpha, b = params.r, params.alpha, params.b
     a = params.a if abs(params.a - 1.0) > 1e-9 else 1.0 + 1e-9  # (a-1) divides below
     t, x, t_x, T = np.broadcast_arrays(*(np.asarray(v, dtype=float) for v in (t, x, t_x, T)))
@@ -180,6 +187,8 @@ def expected_purchases(params: BgNbd, t, x, t_x, T) -> np.ndarray:
 def gamma_gamma_log_likelihood(params: GammaGamma, x: np.ndarray, spend: np.ndarray
                                ) -> np.ndarray:
     """Per-customer log-likelihood of the mean spend `spend` over x > 0 transactions."""
+    from scipy.special import gammaln
+
     p, q, v = params.p, params.q, params.v
     px = p * x
     return (gammaln(px + q) - gammaln(px) - gammaln(q) + q * np.log(v)
@@ -265,6 +274,8 @@ def _distinct_rows(*columns: np.ndarray) -> tuple[tuple[np.ndarray, ...], np.nda
 
 
 def _minimize(loss: Callable[[np.ndarray], float], start: np.ndarray, model: str) -> np.ndarray:
+    from scipy.optimize import minimize
+
     result = minimize(loss, start, method="Nelder-Mead",
                       options={"xatol": 1e-8, "fatol": 1e-12, "maxiter": 4000})
     if not result.success or not np.isfinite(result.fun):
