@@ -1,12 +1,12 @@
-"""Input events as the engine holds them, parsed from JSON (`parse_event`) or from fields.
+"""Input events as the engine holds them (frozen msgspec structs, the instant in microseconds),
+parsed from JSON (`parse_event`) or from fields.
 
-What is accepted, and why the rest is refused, is the contract of models/event_contract.py
-(pydantic): every event here passed it. The native events most inputs are go a faster way
-when their fields are plainly valid: msgspec decodes them and a few exact checks follow, which
-together accept part of what the contract accepts and give the same event
-(tests/test_events.py compares the two on generated input). Anything else (Segment
-calls, timestamps in other forms, and every invalid input) is parsed by pydantic, which says
-why an input is refused.
+What is accepted, and why the rest is refused, is the pydantic contract of
+models/event_contract.py: every event here passed it. A native event whose fields are plainly
+valid takes a faster way: msgspec decodes it and a few exact checks follow, which accept only
+what the contract accepts and give the same event (tests/test_events.py compares the two on
+generated input). Anything else (Segment calls, other timestamp forms, every invalid input)
+goes through pydantic, which says why an input is refused.
 """
 
 from __future__ import annotations
