@@ -120,10 +120,7 @@ class _Plain(msgspec.Struct, frozen=True, forbid_unknown_fields=True, tag_field=
     event_id: _Id
     customer_id: _Id
     occurred_at: str
-
-    def event(self, at: int) -> Event | None:
-        """The held event, occurring at `at`, or None unless the contract surely accepts it."""
-        raise NotImplementedError
+    # each kind's `event(at)`: the held event, or None unless the contract surely accepts it
 
 
 class _PlainOrder(_Plain, frozen=True, tag="order_completed"):
