@@ -1,10 +1,9 @@
 """Every test runs the engine's current sources: a module compiled in place before its source
-last changed stops the run (streams/engine_build.py)."""
+last changed stops the run (streams/engine_build.py). kafka-python gets the fix of
+tests/kafka_python_fix.py."""
 
 from streams import engine_build
+from tests import kafka_python_fix
 
 engine_build.check()
-
-from tests import kafka_python_fix  # noqa: E402  (after the build check, which imports nothing)
-
 kafka_python_fix.apply()
