@@ -88,6 +88,8 @@ class CompiledPolicy:
             found, {m.name: uses[m.name] for m in (*self.windowed, *self.modelled,
                                                    *self.relative)})
         self.floors = horizon.floors(self.windowed, self.thresholds)
+        # conditions change with time only as windows forget (rules/horizon.py)
+        self.windows_alone = not (self.time_metrics or self.modelled or self.relative)
         self._type_check(compiled, line_of)
 
     def _compile(self, source: str, location: tuple, line_of: LineOf) -> Condition:

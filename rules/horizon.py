@@ -10,7 +10,9 @@ of such a metric is a plain comparison with a number (`orders_90d >= 3`, `p_aliv
 the instant that makes one of those comparisons flip matters, so a customer is woken once per
 real change rather than once per expiring order or per day. Other uses of a model metric wake the
 customer every midnight. A condition on time metrics wakes it where the condition changes, not
-at each flip of one of its comparisons (rules/conditions.py).
+at each flip of one of its comparisons (rules/conditions.py). Under a policy whose conditions
+change with time only as windows forget, a flip that changes no decision wakes no one either:
+the customer is woken at the first expiry that changes its eligible tier or churn rule.
 """
 
 from __future__ import annotations
@@ -20,8 +22,10 @@ import operator
 from bisect import bisect_left, bisect_right
 from collections.abc import Callable, Iterable
 from itertools import accumulate
+from operator import attrgetter
 from typing import TYPE_CHECKING, Any
 
+from models.errors import PolicyEvaluationError
 from models.state import CustomerState
 from rules import metrics, model_metrics, relative
 from rules.comparisons import Comparison
@@ -36,6 +40,10 @@ _OPERATORS = {"<": operator.lt, "<=": operator.le, ">": operator.gt, ">=": opera
 # Sums of non-negative amounts and counts: forgetting old items can only lower them.
 _FALLING = ("orders", "interactions", "revenue", "refunds")
 _ORDERING = (operator.lt, operator.le, operator.gt, operator.ge)
+_placed = attrgetter("at")
+# Expiries tried on each decision at most: a metric compared other than with a number expires
+# with each order, and a customer of many orders must not make every decision long.
+EXPIRIES_TRIED = 8
 _MIRRORED = {"<": ">", "<=": ">=", ">": "<", ">=": "<=", "==": "==", "!=": "!="}
 
 
@@ -75,10 +83,9 @@ def next_change(state: CustomerState, policy: CompiledPolicy, values: dict[str, 
             candidates.append(state.downgrade_due - policy.warn_before)
     if orders is None:
         orders = metrics.counted_orders(state, t)
-    for metric in policy.windowed:
-        seen = windows[metric.name] if windows is not None else \
-            metrics.window(metric, state, orders, t)
-        candidates.append(_window_change(metric, policy, seen, t))
+    seen = {m: windows[m.name] if windows is not None else metrics.window(m, state, orders, t)
+            for m in policy.windowed}
+    expiries = {m: _window_change(m, policy, window, t) for m, window in seen.items()}
     candidates += [_model_change(m, state, orders, policy, values, t) for m in policy.modelled]
     if policy.time_bases and population is not None:
         anchors = metrics.time_anchors(state, policy.time_bases, orders)
@@ -86,6 +93,11 @@ def next_change(state: CustomerState, policy: CompiledPolicy, values: dict[str, 
                                          policy.thresholds.get(r.name))
                        for r in policy.relative if anchors.get(r.base) is not None]
     earliest = min((c for c in candidates if c is not None and c > t), default=None)
+    if policy.windows_alone:
+        earliest = _decisive_expiry(policy, values, seen, expiries, earliest)
+    else:
+        earliest = min((c for c in (earliest, *expiries.values()) if c is not None),
+                       default=None)
     if policy.time_metrics:  # the walks over time conditions stop once past `earliest`
         anchors = metrics.time_anchors(state, policy.time_metrics, orders)
         for condition in policy.timed_conditions:
@@ -93,6 +105,56 @@ def next_change(state: CustomerState, policy: CompiledPolicy, values: dict[str, 
             if flip is not None and flip > t and (earliest is None or flip < earliest):
                 earliest = flip
     return earliest
+
+
+def _decisive_expiry(policy: CompiledPolicy, values: dict[str, Any],
+                     seen: dict[metrics.Windowed, metrics.Window],
+                     expiries: dict[metrics.Windowed, int | None], before: int | None
+                     ) -> int | None:
+    """The first window expiry that changes the customer's decision (its eligible tier or its
+    churn rule) if it comes before `before` (the earliest other candidate), else `before`; for
+    a policy whose conditions change with time only as windows forget (`windows_alone`).
+
+    An expiry that flips a comparison may still decide nothing (`orders_90d >= 3` no longer
+    holds, yet `revenue_365d >= 5000.0` keeps the customer in B); woken there, the customer
+    would change nothing but its clock. So each expiry in turn is tried on the values after
+    it. With the decision the same, a wake-up there changes nothing: the customer was decided
+    on these conditions at its clock, and a scheduled downgrade and its warning are among
+    `before`. After EXPIRIES_TRIED expiries with the same decision, the last one is returned:
+    woken there, the customer changes nothing and tries the next ones."""
+    decided = _decision(policy, values)
+    for _ in range(EXPIRIES_TRIED):
+        soonest = min((c for c in expiries.values() if c is not None), default=None)
+        if soonest is None or (before is not None and soonest >= before):
+            return before
+        values = dict(values)
+        for metric, at in expiries.items():
+            if at == soonest:
+                window = seen[metric] = _slide(metric, seen[metric], soonest)
+                values[metric.name] = window.value
+                expiries[metric] = _window_change(metric, policy, window, soonest)
+        try:
+            if _decision(policy, values) != decided:
+                return soonest
+        except PolicyEvaluationError:
+            return soonest  # decided there, where a failure is dealt with
+    return soonest  # (woken there, it tries the next ones)
+
+
+def _decision(policy: CompiledPolicy, values: dict[str, Any]) -> tuple[int, str | None]:
+    """The eligible tier and the churn rule that holds (rules/decisions.py)."""
+    return policy.eligible(values), \
+        next((rule for rule, c in policy.churn_conditions if c.holds(values)), None)
+
+
+def _slide(metric: metrics.Windowed, seen: metrics.Window, t: int) -> metrics.Window:
+    """The window `seen` at the later instant t: no new items, old ones forgotten."""
+    inside, amounts, _ = seen
+    start = bisect_right(inside, t - metric.micros, key=_placed)
+    if amounts is None:
+        return metrics.Window(inside[start:], None, len(inside) - start)
+    return metrics.Window(inside[start:], amounts[start:],
+                          metrics.of_amounts(metric, amounts[start:]))
 
 
 def _window_change(metric: metrics.Windowed, policy: CompiledPolicy, seen: metrics.Window,

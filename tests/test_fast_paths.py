@@ -19,8 +19,9 @@ from rules import horizon, metrics
 from rules.compiled import CompiledPolicy
 from rules.conditions import FLIPS_PASSED, Condition
 from rules.decisions import _NAMESPACE, uuid5
+from rules.engine import advance, apply
 from rules.native import compile_predicate
-from tests.builders import T0, day, policy
+from tests.builders import T0, day, order, policy
 
 NATIVE = [
     "orders_90d >= 3",
@@ -270,3 +271,37 @@ def test_a_time_condition_wakes_at_the_first_instant_it_changes(op: str, number:
         assert (flip is None) == (not now)
     if flip is not None:
         assert holds(flip) != now and holds(flip - 1) == now
+
+
+def test_a_window_expiry_that_decides_nothing_wakes_no_one() -> None:
+    # orders_90d >= 3 stops holding 90 days after the first order, but revenue_365d keeps the
+    # customer in B until the big order leaves the year: the customer is woken then, not before
+    grading = policy("""
+        name: grading
+        version: "1"
+        currency: CNY
+        windows: [90d, 365d]
+        tiers:
+          - {id: B, when: "revenue_365d >= 5000.0 || orders_90d >= 3"}
+          - {id: C, when: "orders_365d >= 1"}
+          - {id: D}
+        downgrade: {grace: 0d, max_steps: 3, warn_before: 0d}
+    """)
+    assert grading.windows_alone
+    state = None
+    for n, amount in enumerate((6000.0, 10.0, 10.0)):
+        state, _ = apply(state, order("c", day(n), amount), grading)
+    assert state is not None and state.tier == "B"
+    assert state.next_change_at == day(365)  # the 6,000 order forgotten: down to C
+    state, outputs = advance(state, grading, day(365))
+    assert [(o.type, o.data.to_tier) for o in outputs] == [("tierstream.tier.downgraded", "C")]
+    # with a time metric in a condition, the walks over time decide where to wake
+    assert not policy("""
+        name: with-time
+        version: "1"
+        currency: CNY
+        windows: [90d]
+        tiers:
+          - {id: B, when: "orders_90d >= 3 && days_since_last_order < 30.0"}
+          - {id: D}
+    """).windows_alone

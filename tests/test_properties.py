@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import io
 from collections import defaultdict
+from copy import copy
 from typing import Any
 
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from msgspec.structs import replace
 from rich.progress import Progress
 
 from models.errors import InvalidEventError
@@ -15,6 +17,7 @@ from models.events import Event
 from models.instants import MICROS_PER_DAY
 from models.outputs import Output
 from models.state import CustomerState
+from rules.compiled import CompiledPolicy
 from rules.decisions import evaluate
 from rules.engine import apply
 from rules.replay import Replay, event_order
@@ -48,6 +51,32 @@ POLICY = policy("""
       - id: complaining
         when: interactions_complaint_30d >= 2
 """)
+# Conditions that change with time only as windows forget: the horizon skips the expiries that
+# decide nothing (rules/horizon.py, windows_alone).
+WINDOWS_ALONE = policy("""
+    name: windows-alone
+    version: "1"
+    currency: CNY
+    rates: {USD: 7.0}
+    windows: [30d, 90d]
+    tiers:
+      - id: A
+        when: revenue_90d >= 800.0 && orders_30d >= 2
+      - id: B
+        when: orders_90d >= 2 || interactions_30d >= 3 || revenue_30d * 2.0 > revenue_90d + 300.0
+      - id: C
+        when: orders_90d >= 1
+      - id: D
+    downgrade:
+      grace: 10d
+      max_steps: 1
+      warn_before: 4d
+    churn:
+      - id: complaining
+        when: interactions_complaint_30d >= 2
+      - id: quiet_a
+        when: tier == "A" && orders_30d == 0
+""")
 HOURS = 2 * 365 * 24           # events fall in the first two years after T0
 END = day(2 * 365 + 400)       # every history is finally advanced to here
 SETTINGS = settings(max_examples=60, deadline=None)
@@ -80,8 +109,9 @@ def histories(draw: st.DrawFn) -> list[Event]:
     return events + redelivered
 
 
-def run(events: list[Event], until: int = END) -> tuple[Replay, list[Output]]:
-    replay = Replay(POLICY)
+def run(events: list[Event], until: int = END, policy: CompiledPolicy = POLICY
+        ) -> tuple[Replay, list[Output]]:
+    replay = Replay(policy)
     outputs = [o for e in sorted(events, key=event_order) for o in replay.feed(e)]
     return replay, outputs + replay.advance_to(until)
 
@@ -184,6 +214,22 @@ def test_outputs_are_in_time_order_with_gapless_sequences(events: list[Event]) -
         assert replay.states[customer].sequence == len(sequences)
     for state in replay.states.values():
         assert state.next_change_at is None or state.next_change_at > state.clock
+
+
+@SETTINGS
+@given(histories())
+def test_skipping_the_expiries_that_decide_nothing_changes_no_output(events: list[Event]
+                                                                     ) -> None:
+    assert WINDOWS_ALONE.windows_alone
+    every_expiry = copy(WINDOWS_ALONE)
+    every_expiry.windows_alone = False  # woken at each expiry that flips a comparison
+    skipping, woken = run(events, policy=WINDOWS_ALONE), run(events, policy=every_expiry)
+    assert [o.document() for o in skipping[1]] == [o.document() for o in woken[1]]
+    # the same decisions; only the instant each customer was last decided at differs
+    decided = {c: replace(s, clock=0, next_change_at=None)
+               for c, s in sorted(skipping[0].states.items())}
+    assert decided == {c: replace(s, clock=0, next_change_at=None)
+                       for c, s in sorted(woken[0].states.items())}
 
 
 @SETTINGS
