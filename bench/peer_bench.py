@@ -1,7 +1,7 @@
 """The same simplified tier job in Kafka Streams, Quix Streams and `tierstream worker`, side by
-side on one local Apache Kafka broker and one input topic, with the ceilings of tierstream's own
-stack (raw aiokafka consume + json, a faust no-op agent), for several rounds in one run, so the
-ratios hold on a noisy machine (not a test: prints a Markdown table).
+side on one local Apache Kafka broker and one input topic, with the ceiling of tierstream's own
+stack (raw aiokafka consume + json) and a faust no-op agent for reference, for several rounds in
+one run, so the ratios hold on a noisy machine (not a test: prints a Markdown table).
 
     python bench/peer_bench.py [--customers N] [--rounds N] [--systems raw,quix,...] [--restore]
 
@@ -50,7 +50,7 @@ from kafka.admin import NewTopic
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-import pipeline_bench  # noqa: E402  (the ceilings and helpers of the project's own benchmark)
+import pipeline_bench  # noqa: E402  (the ceiling, the faust reference, helpers)
 
 from streams.dev.local_kafka import LocalKafka  # noqa: E402
 from streams.settings import Settings, Topics  # noqa: E402
@@ -69,7 +69,7 @@ DAY_MS = 86_400_000
 CLK = os.sysconf("SC_CLK_TCK")
 GUARANTEES = {"ks-alos": "at_least_once", "ks-eos": "exactly_once_v2"}
 LABELS = {"raw": "raw aiokafka consume + json (ceiling)",
-          "faust-noop": "faust no-op agent (ceiling)",
+          "faust-noop": "faust no-op agent (reference: its per-message path)",
           "ks-alos": "Kafka Streams{kstreams}, at_least_once",
           "ks-eos": "Kafka Streams{kstreams}, exactly_once_v2",
           "quix": "Quix Streams{quix}",
@@ -297,7 +297,7 @@ class Bench:
             return {"rate": rate, "cpu_total_s": self_cpu() - cpu}
         if system == "faust-noop":
             cpu = children_cpu()
-            rate = pipeline_bench.faust_ceiling(self.bootstrap, self.topic, self.n,
+            rate = pipeline_bench.faust_reference(self.bootstrap, self.topic, self.n,
                                                 self.workdir / name)
             return {"rate": rate, "cpu_total_s": children_cpu() - cpu}
         if system in GUARANTEES:

@@ -1,11 +1,13 @@
-"""Benchmark of the streaming pipeline against the ceilings of its own stack (not a test: prints a
-table). Every row is measured in this run, on one broker, so the ratios hold on a noisy machine.
+"""Benchmark of the streaming pipeline beside the ceiling and the references of its own stack (not a
+test: prints a table). Every row is measured in this run, on one broker, so the ratios hold on a
+noisy machine.
 
     python bench/pipeline_bench.py [--customers N] [--recovery-customers N] [--timer-customers N]
 
-Rows: the raw aiokafka consume + JSON decode ceiling; a faust no-op agent (the worker's app
-settings and iteration, no work); a faust agent doing only the least I/O of a tier worker (one
-table write and one message sent per event); `tierstream worker` end to end with one and with two
+Rows: the raw aiokafka consume + JSON decode ceiling; for reference, faust's per-message path,
+which the worker does not take: a faust no-op agent (the worker's app settings and iteration, no
+work) and a faust agent doing only the least I/O of a tier worker (one table write and one
+message sent per event); `tierstream worker` end to end with one and with two
 workers (events/s per worker, and the speed-up), and an estimate of the speed-up the machine
 allows: its cores over the cores the one-worker row kept busy, broker and Redis included (they
 share the machine); one worker's capacity for first orders of new customers (a burst sent at once)
@@ -150,7 +152,7 @@ def read_all(bootstrap: str, topic: str, timeout_s: float = 10.0) -> list:
         consumer.close()
 
 
-# -- ceilings ------------------------------------------------------------------------------------
+# -- the ceiling and the references ---------------------------------------------------------------
 
 def raw_aiokafka(bootstrap: str, topic: str, expected: int) -> float:
     """events/s of aiokafka getmany + json.loads over the whole topic, no other work."""
@@ -190,7 +192,7 @@ app = faust.App(f"bench-noop-{os.getpid()}", broker=f"kafka://{bootstrap}", stor
                 processing_guarantee="at_least_once", key_serializer="json",
                 value_serializer="json")
 io = os.environ.get("BENCH_IO") == "1"
-# declared in both modes, so that the two ceilings differ only in the work per event
+# declared in both modes, so that the two faust references differ only in the work per event
 table = app.Table("bench-io", partitions=int(os.environ["BENCH_PARTITIONS"]))
 out = app.topic(os.environ["BENCH_OUT"], key_serializer="raw", value_serializer="raw")
 first, seen = None, 0
@@ -212,7 +214,7 @@ app.main()
 """
 
 
-def faust_ceiling(bootstrap: str, topic: str, expected: int, workdir: Path, io: bool = False
+def faust_reference(bootstrap: str, topic: str, expected: int, workdir: Path, io: bool = False
                ) -> float:
     """events/s of a faust agent with the worker's app settings that does nothing per event,
     or with `io` only a table write and one message sent per event (delivery not awaited)."""
@@ -504,16 +506,17 @@ def main() -> None:
 
         raw = raw_aiokafka(bootstrap, bench.orders, n)
         bench.row("raw aiokafka consume + json", f"{raw:,.0f} events/s", "ceiling")
-        noop = faust_ceiling(bootstrap, bench.orders, n, Path(tmp) / "noop")
-        bench.row("faust no-op agent", f"{noop:,.0f} events/s", "ceiling of faust")
-        io = faust_ceiling(bootstrap, bench.orders, n, Path(tmp) / "io", io=True)
+        noop = faust_reference(bootstrap, bench.orders, n, Path(tmp) / "noop")
+        bench.row("faust no-op agent", f"{noop:,.0f} events/s",
+                  "reference: faust's per-message path, no work")
+        io = faust_reference(bootstrap, bench.orders, n, Path(tmp) / "io", io=True)
         bench.row("faust agent: table write + 1 send", f"{io:,.0f} events/s",
-                  "ceiling of faust for the least I/O a tier worker does per event")
+                  "reference: faust's per-message path with the least I/O a tier worker does "
+                  "per event")
 
         one, busy, _, running = pipeline(bench, 1, n)
         bench.row("tierstream, 1 worker", f"{one:,.0f} events/s",
-                  f"{one / noop:.0%} of faust no-op, {one / io:.0%} of its I/O "
-                  f"ceiling; {busy:.2f} cores busy")
+                  f"{one / raw:.0%} of the raw consumer; {busy:.2f} cores busy")
         size, template = state_bytes(bench, running[0].settings)
         stop(running)
         # the same worker again, now following the wall clock when idle, as first orders of

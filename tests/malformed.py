@@ -2,8 +2,8 @@
 
 A strategy per kind of damage draws a `Malformed` (message key, value bytes, expected reason, and
 the field the error message must name). Most damage a valid event drawn by `valid_events`; the
-checks are those of the worker (`streams/worker/runtime.py`), in its order: parse, currency, key,
-future.
+checks are parsing (`models.events.parse_event`), then admission (`rules.admission.admit`: the
+currency, the key, the future), as the worker and replay run them.
 `corpus()` draws a fixed corpus for the integration tests: each kind's examples come from a
 derandomized Hypothesis run, so the same Hypothesis version always gives the same bytes.
 """

@@ -10,6 +10,7 @@ import fnmatch
 import json
 import os
 import re
+import shlex
 import shutil
 import subprocess
 import tomllib
@@ -495,3 +496,13 @@ def test_docker_compose_config() -> None:
     result = subprocess.run([docker, "compose", "-f", str(COMPOSE), "config", "-q"], cwd=ROOT,
                             capture_output=True, text=True, timeout=60, check=False)
     assert result.returncode == 0, result.stderr
+
+
+def test_ci_runs_every_case_the_stress_marked_fault_injections_included() -> None:
+    # pyproject deselects the stress-marked cases for a quick local loop; CI must not
+    runs = [shlex.split(line.strip())
+            for line in (ROOT / ".ci" / "run").read_text().splitlines()
+            if " -m pytest" in line and not line.lstrip().startswith("#")]
+    assert runs, ".ci/run runs no pytest"
+    whole = runs[0][runs[0].index("pytest") + 1:]
+    assert whole == ["-m", "stress or not stress"], "the first run must select every test"

@@ -12,6 +12,7 @@ from models.errors import InvalidEventError
 from models.events import parse_event
 from rules.admission import admit
 from streams.policies import load_policy
+from tests.builders import order
 from tests.malformed import KINDS, Malformed, corpus
 
 DEFAULT = Path(__file__).resolve().parents[1] / "rules" / "policies" / "default.yaml"
@@ -44,3 +45,19 @@ def test_the_corpus_is_the_same_on_every_draw() -> None:
     first = corpus(per_kind=3)
     assert first == corpus(per_kind=3)
     assert {m.kind for m in first} == set(KINDS) and len(first) == 3 * len(KINDS)
+
+
+@pytest.mark.parametrize(("currency", "key", "ahead", "reason"), [
+    ("ZZZ", b"someone-else", 2, "unknown_currency"),  # fails every check: the first decides
+    ("ZZZ", b"c1", 2, "unknown_currency"),
+    ("CNY", b"someone-else", 2, "wrong_key"),
+    ("CNY", None, 2, "wrong_key"),
+    ("CNY", b"c1", 2, "future_timestamp"),
+])
+def test_the_first_failed_check_names_the_reason(currency: str, key: bytes | None,
+                                                  ahead: int, reason: str) -> None:
+    wall = time.time_ns() // 1000
+    event = order("c1", wall + ahead * DAY_US, "10.00", currency=currency)
+    with pytest.raises(InvalidEventError) as caught:
+        admit(event, POLICY, wall=wall, max_future=DAY_US, key=key)
+    assert caught.value.reason == reason

@@ -23,6 +23,7 @@ POLICY = policy("""
     """)
 WALL = day(400)  # the wall clock of every batch: long after the events
 IDLE = 60 * MICROS_PER_SECOND
+DAY = day(1) - day(0)
 
 
 def message(event, offset: int = 0, key: bytes | None = None) -> Message:
@@ -124,6 +125,26 @@ def test_a_time_driven_policy_failure_is_a_dead_letter_without_a_message() -> No
     failed = [d for d in effects.dead_letters if d.message is None]
     assert failed and failed[0].reason == "policy_error"
     assert failed[0].failed.customer_id == "ann"
+
+
+def test_a_customer_whose_time_driven_decision_failed_stays_due() -> None:
+    # 30 days after its order the churn rule divides by zero: each tick that reaches the retry
+    # instant fails again (after 1, 2, 4 ... 64 days), and the customer is never dropped
+    failing = policy(FAILING_POLICY)
+    store = Store()
+    partition = driver(store, failing)
+    store.keep(partition.run([message(order("ann", day(1), 10))], WALL).states)
+    for wall in (WALL, WALL + 65 * DAY, WALL + 130 * DAY):
+        failed = []
+        for tick in range(4):  # ticks a third of the idle time apart: then it follows the wall
+            effects = partition.run([TICK], wall + tick * IDLE // 3)
+            store.keep(effects.states)
+            failed += [d.failed.customer_id for d in effects.dead_letters if d.failed]
+        assert failed and set(failed) == {"ann"}
+        retry = store["ann"].next_change_at
+        assert retry is not None and retry > wall
+        assert partition.due.pop_next(retry) == (retry, "ann")
+        partition.due.schedule(retry, "ann")  # (put back, as popping took it)
 
 
 class Reports:

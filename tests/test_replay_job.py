@@ -1,12 +1,17 @@
-"""`tierstream replay`'s guards: the memory it sorts in, progress lines off a terminal."""
+"""`tierstream replay`'s guards: admission, the memory it sorts in, progress lines off a
+terminal."""
 
 from __future__ import annotations
 
 import io
+import json
 from pathlib import Path
 
 import pytest
+from rich.progress import Progress
 
+from streams.cli import replay_job
+from streams.cli.files import Line
 from streams.cli.replay_job import (
     MEMORY_PER_LINE,
     MIN_RUN,
@@ -17,8 +22,25 @@ from streams.cli.replay_job import (
     parse_size,
     run_size,
 )
+from streams.policies import load_policy
+from tests.builders import day, order, raw
 
 GIB = 1 << 30
+
+
+def test_replay_admits_events_as_a_worker_does() -> None:
+    # dated after the wall clock plus the tolerance: rejected, and dead-lettered with its line
+    events = [order("c1", day(1), "10.00"), order("c1", day(3), "10.00"),
+              order("c2", day(1), "10.00", currency="ZZZ")]
+    records = iter([(Line("events.jsonl", n, raw(e)), e) for n, e in enumerate(events, 1)])
+    sinks = replay_job.Sinks(out=io.StringIO(), dead_letters=io.StringIO())
+    summary = replay_job.run(records, load_policy("default"), sinks, None,
+                             Progress(disable=True), wall=day(2), max_future=0)
+    assert summary.rejected == {"future_timestamp": 1, "unknown_currency": 1}
+    assert isinstance(sinks.dead_letters, io.StringIO)
+    rejected = [json.loads(x) for x in sinks.dead_letters.getvalue().splitlines()]
+    assert sorted((x["line"], x["reason"]) for x in rejected) == [
+        (2, "future_timestamp"), (3, "unknown_currency")]
 MEMINFO = "MemTotal:       24683584 kB\nMemFree:  1000 kB\nMemAvailable:    8388608 kB\n"
 
 
