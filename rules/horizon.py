@@ -120,11 +120,14 @@ def _decisive_expiry(policy: CompiledPolicy, values: dict[str, Any],
     would change nothing but its clock. So each expiry in turn is tried on the values after
     it. With the decision the same, a wake-up there changes nothing: the customer was decided
     on these conditions at its clock, and a scheduled downgrade and its warning are among
-    `before`. After EXPIRIES_TRIED expiries with the same decision, the last one is returned:
-    woken there, the customer changes nothing and tries the next ones."""
-    decided = _decision(policy, values)
+    `before`. After EXPIRIES_TRIED expiries with the same decision, the next one is returned:
+    the customer is woken there and decided, and tries the ones after it."""
+    soonest = min((c for c in expiries.values() if c is not None), default=None)
+    try:
+        decided = _decision(policy, values)
+    except PolicyEvaluationError:  # (the tier moved as often as there are tiers, see decisions)
+        return _earlier(soonest, before)
     for _ in range(EXPIRIES_TRIED):
-        soonest = min((c for c in expiries.values() if c is not None), default=None)
         if soonest is None or (before is not None and soonest >= before):
             return before
         values = dict(values)
@@ -138,7 +141,12 @@ def _decisive_expiry(policy: CompiledPolicy, values: dict[str, Any],
                 return soonest
         except PolicyEvaluationError:
             return soonest  # decided there, where a failure is dealt with
-    return soonest  # (woken there, it tries the next ones)
+        soonest = min((c for c in expiries.values() if c is not None), default=None)
+    return _earlier(soonest, before)
+
+
+def _earlier(a: int | None, b: int | None) -> int | None:
+    return b if a is None else a if b is None else min(a, b)
 
 
 def _decision(policy: CompiledPolicy, values: dict[str, Any]) -> tuple[int, str | None]:
