@@ -298,7 +298,7 @@ class Bench:
         if system == "faust-noop":
             cpu = children_cpu()
             rate = pipeline_bench.faust_reference(self.bootstrap, self.topic, self.n,
-                                                self.workdir / name)
+                                                  self.workdir / name)
             return {"rate": rate, "cpu_total_s": children_cpu() - cpu}
         if system in GUARANTEES:
             row = self.kstreams(name, GUARANTEES[system])

@@ -215,7 +215,7 @@ app.main()
 
 
 def faust_reference(bootstrap: str, topic: str, expected: int, workdir: Path, io: bool = False
-               ) -> float:
+                    ) -> float:
     """events/s of a faust agent with the worker's app settings that does nothing per event,
     or with `io` only a table write and one message sent per event (delivery not awaited)."""
     out = f"{topic}-io-out"

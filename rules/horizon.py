@@ -94,7 +94,7 @@ def next_change(state: CustomerState, policy: CompiledPolicy, values: dict[str, 
                        for r in policy.relative if anchors.get(r.base) is not None]
     earliest = min((c for c in candidates if c is not None and c > t), default=None)
     if policy.windows_alone:
-        earliest = _decisive_expiry(policy, values, seen, expiries, earliest)
+        earliest = _decisive_expiry(state, policy, values, seen, expiries, earliest)
     else:
         earliest = min((c for c in (earliest, *expiries.values()) if c is not None),
                        default=None)
@@ -107,7 +107,7 @@ def next_change(state: CustomerState, policy: CompiledPolicy, values: dict[str, 
     return earliest
 
 
-def _decisive_expiry(policy: CompiledPolicy, values: dict[str, Any],
+def _decisive_expiry(state: CustomerState, policy: CompiledPolicy, values: dict[str, Any],
                      seen: dict[metrics.Windowed, metrics.Window],
                      expiries: dict[metrics.Windowed, int | None], before: int | None
                      ) -> int | None:
@@ -118,19 +118,23 @@ def _decisive_expiry(policy: CompiledPolicy, values: dict[str, Any],
     An expiry that flips a comparison may still decide nothing (`orders_90d >= 3` no longer
     holds, yet `revenue_365d >= 5000.0` keeps the customer in B); woken there, the customer
     would change nothing but its clock. So each expiry in turn is tried on the values after
-    it. With the decision the same, a wake-up there changes nothing: the customer was decided
-    on these conditions at its clock, and a scheduled downgrade and its warning are among
-    `before`. After EXPIRIES_TRIED expiries with the same decision, the next one is returned:
-    the customer is woken there and decided, and tries the ones after it."""
+    it. With the decision the same, a wake-up there changes nothing, provided the customer is
+    settled in it (a tier condition that reads the tier can leave it eligible for another
+    tier after as many moves as there are tiers): then it holds its eligible tier, or one above
+    with a downgrade scheduled, which with its warning is among `before`. After EXPIRIES_TRIED
+    expiries with the same decision, the next one is returned: the customer is woken there and
+    decided, and tries the ones after it."""
     soonest = min((c for c in expiries.values() if c is not None), default=None)
     try:
         decided = _decision(policy, values)
-    except PolicyEvaluationError:  # (the tier moved as often as there are tiers, see decisions)
+    except PolicyEvaluationError:  # (possible only once the tier moved as often as it may)
         return _earlier(soonest, before)
+    if not _settled(state, policy, *decided):
+        return _earlier(soonest, before)
+    values = dict(values)
     for _ in range(EXPIRIES_TRIED):
         if soonest is None or (before is not None and soonest >= before):
             return before
-        values = dict(values)
         for metric, at in expiries.items():
             if at == soonest:
                 window = seen[metric] = _slide(metric, seen[metric], soonest)
@@ -147,6 +151,16 @@ def _decisive_expiry(policy: CompiledPolicy, values: dict[str, Any],
 
 def _earlier(a: int | None, b: int | None) -> int | None:
     return b if a is None else a if b is None else min(a, b)
+
+
+def _settled(state: CustomerState, policy: CompiledPolicy, eligible: int, rule: str | None
+             ) -> bool:
+    """Whether deciding the state again on the same conditions would change nothing."""
+    if (rule is None) != (state.churn_rule is None) or state.tier not in policy.tier_ids:
+        return False
+    current = policy.tier_ids.index(state.tier)
+    return eligible == current and state.downgrade_due is None or \
+        eligible > current and state.downgrade_due is not None
 
 
 def _decision(policy: CompiledPolicy, values: dict[str, Any]) -> tuple[int, str | None]:

@@ -77,6 +77,27 @@ WINDOWS_ALONE = policy("""
       - id: quiet_a
         when: tier == "A" && orders_30d == 0
 """)
+# The same, at once and with a tier condition that reads the tier: a decision can end unsettled
+# (it moves as often as there are tiers, then is eligible for another).
+AT_ONCE = policy("""
+    name: windows-alone-at-once
+    version: "1"
+    currency: CNY
+    rates: {USD: 7.0}
+    windows: [30d, 90d]
+    tiers:
+      - id: A
+        when: tier == "B" && orders_30d >= 1 || revenue_90d >= 800.0 && orders_30d >= 2
+      - id: B
+        when: orders_90d >= 2 || interactions_30d >= 3
+      - id: C
+        when: orders_90d >= 1
+      - id: D
+    downgrade:
+      grace: 0d
+      max_steps: 1
+      warn_before: 0d
+""")
 HOURS = 2 * 365 * 24           # events fall in the first two years after T0
 END = day(2 * 365 + 400)       # every history is finally advanced to here
 SETTINGS = settings(max_examples=60, deadline=None)
@@ -217,13 +238,13 @@ def test_outputs_are_in_time_order_with_gapless_sequences(events: list[Event]) -
 
 
 @SETTINGS
-@given(histories())
-def test_skipping_the_expiries_that_decide_nothing_changes_no_output(events: list[Event]
-                                                                     ) -> None:
-    assert WINDOWS_ALONE.windows_alone
-    every_expiry = copy(WINDOWS_ALONE)
+@given(histories(), st.sampled_from([WINDOWS_ALONE, AT_ONCE]))
+def test_skipping_the_expiries_that_decide_nothing_changes_no_output(
+        events: list[Event], windows_alone: CompiledPolicy) -> None:
+    assert windows_alone.windows_alone
+    every_expiry = copy(windows_alone)
     every_expiry.windows_alone = False  # woken at each expiry that flips a comparison
-    skipping, woken = run(events, policy=WINDOWS_ALONE), run(events, policy=every_expiry)
+    skipping, woken = run(events, policy=windows_alone), run(events, policy=every_expiry)
     assert [o.document() for o in skipping[1]] == [o.document() for o in woken[1]]
     # the same decisions; only the instant each customer was last decided at differs
     decided = {c: replace(s, clock=0, next_change_at=None)
@@ -233,11 +254,12 @@ def test_skipping_the_expiries_that_decide_nothing_changes_no_output(events: lis
 
 
 @SETTINGS
-@given(st.data())
-def test_nothing_changes_before_the_wake_up_instant(data: st.DataObject) -> None:
+@given(st.data(), st.sampled_from([POLICY, WINDOWS_ALONE]))
+def test_nothing_changes_before_the_wake_up_instant(data: st.DataObject,
+                                                    compiled: CompiledPolicy) -> None:
     # The runtime only looks at a customer again at next_change_at; deciding at any earlier
     # instant must therefore emit nothing, or a time-driven change would be reported late.
-    replay = Replay(POLICY)
+    replay = Replay(compiled)
     for event in sorted(data.draw(histories()), key=event_order):
         replay.feed(event)
         state = replay.states[event.customer_id]
@@ -245,4 +267,4 @@ def test_nothing_changes_before_the_wake_up_instant(data: st.DataObject) -> None
         if wake - 1 <= state.clock:
             continue
         for instant in {wake - 1, data.draw(st.integers(state.clock + 1, wake - 1))}:
-            assert evaluate(state, POLICY, instant)[1] == []
+            assert evaluate(state, compiled, instant)[1] == []

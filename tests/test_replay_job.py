@@ -41,6 +41,8 @@ def test_replay_admits_events_as_a_worker_does() -> None:
     rejected = [json.loads(x) for x in sinks.dead_letters.getvalue().splitlines()]
     assert sorted((x["line"], x["reason"]) for x in rejected) == [
         (2, "future_timestamp"), (3, "unknown_currency")]
+
+
 MEMINFO = "MemTotal:       24683584 kB\nMemFree:  1000 kB\nMemAvailable:    8388608 kB\n"
 
 
