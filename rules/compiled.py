@@ -192,3 +192,7 @@ class CompiledPolicy:
             if condition.holds(values):
                 return index
         return len(self.tier_conditions)
+
+    def churn_rule(self, values: dict[str, Any]) -> str | None:
+        """The id of the first churn rule whose condition holds, if any."""
+        return next((rule for rule, c in self.churn_conditions if c.holds(values)), None)

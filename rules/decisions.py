@@ -156,7 +156,7 @@ def _warn(d: _Decision, current: int, target: int, why: str) -> None:
 
 
 def _decide_churn(d: _Decision) -> None:
-    rule = next((rid for rid, c in d.policy.churn_conditions if c.holds(d.values)), None)
+    rule = d.policy.churn_rule(d.values)
     open_rule = d.state.churn_rule
     if rule is not None and open_rule is None:
         condition = dict(d.policy.churn_conditions)[rule]

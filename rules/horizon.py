@@ -164,9 +164,8 @@ def _settled(state: CustomerState, policy: CompiledPolicy, eligible: int, rule: 
 
 
 def _decision(policy: CompiledPolicy, values: dict[str, Any]) -> tuple[int, str | None]:
-    """The eligible tier and the churn rule that holds (rules/decisions.py)."""
-    return policy.eligible(values), \
-        next((rule for rule, c in policy.churn_conditions if c.holds(values)), None)
+    """What rules/decisions.py decides on: the eligible tier and the churn rule that holds."""
+    return policy.eligible(values), policy.churn_rule(values)
 
 
 def _slide(metric: metrics.Windowed, seen: metrics.Window, t: int) -> metrics.Window:
