@@ -15,9 +15,10 @@ from models.outputs import PolicyName
 from models.policy import Policy
 from rules import horizon, metrics, relative
 from rules.comparisons import comparisons, tokens
-from rules.conditions import Condition
+from rules.conditions import Condition, native_or_none
 from rules.lifetime_value import GammaGamma, Model
 from rules.model_metrics import ModelMetric
+from rules.native import compile_first
 from rules.relative import Population, Relative
 
 LineOf = Callable[[tuple[str | int, ...]], int | None]
@@ -91,6 +92,14 @@ class CompiledPolicy:
         # conditions change with time only as windows forget (rules/horizon.py)
         self.windows_alone = not (self.time_metrics or self.modelled or self.relative)
         self._type_check(compiled, line_of)
+        # the first tier and churn rule that holds, in one call (each condition natively
+        # compiled and checked against CEL by _type_check), else condition by condition
+        natively = all(c.native is not None for c in compiled.values())
+        self._first_tier = native_or_none(compile_first, [c.source for c in self.tier_conditions]) \
+            if natively else None
+        self._first_churn = native_or_none(compile_first, [c.source for _, c in
+                                                    self.churn_conditions]) \
+            if natively else None
 
     def _compile(self, source: str, location: tuple, line_of: LineOf) -> Condition:
         field = field_path(location)
@@ -188,6 +197,8 @@ class CompiledPolicy:
 
     def eligible(self, values: dict[str, Any]) -> int:
         """Index of the first tier whose condition holds (the last tier is the default)."""
+        if self._first_tier is not None:
+            return self._first_tier(values)
         for index, condition in enumerate(self.tier_conditions):
             if condition.holds(values):
                 return index
@@ -195,4 +206,8 @@ class CompiledPolicy:
 
     def churn_rule(self, values: dict[str, Any]) -> str | None:
         """The id of the first churn rule whose condition holds, if any."""
+        if self._first_churn is not None:
+            first = self._first_churn(values)
+            return self.churn_conditions[first][0] if first < len(self.churn_conditions) \
+                else None
         return next((rule for rule, c in self.churn_conditions if c.holds(values)), None)

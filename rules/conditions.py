@@ -67,7 +67,7 @@ def check_bounds(source: str) -> None:
                          f"{MAX_CONDITION_LENGTH:,} allowed")
 
 
-def _native(compile_native: Callable[..., Any], *parts: Any) -> Any:
+def native_or_none(compile_native: Callable[..., Any], *parts: Any) -> Any:
     """A native (Python) version of CEL code, or None: where Python's own parser cannot take
     the translation (e.g. a sum of hundreds of terms), CEL evaluates it instead."""
     try:
@@ -84,7 +84,7 @@ class Condition:
         check_bounds(source)
         self.program = cel.compile(source)
         self.variables = tuple(self.program.variables())
-        self.native = _native(compile_predicate, source)
+        self.native = native_or_none(compile_predicate, source)
         self.timed = _TimeGaps(source)
         self.steady = _Steady(source) if self.timed else None
         self.read = tuple(sorted({*self.variables, *self.timed.variables}))
@@ -183,7 +183,7 @@ class _TimeGaps:
                 pairs.append((shift(c.left, names, by), shift(c.right, names, by)))
                 gaps.append(f"double({pairs[-1][0]}) - double({pairs[-1][1]})")
         self.program = cel.compile(f"[{', '.join(gaps)}]") if timed else None
-        self.native = _native(compile_gaps, pairs) if timed else None
+        self.native = native_or_none(compile_gaps, pairs) if timed else None
         self.variables = tuple(v for v in self.program.variables()
                                if not v.startswith("_growth_")) if self.program else ()
         self.time_variables = tuple(sorted({n for c in timed for n in c.identifiers
@@ -245,7 +245,7 @@ class _Steady:
                 blocked.append([c for c in conjuncts if not _reads_time(c)])
         if disjuncts is None:
             blocked = [[]]
-        self.native = _native(compile_settled, holders, blocked)
+        self.native = native_or_none(compile_settled, holders, blocked)
         if self.native is None:
             self.holders = [_Part(h) for h in holders]
             self.blocked = [[_Part(c) for c in parts] for parts in blocked]
@@ -262,7 +262,7 @@ class _Part:
     """One time-free part of a condition; None when it cannot be evaluated on its own."""
 
     def __init__(self, source: str) -> None:
-        self.native = _native(compile_predicate, source)
+        self.native = native_or_none(compile_predicate, source)
         self.program = None if self.native else cel.compile(source)
 
     def holds(self, values: Values) -> bool | None:

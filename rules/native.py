@@ -35,6 +35,16 @@ def compile_predicate(source: str) -> Predicate | None:
     return None if code is None else eval(f"lambda v: {code}", _NAMESPACE)  # noqa: S307
 
 
+def compile_first(sources: list[str]) -> Callable[[dict[str, Any]], int] | None:
+    """A Python function giving the index of the first of the CEL conditions `sources` that
+    holds (len(sources) when none does), or None if one is not of a shape above."""
+    codes = [_translate(source, _Parser.expr) for source in sources]
+    if None in codes:
+        return None
+    chain = "".join(f"{i} if {code} else " for i, code in enumerate(codes))
+    return eval(f"lambda v: {chain}{len(codes)}", _NAMESPACE)  # noqa: S307 - checked tokens
+
+
 def compile_gaps(pairs: list[tuple[str, str]]) -> Gaps | None:
     """A Python function giving `double(left) - double(right)` for each pair, as CEL would, or
     None if a side is not plain arithmetic."""

@@ -20,7 +20,7 @@ from rules.compiled import CompiledPolicy
 from rules.conditions import FLIPS_PASSED, Condition
 from rules.decisions import _NAMESPACE, uuid5
 from rules.engine import advance, apply
-from rules.native import compile_predicate
+from rules.native import compile_first, compile_predicate
 from tests.builders import T0, day, order, policy
 
 NATIVE = [
@@ -77,6 +77,32 @@ def test_native_equals_cel(values: dict) -> None:
         program = cel.compile(source)
         expected = program.execute({v: values[v] for v in program.variables()})
         assert native(values) is expected, (source, values)
+
+
+@settings(max_examples=200, deadline=None)
+@given(values=VALUES, picked=st.lists(st.sampled_from(NATIVE), max_size=4))
+def test_the_first_condition_that_holds_is_found_in_one_call_as_in_cel(
+        values: dict, picked: list[str]) -> None:
+    programs = [cel.compile(source) for source in picked]
+    expected = next((i for i, p in enumerate(programs)
+                     if p.execute({v: values[v] for v in p.variables()})), len(picked))
+    first = compile_first(picked)
+    assert first is not None and first(values) == expected
+
+
+def test_a_policy_with_a_condition_cel_alone_evaluates_decides_condition_by_condition() -> None:
+    tiers = policy("""
+        name: mixed
+        version: "1"
+        currency: USD
+        windows: [90d]
+        tiers:
+          - {id: A, when: "orders_90d % 2 == 1"}
+          - {id: B, when: "orders_90d >= 2"}
+          - {id: C}
+        """)
+    assert tiers._first_tier is None  # (one condition is CEL only)
+    assert [tiers.eligible({"orders_90d": n}) for n in range(4)] == [2, 0, 1, 0]
 
 
 @settings(max_examples=100, deadline=None)
