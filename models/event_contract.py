@@ -123,6 +123,7 @@ class Interaction(_Event):
     type: Literal["interaction"] = "interaction"
     kind: InteractionKind
     score: Annotated[float, Field(allow_inf_nan=False, ge=-MAX_SCORE, le=MAX_SCORE)] | None = None
+    owner: Identifier | None = None  # who made the contact (a sales rep): follow-ups name it
 
 
 class CustomerErased(_Event):

@@ -54,6 +54,7 @@ class Interaction(_Fact, frozen=True):
     type: ClassVar[str] = "interaction"
     kind: str
     score: float | None = None
+    owner: str | None = None  # who made the contact (a sales rep), if said
 
 
 class CustomerErased(_Fact, frozen=True):
@@ -154,11 +155,14 @@ class _PlainCancel(_Plain, frozen=True, tag="order_cancelled"):
 class _PlainInteraction(_Plain, frozen=True, tag="interaction"):
     kind: str
     score: _Score = None
+    owner: _Id | None = None
 
     def event(self, at: int) -> Event | None:
-        if _KIND.fullmatch(self.kind) is None:
+        if _KIND.fullmatch(self.kind) is None or \
+                self.owner is not None and contract.CONTROL.search(self.owner) is not None:
             return None
-        return Interaction(self.event_id, self.customer_id, at, self.kind, self.score)
+        return Interaction(self.event_id, self.customer_id, at, self.kind, self.score,
+                           self.owner)
 
 
 class _PlainErasure(_Plain, frozen=True, tag="customer_erased"):

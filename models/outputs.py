@@ -1,4 +1,5 @@
-"""Output events (design section 5): CloudEvents 1.0 envelopes around tier and churn decisions.
+"""Output events (design section 5): CloudEvents 1.0 envelopes around tier, churn and follow-up
+decisions.
 
 The pydantic models are the contract (the JSON Schemas are generated from them). The engine
 builds the msgspec structs below (`Output`), about twenty times cheaper to build and write; they
@@ -18,9 +19,13 @@ from models.instants import format_instant
 from models.state import CustomerState
 
 CHURN_TYPES = ("tierstream.churn.warning", "tierstream.churn.recovered")
+FOLLOWUP_TYPES = ("tierstream.followup.due", "tierstream.followup.overdue",
+                  "tierstream.followup.done")
 OutputType = Literal["tierstream.tier.assigned", "tierstream.tier.upgraded",
                      "tierstream.tier.downgraded", "tierstream.tier.downgrade_warning",
-                     "tierstream.churn.warning", "tierstream.churn.recovered"]
+                     "tierstream.churn.warning", "tierstream.churn.recovered",
+                     "tierstream.followup.due", "tierstream.followup.overdue",
+                     "tierstream.followup.done"]
 MetricValue = float | int | str
 
 
@@ -49,6 +54,21 @@ class DecisionData(_Frozen):
     churn_rule: str | None = None  # churn events: the rule that opened the episode
 
 
+class FollowupData(_Frozen):
+    """A follow-up of the customer's tier's plan (policy `followup`) falling due, overdue or
+    done."""
+
+    customer_id: str
+    tier: str
+    policy: PolicyRef
+    cadence: str                   # the plan's `every`, e.g. "14d"
+    channel: Literal["personal", "automated"]
+    due_at: str                    # when the follow-up fell due
+    last_contact_at: str | None    # the latest counting contact (done: the one that closed it)
+    owner: str | None              # the owner the latest contact carrying one named
+    reason: str
+
+
 class OutputEvent(_Frozen):
     """A CloudEvents 1.0 event in structured JSON mode; Kafka key = subject = customer id."""
 
@@ -60,7 +80,7 @@ class OutputEvent(_Frozen):
     time: str
     sequence: str                  # CloudEvents sequence extension: per-customer counter
     datacontenttype: Literal["application/json"] = "application/json"
-    data: DecisionData
+    data: DecisionData | FollowupData
 
     @property
     def topic_kind(self) -> Literal["tier-changes", "churn-warnings"]:
@@ -88,6 +108,20 @@ class Decision(msgspec.Struct, frozen=True, kw_only=True, gc=False):
     churn_rule: str | None = None
 
 
+class Followup(msgspec.Struct, frozen=True, kw_only=True, gc=False):
+    """FollowupData."""
+
+    customer_id: str
+    tier: str
+    policy: PolicyName
+    cadence: str
+    channel: str
+    due_at: str
+    last_contact_at: str | None
+    owner: str | None
+    reason: str
+
+
 class Output(msgspec.Struct, frozen=True, kw_only=True, gc=False):
     """OutputEvent, as the engine emits it."""
 
@@ -99,7 +133,7 @@ class Output(msgspec.Struct, frozen=True, kw_only=True, gc=False):
     time: str
     sequence: str
     datacontenttype: str = "application/json"
-    data: Decision
+    data: Decision | Followup
 
     @property
     def topic_kind(self) -> Literal["tier-changes", "churn-warnings"]:
@@ -107,6 +141,8 @@ class Output(msgspec.Struct, frozen=True, kw_only=True, gc=False):
 
     def record(self) -> bytes:
         """The event's JSON, as `OutputEvent.model_dump_json()` writes it."""
+        if type(self.data) is Followup:
+            return _encoder.encode(self)
         metrics = self.data.metrics
         if any(type(v) is float and abs(v) >= _EXPONENT_FROM for v in metrics.values()):
             # pydantic writes such floats as repr does (1e+16), msgspec without the `+`

@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Literal
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validator
 
+from models.event_contract import InteractionKind
 from models.instants import parse_duration
 
 RuleId = Annotated[str, Field(pattern=r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,63}$")]
@@ -49,6 +50,19 @@ class ChurnRule(_Strict):
     when: str = Field(min_length=1)
 
 
+class FollowupPlan(_Strict):
+    every: Duration                        # the longest a customer of the tier goes uncontacted
+    channel: Literal["personal", "automated"] = "personal"   # who the plan says reaches out
+    escalate_after: Duration | None = None  # followup.overdue this long after followup.due
+
+
+class Followup(_Strict):
+    """The follow-up cadence (定期回访) of each tier with a plan; tiers not named get none."""
+
+    contacts: list[InteractionKind] = Field(min_length=1)  # interaction kinds that count
+    tiers: dict[RuleId, FollowupPlan] = Field(min_length=1)
+
+
 class RelativeOptions(_Strict):
     refresh: Duration = "1d"   # how often the population snapshot is retaken (UTC-aligned)
 
@@ -78,6 +92,7 @@ class Policy(_Strict):
     tiers: list[TierRule] = Field(min_length=1)
     downgrade: Downgrade = Downgrade()
     churn: list[ChurnRule] = []
+    followup: Followup | None = None
     relative: RelativeOptions = RelativeOptions()   # for <metric>_pct and <metric>_share_above
     limits: Limits = Limits()
 
@@ -102,6 +117,7 @@ class Policy(_Strict):
         if parse_duration(self.relative.refresh) == 0:
             raise PolicyShapeError("the relative metrics' refresh must be longer than zero",
                                    ("relative", "refresh"))
+        self._check_followup()
         for field, ids in (("tiers", [t.id for t in self.tiers]),
                            ("churn", [c.id for c in self.churn]), ("windows", self.windows)):
             for index, item in enumerate(ids):
@@ -109,6 +125,15 @@ class Policy(_Strict):
                     raise PolicyShapeError(f"{item} is listed more than once in {field}",
                                            (field, index))
         return self
+
+    def _check_followup(self) -> None:
+        for tier, plan in (self.followup.tiers if self.followup else {}).items():
+            if tier not in self.tier_ids:
+                raise PolicyShapeError(f"follow-up plan for {tier}, which is not a tier "
+                                       f"({', '.join(self.tier_ids)})", ("followup", "tiers", tier))
+            if parse_duration(plan.every) == 0:
+                raise PolicyShapeError("a follow-up cadence must be longer than zero",
+                                       ("followup", "tiers", tier, "every"))
 
     @property
     def tier_ids(self) -> tuple[str, ...]:

@@ -89,3 +89,9 @@ class CustomerState(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     next_change_at: int | None = None
     recent: tuple[Transition, ...] = ()   # the latest RECENT_TRANSITIONS output events
     failures: int = 0  # time-driven decisions the policy failed on in a row (rules.engine.wake)
+    # follow-up (rules/followup.py): the latest contact, its owner, the open follow-up
+    contact_at: int | None = None    # the latest interaction of a counting kind
+    owner: str | None = None         # the owner it carried, or an earlier contact's
+    followup_due: int | None = None  # the open follow-up fell due then (None: none open)
+    followup_from: int | None = None  # contact_at when it opened: a newer contact closes it
+    followup_overdue: bool = False   # followup.overdue sent for it

@@ -1,12 +1,15 @@
 """A customer's table value and changelog record: its state and the input partition it belongs
 to, in a versioned format.
 
-Version 2, written: a MessagePack array `[2, partition, customer_id, created_at, clock, orders,
+Version 3, written: a MessagePack array `[2, partition, customer_id, created_at, clock, orders,
 ...]`: the fields of `CustomerState` in their order (frozen in `LAYOUT`), orders, touches,
 transitions and the folded totals as arrays too, nothing folded as nil, the type of each recent
 transition as its index in `KINDS`. No field names and binary numbers: 351 bytes per customer on
 average on CDNOW against 798 for version 1. msgspec checks the types as it decodes. A new field
-in the state means a version 3 (tests/test_stored.py fails until then).
+in the state means a new version (tests/test_stored.py fails until then).
+
+Version 2, read and migrated: the same array without the follow-up fields (`contact_at` on),
+which take their defaults.
 
 Version 1, read and migrated: `{"partition": P, "state": {...}}`, as workers wrote it before;
 fields it lacks take their defaults.
@@ -21,10 +24,12 @@ from msgspec.structs import astuple, replace
 
 from models.state import CustomerState, Folded, Transition
 
-VERSION = 2
+VERSION = 3
 LAYOUT = ("customer_id", "created_at", "clock", "orders", "folded", "touches", "tier",
           "tier_since", "downgrade_due", "downgrade_warned", "churn_rule", "churn_since",
-          "sequence", "next_change_at", "recent", "failures")
+          "sequence", "next_change_at", "recent", "failures", "contact_at", "owner",
+          "followup_due", "followup_from", "followup_overdue")
+_VERSION2 = LAYOUT.index("contact_at")  # the fields of a version 2 record
 _TIER, _NEXT_CHANGE = 2 + LAYOUT.index("tier"), 2 + LAYOUT.index("next_change_at")
 _FOLDED = LAYOUT.index("folded")
 _NOTHING_FOLDED = Folded()
@@ -32,11 +37,13 @@ _RECENT = LAYOUT.index("recent")
 # A transition's type (an output type without "tierstream."), stored as its index here: a new
 # output type goes at the end.
 KINDS = ("tier.assigned", "tier.upgraded", "tier.downgraded", "tier.downgrade_warning",
-         "churn.warning", "churn.recovered")
+         "churn.warning", "churn.recovered", "followup.due", "followup.overdue", "followup.done")
 _HINTS = get_type_hints(CustomerState) | {
     "folded": Folded | None, "recent": tuple[tuple[int, int, str | None, str | None, str], ...]}
 _encoder = msgspec.msgpack.Encoder()
 _decoder = msgspec.msgpack.Decoder(tuple[int, int, *(_HINTS[name] for name in LAYOUT)])
+_decoder2 = msgspec.msgpack.Decoder(tuple[int, int, *(_HINTS[name]
+                                                      for name in LAYOUT[:_VERSION2])])
 
 
 class _Version1(msgspec.Struct, forbid_unknown_fields=True):
@@ -60,9 +67,12 @@ def decode(raw: bytes) -> tuple[int, CustomerState]:
     if raw[:1] == b"{":
         old = _version1.decode(raw)
         return old.partition, _migrated(old.state)
-    version, partition, *values = _decoder.decode(raw)
-    if version != VERSION:
-        raise ValueError(f"stored state of version {version}; this worker reads 1 and 2")
+    try:
+        version, partition, *values = _decoder.decode(raw)
+    except msgspec.ValidationError:  # (another length: a version 2 record, or none)
+        version, partition, *values = _decoder2.decode(raw)
+    if version not in (2, VERSION):
+        raise ValueError(f"stored state of version {version}; this worker reads 1 to 3")
     values[_FOLDED] = values[_FOLDED] or _NOTHING_FOLDED
     values[_RECENT] = tuple(Transition(KINDS[kind], *rest) for kind, *rest in values[_RECENT])
     return partition, CustomerState(*values)
@@ -87,6 +97,6 @@ def peek(raw: bytes) -> tuple[int, str | None, int | None]:
         state = record["state"]
         return record["partition"], state["tier"], state.get("next_change_at")
     record = msgspec.msgpack.decode(raw)
-    if record[0] != VERSION:
-        raise ValueError(f"stored state of version {record[0]}; this worker reads 1 and 2")
+    if record[0] not in (2, VERSION):
+        raise ValueError(f"stored state of version {record[0]}; this worker reads 1 to 3")
     return record[1], record[_TIER], record[_NEXT_CHANGE]

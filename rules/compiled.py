@@ -13,7 +13,7 @@ from models.errors import PolicyError
 from models.instants import parse_duration
 from models.outputs import PolicyName
 from models.policy import Policy
-from rules import horizon, metrics, relative
+from rules import followup, horizon, metrics, relative
 from rules.comparisons import comparisons, tokens
 from rules.conditions import Condition, native_or_none
 from rules.lifetime_value import GammaGamma, Model
@@ -51,6 +51,8 @@ class CompiledPolicy:
         self.warn_before = parse_duration(policy.downgrade.warn_before)
         self.max_steps = policy.downgrade.max_steps
         self.rates = {policy.currency: 1.0, **policy.rates}
+        self.followups = followup.plans(policy.followup)  # tier -> its follow-up plan
+        self.contacts = frozenset(policy.followup.contacts if policy.followup else ())
         self.model = self._in_policy_currency(model, line_of)
         where = [(("tiers", i, "when"), t.when) for i, t in enumerate(policy.tiers) if t.when]
         where += [(("churn", i, "when"), c.when) for i, c in enumerate(policy.churn)]
@@ -60,6 +62,13 @@ class CompiledPolicy:
         self.churn_conditions: tuple[tuple[str, Condition], ...] = tuple(
             (c.id, compiled[("churn", i, "when")]) for i, c in enumerate(policy.churn))
         names = sorted({v for c in compiled.values() for v in c.variables})
+        if "days_since_last_contact" in names and policy.followup is None:
+            location = next(loc for loc, c in compiled.items()
+                            if "days_since_last_contact" in c.variables)
+            raise PolicyError("metric 'days_since_last_contact' needs the policy's "
+                              "`followup.contacts`: the interaction kinds that count as a "
+                              "contact", file=file, line=line_of(location),
+                              field=field_path(location))
         self.fixed, self.windowed, self.modelled, self.relative = self._classify(
             names, compiled, line_of)
         self.metric_names = tuple(names)

@@ -15,9 +15,9 @@ from typing import Any
 from msgspec.structs import replace
 
 from models.instants import format_instant
-from models.outputs import Decision, Output
+from models.outputs import Decision, Followup, Output
 from models.state import RECENT_TRANSITIONS, CustomerState, Transition
-from rules import horizon, metrics
+from rules import followup, horizon, metrics
 from rules.compiled import CompiledPolicy
 from rules.relative import Population
 
@@ -53,6 +53,12 @@ class _Decision:
 
     def emit(self, kind: str, from_tier: str | None, to_tier: str | None, rule: str,
              reason: str, inputs: Values, **extra: Any) -> None:
+        self.send(kind, from_tier, to_tier, rule, Decision(
+            customer_id=self.state.customer_id, from_tier=from_tier, to_tier=to_tier,
+            policy=self.policy.reference, rule=rule, reason=reason, metrics=inputs, **extra))
+
+    def send(self, kind: str, from_tier: str | None, to_tier: str | None, rule: str,
+             data: Decision | Followup) -> None:
         sequence = self.state.sequence + 1
         recent = (*self.state.recent, Transition(kind, self.t, from_tier, to_tier, rule))
         self.update(sequence=sequence, recent=recent[-RECENT_TRANSITIONS:])
@@ -60,8 +66,6 @@ class _Decision:
         # Same input, same id; a different decision under the same sequence, a different id.
         key = "\n".join(map(str, (policy.name, policy.version, customer, self.state.created_at,
                                   sequence, kind, from_tier, to_tier, rule, self.t)))
-        data = Decision(customer_id=customer, from_tier=from_tier, to_tier=to_tier,
-                        policy=policy.reference, rule=rule, reason=reason, metrics=inputs, **extra)
         self.outputs.append(Output(
             id=uuid5(key), source=policy.source,
             type=f"tierstream.{kind}", subject=customer, time=format_instant(self.t),
@@ -92,6 +96,8 @@ def evaluate(state: CustomerState, policy: CompiledPolicy, t: int,
         if not _decide_tier(decision):
             break
     _decide_churn(decision)
+    if policy.followups:
+        _decide_followup(decision)
     decision.update(clock=t, failures=0, next_change_at=horizon.next_change(
         decision.state, policy, decision.values, t, population, decision.orders,
         decision.windows))
@@ -171,6 +177,49 @@ def _decide_churn(d: _Decision) -> None:
                f"no churn rule holds any more (episode opened by {open_rule} at {since})",
                dict(sorted(inputs.items())), churn_rule=open_rule)
         d.update(churn_rule=None, churn_since=None)
+
+
+def _decide_followup(d: _Decision) -> None:
+    """Close the open follow-up on a newer contact or a tier without a plan, report it overdue,
+    open the next one once due (rules/followup.py)."""
+    state, t = d.state, d.t
+    plan = d.policy.followups.get(state.tier or "")
+    if state.followup_due is not None:
+        if state.contact_at != state.followup_from and plan is not None:
+            _followup(d, "followup.done", plan, f"contacted at "
+                      f"{format_instant(state.contact_at or t)}, follow-up closed")
+        if state.contact_at != state.followup_from or plan is None:
+            d.update(followup_due=None, followup_from=None, followup_overdue=False)
+    if plan is None:
+        return
+    opened = d.state.followup_due
+    if opened is None:
+        opened = followup.due(d.state, plan)
+        if opened > t:
+            return
+        d.update(followup_due=opened, followup_from=d.state.contact_at, followup_overdue=False)
+        _followup(d, "followup.due", plan, _silence(d.state, plan))
+    if not d.state.followup_overdue and plan.escalate is not None and \
+            t >= opened + plan.escalate:
+        _followup(d, "followup.overdue", plan, f"{_silence(d.state, plan)}; still no contact "
+                  f"{plan.escalation} after it fell due")
+        d.update(followup_overdue=True)
+
+
+def _silence(state: CustomerState, plan: followup.Plan) -> str:
+    last = "no contact yet" if state.contact_at is None else \
+        f"last contact {format_instant(state.contact_at)}"
+    return f"{state.tier} is contacted every {plan.cadence} ({plan.channel}); {last}"
+
+
+def _followup(d: _Decision, kind: str, plan: followup.Plan, reason: str) -> None:
+    state = d.state
+    assert state.tier is not None and state.followup_due is not None
+    d.send(kind, state.tier, state.tier, state.tier, Followup(
+        customer_id=state.customer_id, tier=state.tier, policy=d.policy.reference,
+        cadence=plan.cadence, channel=plan.channel, due_at=format_instant(state.followup_due),
+        last_contact_at=None if state.contact_at is None else format_instant(state.contact_at),
+        owner=state.owner, reason=reason))
 
 
 def explain(state: CustomerState, policy: CompiledPolicy, t: int,

@@ -27,7 +27,7 @@ from models.events import (
 from models.instants import MICROS_PER_DAY, format_instant
 from models.outputs import Output
 from models.state import CustomerState, Order, Touch
-from rules import decisions, history, relative
+from rules import decisions, followup, history, relative
 from rules.compiled import CompiledPolicy
 from rules.relative import Population
 
@@ -166,7 +166,8 @@ def _ingest(state: CustomerState, event: OrderCompleted | OrderRefunded | OrderC
     """The state with the event's facts added, or None when the event adds nothing new."""
     _check_event_id(state, event)
     if isinstance(event, Interaction):
-        return _add_touch(state, event, t, policy)
+        touched = _add_touch(state, event, t, policy)
+        return followup.contacted(touched or state, event, t, policy.contacts) or touched
     index, order = _find(state.orders, event.order_id)
     if order is None or (isinstance(event, OrderCompleted) and order.amount is None):
         _check_history(state, event, t, policy)  # (a refund's stub holds no completion)
@@ -279,9 +280,12 @@ def _find(orders: tuple[Order, ...], order_id: str) -> tuple[int | None, Order |
 
 def stale(state: CustomerState | None, event: Event, policy: CompiledPolicy) -> bool:
     """An interaction at or before the start of the customer's largest window counts in no
-    window: the engine ignores it (orders always count, in the lifetime metrics)."""
+    window: the engine ignores it (orders always count, in the lifetime metrics), unless it is
+    a contact newer than the customer's latest (rules/followup.py)."""
     return isinstance(event, Interaction) and state is not None and \
-        event.at <= state.clock - policy.largest_window
+        event.at <= state.clock - policy.largest_window and not (
+            event.kind in policy.contacts and (state.contact_at is None
+                                               or event.at > state.contact_at))
 
 
 def _add_touch(state: CustomerState, event: Interaction, t: int,

@@ -27,7 +27,7 @@ from typing import TYPE_CHECKING, Any
 
 from models.errors import PolicyEvaluationError
 from models.state import CustomerState
-from rules import metrics, model_metrics, relative
+from rules import followup, metrics, model_metrics, relative
 from rules.comparisons import Comparison
 
 if TYPE_CHECKING:
@@ -81,6 +81,8 @@ def next_change(state: CustomerState, policy: CompiledPolicy, values: dict[str, 
         candidates.append(state.downgrade_due)
         if policy.warn_before and not state.downgrade_warned:
             candidates.append(state.downgrade_due - policy.warn_before)
+    if policy.followups:
+        candidates.append(followup.next_change(state, policy.followups.get(state.tier or "")))
     if orders is None:
         orders = metrics.counted_orders(state, t)
     seen = {m: windows[m.name] if windows is not None else metrics.window(m, state, orders, t)

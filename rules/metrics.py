@@ -29,6 +29,8 @@ FIXED = {
                                "with an order, as the BG/NBD summary counts them; 0.0 below two)",
     "tier": "the current tier id (\"\" before the first assignment)",
     "days_in_tier": "days since the current tier was entered",
+    "days_since_last_contact": "days since the latest contact (policy followup.contacts), or "
+                               "since the customer was first seen with none",
 }
 WINDOWED = {
     "orders": "completed orders placed in the window",
@@ -38,7 +40,8 @@ WINDOWED = {
     "interactions": "interactions of any kind in the window",
 }
 # Metrics that grow by one per day between events; the engine solves conditions on them for time.
-TIME_METRICS = ("days_since_last_order", "days_since_first_order", "days_in_tier")
+TIME_METRICS = ("days_since_last_order", "days_since_first_order", "days_in_tier",
+                "days_since_last_contact")
 STRING_METRICS = ("tier",)
 # fixed metrics of the purchase days (history.purchases), worked out once per evaluation
 _OF_PURCHASES = frozenset({"purchase_days_total", "days_since_last_order",
@@ -158,7 +161,8 @@ def _fixed(name: str, state: CustomerState, orders: list, t: int) -> float | int
                          *(max(o.amount - o.refunded, 0.0) for o in orders)]), 0.0)
     if name == "tier":
         return state.tier or ""
-    assert name == "days_in_tier"
+    if name == "days_since_last_contact":
+        return days_between(_contact_anchor(state), t)
     return days_between(state.tier_since, t) if state.tier_since is not None else 0.0
 
 
@@ -219,9 +223,15 @@ def time_anchors(state: CustomerState, names: tuple[str, ...], orders: list
     for name in names:
         if name == "days_in_tier":
             anchors[name] = state.tier_since
+        elif name == "days_since_last_contact":
+            anchors[name] = _contact_anchor(state)
         elif name in TIME_METRICS:
             anchors[name] = last if name == "days_since_last_order" else first
     return anchors
+
+
+def _contact_anchor(state: CustomerState) -> int:
+    return state.contact_at if state.contact_at is not None else state.created_at
 
 
 def sample_values(fixed: tuple[str, ...], windowed: tuple[Windowed, ...],

@@ -12,7 +12,7 @@ import msgspec
 
 from models.events import Event, event_from_fields
 from models.instants import MICROS_PER_DAY, format_instant, to_micros
-from models.outputs import Output
+from models.outputs import Decision, Output
 from models.state import CustomerState
 from rules.compiled import CompiledPolicy
 from rules.engine import apply
@@ -65,10 +65,10 @@ def cancel(customer: str, at: int, order_id: str, event_id: str | None = None) -
 
 
 def touch(customer: str, at: int, kind: str = "visit", event_id: str | None = None,
-          score: float | None = None) -> Event:
+          score: float | None = None, owner: str | None = None) -> Event:
     return _event({"type": "interaction", "event_id": event_id or f"touch:{customer}:{kind}:{at}",
                    "customer_id": customer, "occurred_at": format_instant(at), "kind": kind,
-                   "score": score})
+                   "score": score, "owner": owner})
 
 
 def erase(customer: str, at: int, event_id: str | None = None) -> Event:
@@ -126,5 +126,7 @@ def short(kind: str) -> str:
 
 
 def steps(outputs: Iterable[Output]) -> list[tuple[int, str, str | None, str | None]]:
-    """(instant, short type, from_tier, to_tier) of each output, the shape most tests assert."""
-    return [(micros(o.time), short(o.type), o.data.from_tier, o.data.to_tier) for o in outputs]
+    """(instant, short type, from_tier, to_tier) of each tier and churn output, the shape most
+    tests assert (follow-ups: tests/test_followup.py)."""
+    return [(micros(o.time), short(o.type), o.data.from_tier, o.data.to_tier) for o in outputs
+            if isinstance(o.data, Decision)]

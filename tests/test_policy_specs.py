@@ -11,7 +11,9 @@ instant the replay advances to, and what to `expect` then:
         tier: B                 # the tier at as_of
         churn: true             # a churn episode is open at as_of
         churn_rule: overdue     # optional: the rule that opened it
-        outputs: [tier.assigned, churn.warning]   # optional: every output, in order
+        outputs: [tier.assigned, churn.warning]   # optional: every tier and churn output,
+                                                  # in order
+        followups: [followup.due]   # optional: every follow-up output, in order
         path: [C, B]            # optional: the tiers entered, in order
 
 Event fields are those of the input contract; `at` is the occurred_at (a date is UTC midnight),
@@ -45,7 +47,7 @@ from streams.policies import builtin_policies, load_policy
 SPEC_DIR = Path(__file__).parent / "spec"
 CUSTOMER = "c"
 CASE_KEYS = {"name", "events", "as_of", "expect", "population"}
-EXPECT_KEYS = {"tier", "churn", "churn_rule", "outputs", "path"}
+EXPECT_KEYS = {"tier", "churn", "churn_rule", "outputs", "followups", "path"}
 MOVES = ("tierstream.tier.assigned", "tierstream.tier.upgraded", "tierstream.tier.downgraded")
 
 
@@ -104,8 +106,11 @@ def test_spec_case(policy_name: str, case: dict[str, Any]) -> None:
     assert (state.churn_rule is not None) == expect["churn"]
     if "churn_rule" in expect:
         assert state.churn_rule == expect["churn_rule"]
+    kinds = [o.type.removeprefix("tierstream.") for o in outputs]
     if "outputs" in expect:
-        assert [o.type.removeprefix("tierstream.") for o in outputs] == expect["outputs"]
+        assert [k for k in kinds if not k.startswith("followup.")] == expect["outputs"]
+    if "followups" in expect:
+        assert [k for k in kinds if k.startswith("followup.")] == expect["followups"]
     if "path" in expect:
         assert [o.data.to_tier for o in outputs if o.type in MOVES] == expect["path"]
 

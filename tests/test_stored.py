@@ -1,5 +1,5 @@
-"""The stored state (models/stored.py): version 2 round-trips every field, version 1 records
-as workers wrote them are read and migrated, and the layout cannot change unnoticed."""
+"""The stored state (models/stored.py): version 3 round-trips every field, version 1 and 2
+records as workers wrote them are read and migrated, and the layout cannot change unnoticed."""
 
 from __future__ import annotations
 
@@ -25,12 +25,15 @@ STATE = CustomerState(
     tier="A", tier_since=1_705_000_000_000_000, downgrade_due=1_711_000_000_000_000,
     downgrade_warned=True, churn_rule="overdue", churn_since=1_708_000_000_000_000, sequence=9,
     next_change_at=1_711_000_000_000_000,
-    recent=(Transition("tier.upgraded", 1_705_000_000_000_000, "B", "A", "A"),), failures=2)
+    recent=(Transition("tier.upgraded", 1_705_000_000_000_000, "B", "A", "A"),
+            Transition("followup.due", 1_706_000_000_000_000, "A", "A", "A")), failures=2,
+    contact_at=1_704_000_000_000_000, owner="rep-7", followup_due=1_706_000_000_000_000,
+    followup_from=1_704_000_000_000_000, followup_overdue=True)
 
 
-def test_version_2_round_trips_every_field() -> None:
+def test_version_3_round_trips_every_field() -> None:
     raw = stored.encode(3, STATE)
-    assert msgspec.msgpack.decode(raw)[:3] == [2, 3, "客户/42"]
+    assert msgspec.msgpack.decode(raw)[:3] == [3, 3, "客户/42"]
     assert stored.decode(raw) == (3, STATE)
     new = CustomerState(customer_id="c", created_at=1, clock=1)  # nothing folded: nil
     assert stored.decode(stored.encode(0, new)) == (0, new)
@@ -50,6 +53,16 @@ def test_a_version_1_record_is_read_with_defaults_for_what_it_lacks() -> None:
     assert stored.decode(stored.encode(partition, state)) == (1, state)  # migrated on write
 
 
+def test_a_version_2_record_is_read_with_no_follow_up() -> None:
+    before = msgspec.structs.replace(STATE, contact_at=None, owner=None, followup_due=None,
+                                     followup_from=None, followup_overdue=False,
+                                     recent=STATE.recent[:1])
+    version_2 = msgspec.msgpack.decode(stored.encode(3, before))[:2 + 16]
+    raw = msgspec.msgpack.encode([2, *version_2[1:]])
+    assert stored.decode(raw) == (3, before)
+    assert stored.peek(raw) == (3, "A", 1_711_000_000_000_000)
+
+
 def test_a_version_1_order_with_a_refund_stays_held_for_one_exact_history() -> None:
     old = {"partition": 0, "state": {"customer_id": "c", "created_at": 5, "clock": 900,
                                      "orders": [["o1", 5, 10.0, 4.0, False, ["r1"], "e1",
@@ -60,12 +73,13 @@ def test_a_version_1_order_with_a_refund_stays_held_for_one_exact_history() -> N
     assert [o.touched for o in state.orders] == [900, 0]  # its refund's instant is not known
 
 
-def test_the_layout_is_frozen_for_version_2() -> None:
-    # A new field in any of these changes what version 2 means: write a version 3 instead.
+def test_the_layout_is_frozen_for_version_3() -> None:
+    # A new field in any of these changes what version 3 means: write a version 4 instead.
     assert stored.LAYOUT == CustomerState.__struct_fields__ == (
         "customer_id", "created_at", "clock", "orders", "folded", "touches", "tier", "tier_since",
         "downgrade_due", "downgrade_warned", "churn_rule", "churn_since", "sequence",
-        "next_change_at", "recent", "failures")
+        "next_change_at", "recent", "failures", "contact_at", "owner", "followup_due",
+        "followup_from", "followup_overdue")
     assert Order._fields == ("order_id", "at", "amount", "refunded", "cancelled", "refund_ids",
                              "event_id", "given", "cancel_id", "touched")
     assert Folded._fields == ("until", "orders", "days", "first_at", "last_at", "revenue",
@@ -73,11 +87,12 @@ def test_the_layout_is_frozen_for_version_2() -> None:
     assert Touch._fields == ("event_id", "at", "kind")
     assert Transition._fields == ("type", "at", "from_tier", "to_tier", "rule")
     assert stored.KINDS == ("tier.assigned", "tier.upgraded", "tier.downgraded",
-                            "tier.downgrade_warning", "churn.warning", "churn.recovered")
+                            "tier.downgrade_warning", "churn.warning", "churn.recovered",
+                            "followup.due", "followup.overdue", "followup.done")
     assert {f"tierstream.{kind}" for kind in stored.KINDS} == set(get_args(OutputType))
 
 
 def test_an_unknown_version_is_refused_clearly() -> None:
-    with pytest.raises(ValueError, match="version 3"):
-        stored.decode(msgspec.msgpack.encode([3, 0, *msgspec.msgpack.decode(
+    with pytest.raises(ValueError, match="version 4"):
+        stored.decode(msgspec.msgpack.encode([4, 0, *msgspec.msgpack.decode(
             stored.encode(0, STATE))[2:]]))

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from rich.console import Console
 
-from models.outputs import OutputEvent
+from models.outputs import FollowupData, OutputEvent
 from streams.cli.tail import TYPES, Filter, full_types, line, short_type
 from tests.example_run import example_run
 
@@ -33,6 +33,10 @@ def plain(event: OutputEvent) -> str:
     ("warning", {"tierstream.churn.warning"}),
     ("recovered", {"tierstream.churn.recovered"}),
     ("tierstream.tier.assigned", {"tierstream.tier.assigned"}),
+    ("due", {"tierstream.followup.due"}),
+    ("followup", {"tierstream.followup.due", "tierstream.followup.overdue",
+                  "tierstream.followup.done"}),
+    ("churn", {"tierstream.churn.warning", "tierstream.churn.recovered"}),
 ])
 def test_type_names(name: str, expected: set[str]) -> None:
     assert full_types(name) == expected
@@ -65,9 +69,19 @@ def test_filters(wanted: Filter, expected: set[str] | None) -> None:
 
 
 def test_tier_filter_matches_from_or_to() -> None:
-    shown = [(o.subject, o.data.from_tier, o.data.to_tier) for o in outputs()
-             if Filter.of(tiers=["B"]).matches(o)]
-    assert ("alice", "C", "B") in shown and ("alice", "B", "A") in shown
+    shown = [(o.subject, o.type, *((o.data.tier,) * 2 if isinstance(o.data, FollowupData)
+                                   else (o.data.from_tier, o.data.to_tier)))
+             for o in outputs() if Filter.of(tiers=["B"]).matches(o)]
+    assert ("alice", "tierstream.tier.upgraded", "C", "B") in shown
+    assert ("alice", "tierstream.tier.upgraded", "B", "A") in shown
+    assert ("alice", "tierstream.followup.done", "B", "B") in shown  # a follow-up's tier
+
+
+def test_follow_up_line_names_the_owner() -> None:
+    text = plain(first("tierstream.followup.done"))
+    assert text.split()[:4] == ["2026-02-20T07:00:00Z", "alice", "contacted", "B"]
+    assert "contacted at 2026-02-20T07:00:00Z, follow-up closed" in text
+    assert text.endswith("(owner rep-wang)")
 
 
 def test_upgrade_line() -> None:

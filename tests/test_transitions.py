@@ -419,4 +419,5 @@ def test_rejected_event_does_not_lose_outputs_due_before_it() -> None:
         seen += run.feed(order("y", day(400), 10, currency="JPY"))
     seen += run.advance_to(day(400))
     assert run.states["x"].tier == "D"
-    assert [short(o.type) for o in seen] == ["assigned", "downgrade_warning", "downgraded"]
+    assert [step for _, step, _, _ in steps(seen)] == ["assigned", "downgrade_warning",
+                                                       "downgraded"]

@@ -23,7 +23,7 @@ CHANNELS: dict[str, tuple[str, tuple[str, ...], tuple[str, ...]]] = {
     "orders": ("orders", ("InputEvent",), ("receive",)),
     "interactions": ("interactions", ("InputEvent",), ("receive",)),
     "ticks": ("ticks", ("Tick",), ("send", "receive")),
-    "tierChanges": ("tier_changes", ("TierChange",), ("send",)),
+    "tierChanges": ("tier_changes", ("TierChange", "Followup"), ("send",)),
     "churnWarnings": ("churn_warnings", ("ChurnWarning",), ("send",)),
     "customerTiers": ("customer_tiers", ("CustomerTier",), ("send",)),
     "deadLetters": ("dead_letters", ("DeadLetter",), ("send",)),
@@ -105,6 +105,8 @@ def _messages() -> Doc:
         "TierChange": message("TierChange", "tier.assigned, upgraded, downgraded or "
                               "downgrade_warning, as a structured CloudEvent.", cloudevent,
                               _ref("TierChange")),
+        "Followup": message("Followup", "followup.due, overdue or done (the tier's follow-up "
+                            "plan), as a structured CloudEvent.", cloudevent, _ref("Followup")),
         "ChurnWarning": message("ChurnWarning", "churn.warning or churn.recovered, as a "
                                 "structured CloudEvent.", cloudevent, _ref("ChurnWarning")),
         "CustomerTier": message(

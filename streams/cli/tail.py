@@ -14,7 +14,7 @@ from rich.console import Console
 from rich.text import Text
 
 from models.errors import ConnectError
-from models.outputs import OutputEvent, OutputType
+from models.outputs import DecisionData, FollowupData, OutputEvent, OutputType
 from streams.kafka import clients as kafka_clients
 from streams.settings import Settings
 
@@ -22,7 +22,9 @@ TYPES: tuple[str, ...] = OutputType.__args__
 # label and colour of each type on a terminal
 LOOKS = {"assigned": ("assigned", "blue"), "upgraded": ("upgrade", "green"),
          "downgraded": ("downgrade", "red"), "downgrade_warning": ("warning", "yellow"),
-         "churn.warning": ("churn", "bold magenta"), "churn.recovered": ("recovered", "cyan")}
+         "churn.warning": ("churn", "bold magenta"), "churn.recovered": ("recovered", "cyan"),
+         "followup.due": ("due", "yellow"), "followup.overdue": ("overdue", "bold red"),
+         "followup.done": ("contacted", "green")}
 POLL_MS = 200
 
 
@@ -32,8 +34,10 @@ def short_type(kind: str) -> str:
 
 
 def full_types(name: str) -> frozenset[str]:
-    """The output types a `--type` name means: a full type or a suffix after a dot."""
-    found = frozenset(t for t in TYPES if t == name or t.endswith(f".{name}"))
+    """The output types a `--type` name means: a full type, a suffix after a dot, or a group
+    (`tier`, `churn`, `followup`)."""
+    found = frozenset(t for t in TYPES if t == name or t.endswith(f".{name}")
+                      or t.startswith(f"tierstream.{name}."))
     if not found:
         known = ", ".join(short_type(t) for t in TYPES)
         raise ValueError(f"unknown event type {name!r}; expected one of {known}")
@@ -55,23 +59,34 @@ class Filter:
         return cls(frozenset(customers), frozenset(tiers), wanted)
 
     def matches(self, event: OutputEvent) -> bool:
-        data = event.data
         return ((not self.customers or event.subject in self.customers)
-                and (not self.tiers or bool({data.from_tier, data.to_tier} & self.tiers))
+                and (not self.tiers or bool(_tiers(event.data) & self.tiers))
                 and (not self.types or event.type in self.types))
 
 
+def _tiers(data: DecisionData | FollowupData) -> set[str | None]:
+    return {data.tier} if isinstance(data, FollowupData) else {data.from_tier, data.to_tier}
+
+
 def line(event: OutputEvent) -> Text:
-    """One readable line: time, customer, what happened, tiers and why (with the values seen)."""
+    """One readable line: time, customer, what happened, tiers and why (with the values seen,
+    or a follow-up's owner)."""
     data = event.data
     label, style = LOOKS[short_type(event.type)]
-    tiers = (data.to_tier or "-") if data.from_tier == data.to_tier else \
-        f"{data.from_tier or '-'} → {data.to_tier or '-'}"
+    if isinstance(data, FollowupData):
+        tiers = data.tier
+    else:
+        tiers = (data.to_tier or "-") if data.from_tier == data.to_tier else \
+            f"{data.from_tier or '-'} → {data.to_tier or '-'}"
     text = Text(f"{event.time:<27} ")
     text.append(f"{event.subject:<12} ", style="bold")
     text.append(f"{label:<9} ", style=style)
     text.append(f"{tiers:<6} ", style=style)
     text.append(data.reason)
+    if isinstance(data, FollowupData):
+        if data.owner:
+            text.append(f"  (owner {data.owner})", style="dim")
+        return text
     seen = [f"{name}={_number(value)}" for name, value in sorted(data.metrics.items())
             if re.search(rf"\b{re.escape(name)}\b", data.reason)]
     if seen:

@@ -277,8 +277,8 @@ class LiveView:
                 except ValidationError:
                     continue
                 self.counts[event.type.removeprefix("tierstream.")] += 1
-                panel = self.warnings if event.type.startswith("tierstream.churn") \
-                    else self.changes
+                panel = self.changes if event.type.startswith("tierstream.tier.") \
+                    else self.warnings
                 panel.append(event)
         if time.monotonic() - self.latest.at >= REFRESH_S:
             snapshot = self._scrape()
@@ -329,7 +329,7 @@ class LiveView:
             Panel(Group(*(tail.line(e) for e in self.changes)) if self.changes else Text("-"),
                   title="Latest tier changes"),
             Panel(Group(*(tail.line(e) for e in self.warnings)) if self.warnings else Text("-"),
-                  title="Latest churn warnings"))
+                  title="Latest churn warnings and follow-ups"))
 
     def summary(self) -> str:
         made = ", ".join(f"{v} {k}" for k, v in sorted(self.counts.items())) or "no outputs"

@@ -60,7 +60,8 @@ class Metrics:
                                      "Wall clock minus occurred_at when an event is processed",
                                      buckets=LAG_BUCKETS_S, registry=r),
             transitions=Counter("tierstream_tier_transitions_total",
-                                "Tier events by type and from/to tier",
+                                "Output events by type and from/to tier (a follow-up: its "
+                                "tier as both)",
                                 ["type", "from_tier", "to_tier"], registry=r),
             churn_warnings=Counter("tierstream_churn_warnings_total",
                                    "Churn warnings opened, by rule", ["rule"], registry=r),

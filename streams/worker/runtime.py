@@ -34,7 +34,7 @@ from models import stored
 from models.errors import ConnectError
 from models.events import MAX_EVENT_BYTES
 from models.instants import MICROS_PER_SECOND
-from models.outputs import CustomerTier, Output
+from models.outputs import CustomerTier, Followup, Output
 from models.state import CustomerState
 from rules.compiled import CompiledPolicy
 from rules.partition import TICK, DeadLetter, Effects, Message, Partition
@@ -400,6 +400,9 @@ class Runtime:
     def _count_outputs(self, outputs: list[Output]) -> None:
         for output in outputs:
             data = output.data
+            if isinstance(data, Followup):
+                self.metrics.transitions.labels(output.type, data.tier, data.tier).inc()
+                continue
             self.metrics.transitions.labels(output.type, data.from_tier or "",
                                             data.to_tier or "").inc()
             if output.type == "tierstream.churn.warning":
