@@ -62,13 +62,6 @@ class CompiledPolicy:
         self.churn_conditions: tuple[tuple[str, Condition], ...] = tuple(
             (c.id, compiled[("churn", i, "when")]) for i, c in enumerate(policy.churn))
         names = sorted({v for c in compiled.values() for v in c.variables})
-        if "days_since_last_contact" in names and policy.followup is None:
-            location = next(loc for loc, c in compiled.items()
-                            if "days_since_last_contact" in c.variables)
-            raise PolicyError("metric 'days_since_last_contact' needs the policy's "
-                              "`followup.contacts`: the interaction kinds that count as a "
-                              "contact", file=file, line=line_of(location),
-                              field=field_path(location))
         self.fixed, self.windowed, self.modelled, self.relative = self._classify(
             names, compiled, line_of)
         self.metric_names = tuple(names)
@@ -152,7 +145,8 @@ class CompiledPolicy:
 
     def _kind(self, name: str, compiled: dict, line_of: LineOf) -> Any:
         try:
-            return metrics.classify(name, self.windows, has_model=self.model is not None)
+            return metrics.classify(name, self.windows, has_model=self.model is not None,
+                                    contacts=self.contacts)
         except ValueError as error:
             location = next(loc for loc, c in compiled.items() if name in c.variables)
             hint = difflib.get_close_matches(name, self.known_metrics(), n=1)

@@ -241,4 +241,18 @@ def explain(state: CustomerState, policy: CompiledPolicy, t: int,
         "recent": [{"type": f"tierstream.{r.type}", "time": format_instant(r.at),
                     "from_tier": r.from_tier, "to_tier": r.to_tier, "rule": r.rule}
                    for r in reversed(state.recent)],
+        **({"followup": _followup_now(state, policy)} if policy.followups else {}),
     }
+
+
+def _followup_now(state: CustomerState, policy: CompiledPolicy) -> dict[str, Any] | None:
+    """The customer's follow-up: its tier's plan, the open one or when the next falls due."""
+    plan = policy.followups.get(state.tier or "")
+    if plan is None:
+        return None
+    due = state.followup_due if state.followup_due is not None else followup.due(state, plan)
+    return {"cadence": plan.cadence, "channel": plan.channel,
+            "open": state.followup_due is not None, "overdue": state.followup_overdue,
+            "due_at": format_instant(due),
+            "last_contact_at": None if state.contact_at is None
+            else format_instant(state.contact_at), "owner": state.owner}

@@ -38,7 +38,7 @@ Threshold = tuple[Callable[[Any, Any], bool], float]   # metric OP number
 _OPERATORS = {"<": operator.lt, "<=": operator.le, ">": operator.gt, ">=": operator.ge,
               "==": operator.eq, "!=": operator.ne}
 # Sums of non-negative amounts and counts: forgetting old items can only lower them.
-_FALLING = ("orders", "interactions", "revenue", "refunds")
+_FALLING = ("orders", "interactions", "contacts", "revenue", "refunds")
 _ORDERING = (operator.lt, operator.le, operator.gt, operator.ge)
 _placed = attrgetter("at")
 # Expiries tried on each decision at most: a metric compared other than with a number expires

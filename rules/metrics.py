@@ -38,6 +38,7 @@ WINDOWED = {
     "refunds": "amount refunded on orders placed in the window",
     "avg_order_value": "revenue / orders in the window (0.0 with none)",
     "interactions": "interactions of any kind in the window",
+    "contacts": "contacts (interactions of the kinds in followup.contacts) in the window",
 }
 # Metrics that grow by one per day between events; the engine solves conditions on them for time.
 TIME_METRICS = ("days_since_last_order", "days_since_first_order", "days_in_tier",
@@ -47,8 +48,8 @@ STRING_METRICS = ("tier",)
 _OF_PURCHASES = frozenset({"purchase_days_total", "days_since_last_order",
                            "days_since_first_order", "avg_days_between_orders"})
 INT_METRICS = ("orders_total", "purchase_days_total")
-COUNTS = ("orders", "interactions")  # the windowed kinds that count items
-_WINDOWED = re.compile(r"^(?P<kind>orders|revenue|refunds|avg_order_value|interactions)"
+COUNTS = ("orders", "interactions", "contacts")  # the windowed kinds that count items
+_WINDOWED = re.compile(r"^(?P<kind>orders|revenue|refunds|avg_order_value|interactions|contacts)"
                        r"(?:_(?P<touch>[a-z][a-z0-9_]*?))?_(?P<window>\d+[smhdw])$")
 
 
@@ -61,14 +62,20 @@ class Windowed(NamedTuple):
     touch: str | None   # interaction kind for interactions_<kind>_<w>
     window: str
     micros: int
+    contacts: frozenset[str] = frozenset()  # contacts_<w>: the kinds that count
 
 
-def classify(name: str, windows: tuple[str, ...], has_model: bool = True
-             ) -> Windowed | ModelMetric | Relative | None:
+def classify(name: str, windows: tuple[str, ...], has_model: bool = True,
+             contacts: frozenset[str] | None = None) -> Windowed | ModelMetric | Relative | None:
     """None for a fixed metric; a Windowed, ModelMetric or Relative for the others; ValueError
     if unknown. `has_model` says whether the policy names a fitted model, which the model
-    metrics need.
+    metrics need; `contacts` are the interaction kinds of its followup.contacts, which the
+    contact metrics need (None: not checked).
     """
+    if contacts is not None and not contacts and (name == "days_since_last_contact"
+                                                  or name.startswith("contacts_")):
+        raise ValueError(f"metric {name!r} needs the policy's `followup.contacts`: the "
+                         "interaction kinds that count as a contact")
     if name in FIXED:
         return None
     placed = relative.parse(name)
@@ -87,7 +94,7 @@ def classify(name: str, windows: tuple[str, ...], has_model: bool = True
         raise ValueError(f"unknown metric {name!r}")
     _check_window(name, match["window"], windows)
     return Windowed(name, match["kind"], match["touch"], match["window"],
-                    parse_duration(match["window"]))
+                    parse_duration(match["window"]), contacts or frozenset())
 
 
 def _check_base(placed: Relative, windows: tuple[str, ...], has_model: bool) -> None:
@@ -192,9 +199,12 @@ def window(metric: Windowed, state: CustomerState, orders: list, t: int) -> Wind
 def in_window(metric: Windowed, state: CustomerState, orders: list, t: int) -> list:
     """The orders (or matching interactions) that `metric` counts at t, oldest first."""
     start = t - metric.micros
+    if metric.kind == "contacts":
+        return sorted((x for x in state.touches if start < x.at <= t
+                       and x.kind in metric.contacts), key=_placed)
     if metric.kind == "interactions":
         return sorted((x for x in state.touches if start < x.at <= t
-                       and (metric.touch is None or x.kind == metric.touch)), key=lambda x: x.at)
+                       and (metric.touch is None or x.kind == metric.touch)), key=_placed)
     return orders[bisect_right(orders, start, key=_placed):]
 
 

@@ -42,12 +42,28 @@ def explain(policy: CompiledPolicy, console: Console) -> None:
         for rule in spec.churn:
             churn.add_row(rule.id, rule.label or "", rule.when)
         console.print(churn)
+    if spec.followup is not None:
+        console.print(_plans(policy))
     used = Table(title="Metrics used")
     used.add_column("metric")
     used.add_column("meaning")
     for name in policy.metric_names:
         used.add_row(name, _meaning(name, policy))
     console.print(used)
+
+
+def _plans(policy: CompiledPolicy) -> Table:
+    spec = policy.policy
+    assert spec.followup is not None
+    plans = Table(title="Follow-up plans (定期回访): followup.due once a tier's cadence lapses "
+                        f"with no contact ({', '.join(spec.followup.contacts)})")
+    for column in ("tier", "contact at least every", "channel", "overdue after"):
+        plans.add_column(column)
+    for tier in spec.tiers:
+        plan = spec.followup.tiers.get(tier.id)
+        plans.add_row(tier.id, *(("no plan", "", "") if plan is None else
+                                 (plan.every, plan.channel, plan.escalate_after or "never")))
+    return plans
 
 
 def _hysteresis(policy: CompiledPolicy) -> str:
@@ -88,7 +104,7 @@ def _relative(policy: CompiledPolicy) -> str:
 def _meaning(name: str, policy: CompiledPolicy) -> str:
     if name in metrics.FIXED:
         return metrics.FIXED[name]
-    windowed = metrics.classify(name, policy.windows)
+    windowed = metrics.classify(name, policy.windows, contacts=policy.contacts)
     assert windowed is not None
     if isinstance(windowed, relative.Relative):
         base = _meaning(windowed.base, policy)

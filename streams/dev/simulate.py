@@ -28,6 +28,7 @@ ORDERS, INTERACTIONS = "orders", "interactions"
 MAX_LEAD = timedelta(hours=12)  # the longest time an event may come before its order (a visit)
 ZONES = {"CNY": timezone(timedelta(hours=8)), "USD": timezone(timedelta(hours=-5))}
 CNY_PER_USD = 7.1
+REPS = 12
 Timed = tuple[datetime, dict[str, Any]]
 
 
@@ -126,6 +127,7 @@ class _Customer:
         self.zone = ZONES[self.currency]
         self.population = population
         self.count = 0
+        self.rep = f"rep-{number % REPS + 1:02d}"  # the sales rep whose visits it gets
 
     def orders(self) -> Iterator[list[Timed]]:
         """Each order with what follows from it, the order first, in order time; the first
@@ -154,7 +156,7 @@ class _Customer:
                              amount=f"{amount:.2f}", currency=self.currency)]
         if rng.random() < 0.5:
             lead = timedelta(seconds=rng.randrange(60, int(MAX_LEAD.total_seconds())))
-            group.append(self._interaction(at - lead, "visit"))
+            group.append(self._interaction(at - lead, "visit", owner=self.rep))
         if rng.random() < kind.cancel_rate:
             group.append(self._event(at + timedelta(minutes=rng.randrange(5, 180)),
                                      "order_cancelled", order_id=order_id))

@@ -30,7 +30,7 @@ def specs(settings: Settings) -> list[TopicSpec]:
         TopicSpec(t.interactions, n, r, {}, "input: interaction events, key = customer id"),
         TopicSpec(t.ticks, n, r, {"retention.ms": str(3_600_000)},
                   "internal: clock ticks, one per partition"),
-        TopicSpec(t.tier_changes, n, r, {}, "output: tier.* CloudEvents"),
+        TopicSpec(t.tier_changes, n, r, {}, "output: tier.* and followup.* CloudEvents"),
         TopicSpec(t.churn_warnings, n, r, {}, "output: churn.* CloudEvents"),
         TopicSpec(t.customer_tiers, n, r, compacted, "output: current tier per customer"),
         TopicSpec(t.dead_letters, n, r, {}, "output: rejected input, original bytes"),
