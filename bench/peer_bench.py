@@ -16,7 +16,10 @@ against a pure-Python reference of its own kind: at each customer's last order f
 the last event time of the customer's partition for tierstream. One more row,
 `tierstream-default`, runs the worker on the same input with the shipped default policy (grace,
 warnings, churn rules) and the Redis view on (a local redis-server), the setting of the
-batch-first target "at least half of Quix's rate"; no reference checks its final tiers.
+batch-first target "at least half of Quix's rate"; no reference checks its final tiers. And
+`tierstream-default-tiers` runs it with that policy less its follow-up plan (nobody in the
+input is ever contacted, so every A, B and C customer's follow-up falls due), for what the plan
+costs.
 
 On first use the Kafka Streams app is built with Maven and Quix Streams installed with pip into a
 venv of its own, both under ~/.cache/tierstream/peer-bench; a system whose tool cannot be had is
@@ -44,6 +47,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import redis
+import yaml
 from kafka import KafkaAdminClient
 from kafka.admin import NewTopic
 
@@ -75,7 +79,8 @@ LABELS = {"raw": "raw aiokafka consume + json (ceiling)",
           "quix": "Quix Streams{quix}",
           "tierstream": "tierstream worker (1, memory:// + changelog)",
           "tierstream-default": "tierstream worker, shipped default policy + Redis view (1, "
-                                "memory:// + changelog)"}
+                                "memory:// + changelog)",
+          "tierstream-default-tiers": "tierstream worker, the same less its follow-up plan"}
 DEFAULT_POLICY = ROOT / "rules" / "policies" / "default.yaml"
 
 
@@ -312,6 +317,12 @@ class Bench:
                 "output": output}
         if system == "tierstream-default":
             return self.tierstream(name, DEFAULT_POLICY, self.redis_url)
+        if system == "tierstream-default-tiers":
+            policy = yaml.safe_load(DEFAULT_POLICY.read_text(encoding="utf-8"))
+            del policy["followup"]
+            path = self.workdir / "default-tiers.yaml"
+            path.write_text(yaml.safe_dump(policy, allow_unicode=True), encoding="utf-8")
+            return self.tierstream(name, path, self.redis_url)
         return self.tierstream(name)
 
     def output(self, name: str) -> str:
@@ -459,7 +470,8 @@ def run_round(bench: Bench, systems: list[str], rnd: int, at_last_order: dict[st
             row = bench.measure(system, f"{system}-r{rnd}-{bench.tag}")
             if "output" in row:
                 row["changes"], tiers = final_tiers(bench.bootstrap, row["output"], tierstream)
-                if system != "tierstream-default":  # (the references know the peer job only)
+                if not system.startswith("tierstream-default"):  # (the references know the
+                    # peer job only)
                     row["mismatches"] = mismatches(tiers, at_end_clock if tierstream
                                                    else at_last_order)
         except Exception as error:  # reported in the table; the other systems go on
@@ -519,8 +531,9 @@ def main() -> None:
 
     started = time.perf_counter()
     built, versions, skipped = build(systems)
-    if "tierstream-default" in systems and not shutil.which("redis-server"):
-        skipped["tierstream-default"] = "no redis-server on PATH (apt-get install redis-server)"
+    for system in ("tierstream-default", "tierstream-default-tiers"):
+        if system in systems and not shutil.which("redis-server"):
+            skipped[system] = "no redis-server on PATH (apt-get install redis-server)"
     running = [s for s in systems if s not in skipped]
     with LocalKafka(heap="1g") as kafka, tempfile.TemporaryDirectory() as tmp, \
             contextlib.ExitStack() as stack:
@@ -535,7 +548,7 @@ def main() -> None:
         changes, at_last_order, at_end_clock = reference(lines, partition_of)
         log(f"input: {len(lines):,} events on {topic}; reference: {changes:,} tier changes")
         bench = Bench(bootstrap, topic, len(lines), Path(tmp), built)
-        if "tierstream-default" in running:
+        if {"tierstream-default", "tierstream-default-tiers"} & set(running):
             bench.redis_url = stack.enter_context(RedisServer()).url
         rounds = [run_round(bench, running, rnd, at_last_order, at_end_clock)
                   for rnd in range(1, args.rounds + 1)]

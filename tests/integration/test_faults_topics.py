@@ -27,6 +27,7 @@ from pathlib import Path
 
 from kafka import KafkaAdminClient
 
+from models.outputs import CHURN_TYPES
 from streams.settings import Settings
 from streams.worker.shutdown import FORCED_EXIT_STATUS, GRACE_S
 from streams.worker.topic_watch import CHECK_INTERVAL_S
@@ -97,7 +98,7 @@ def delete_mid_stream(settings: Settings, worker: Worker, topic: str,
 
 def tier_events(emitted: Emitted) -> list[dict]:
     """The events of the tier-changes topic (churn warnings go to their own)."""
-    return [e for e in emitted.events if e["type"].startswith("tierstream.tier.")]
+    return [e for e in emitted.events if e["type"] not in CHURN_TYPES]
 
 
 def with_deleted(before: list[dict], after: Emitted) -> Emitted:

@@ -48,6 +48,10 @@ def test_tail_prints_history_as_json_and_filters(published: list,
     churn = tail(capsys, "--type", "churn.warning", "--limit", "2")
     assert sorted(e["subject"] for e in churn) == ["alice", "bob"]
 
+    followups = [o.id for o in published if o.type.startswith("tierstream.followup.")]
+    shown = tail(capsys, "--type", "followup", "--limit", str(len(followups)))
+    assert sorted(e["id"] for e in shown) == sorted(followups) and followups
+
     carol = tail(capsys, "--customer", "carol", "--tier", "D", "--timeout", "3")
     assert [e["type"] for e in carol] == ["tierstream.tier.downgrade_warning",
                                           "tierstream.tier.downgraded"]
