@@ -95,3 +95,5 @@ class CustomerState(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     followup_due: int | None = None  # the open follow-up fell due then (None: none open)
     followup_from: int | None = None  # contact_at when it opened: a newer contact closes it
     followup_overdue: bool = False   # followup.overdue sent for it
+    # per interaction kind a days_since_last_<kind> metric names: its latest instant, by kind
+    latest: tuple[tuple[str, int], ...] = ()

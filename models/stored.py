@@ -8,8 +8,8 @@ transition as its index in `KINDS`. No field names and binary numbers: 351 bytes
 average on CDNOW against 798 for version 1. msgspec checks the types as it decodes. A new field
 in the state means a new version (tests/test_stored.py fails until then).
 
-Version 2, read and migrated: the same array without the follow-up fields (`contact_at` on),
-which take their defaults.
+Version 2, read and migrated: the same array without the follow-up fields and the latest
+interactions by kind (`contact_at` on), which take their defaults.
 
 Version 1, read and migrated: `{"partition": P, "state": {...}}`, as workers wrote it before;
 fields it lacks take their defaults.
@@ -28,7 +28,7 @@ VERSION = 3
 LAYOUT = ("customer_id", "created_at", "clock", "orders", "folded", "touches", "tier",
           "tier_since", "downgrade_due", "downgrade_warned", "churn_rule", "churn_since",
           "sequence", "next_change_at", "recent", "failures", "contact_at", "owner",
-          "followup_due", "followup_from", "followup_overdue")
+          "followup_due", "followup_from", "followup_overdue", "latest")
 _VERSION2 = LAYOUT.index("contact_at")  # the fields of a version 2 record
 _TIER, _NEXT_CHANGE = 2 + LAYOUT.index("tier"), 2 + LAYOUT.index("next_change_at")
 _FOLDED = LAYOUT.index("folded")

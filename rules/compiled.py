@@ -66,13 +66,16 @@ class CompiledPolicy:
             names, compiled, line_of)
         self.metric_names = tuple(names)
         self.relative_bases = tuple(sorted({r.base for r in self.relative}))
-        self.time_bases = tuple(b for b in self.relative_bases if b in metrics.TIME_METRICS)
+        self.time_bases = tuple(b for b in self.relative_bases if metrics.is_time(b))
         # a refresh of the population snapshot at every multiple of this since the epoch
         self.refresh = parse_duration(policy.relative.refresh) if self.relative else None
         self._bases = (tuple(n for n in self.fixed if n in self.relative_bases),
                        tuple(m for m in self.windowed if m.name in self.relative_bases),
                        tuple(m for m in self.modelled if m.name in self.relative_bases))
-        self.time_metrics = tuple(n for n in names if n in metrics.TIME_METRICS)
+        self.time_metrics = tuple(n for n in names if metrics.is_time(n))
+        # the interaction kinds whose latest instant a state keeps (days_since_last_<kind>)
+        self.latest_kinds = frozenset(kind for n in (*names, *self.relative_bases)
+                                      if (kind := metrics.last_kind(n)) is not None)
         self.largest_window = max((parse_duration(w) for w in self.windows), default=0)
         self.customer_items = policy.limits.customer_items
         # orders placed this long before a customer's clock are folded (rules/history.py)

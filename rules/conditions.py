@@ -2,7 +2,7 @@
 
 Each condition is compiled once by the Rust-backed `cel` package and executed with only the
 variables it references (building a CEL context costs ~1 us per variable). For comparisons that
-involve a time metric (see metrics.TIME_METRICS) the engine needs the instant they flip: between
+involve a time metric (see metrics.is_time) the engine needs the instant they flip: between
 discrete events every such metric grows by exactly 1.0 per day, so `left - right` is linear in
 time for a linear comparison and its zero is that instant. One extra CEL program per condition
 returns every such gap now and one day later. A comparison that is not plainly linear (a time
@@ -20,7 +20,7 @@ import cel
 from models.errors import PolicyEvaluationError
 from models.instants import MICROS_PER_DAY, days_between
 from rules.comparisons import comparisons, is_linear, shift, tokens
-from rules.metrics import TIME_METRICS
+from rules.metrics import is_time
 from rules.native import compile_gaps, compile_predicate, compile_settled
 
 Values = dict[str, Any]
@@ -170,11 +170,11 @@ class _TimeGaps:
 
     def __init__(self, source: str) -> None:
         timed = [c for c in comparisons(source)
-                 if c.identifiers & set(TIME_METRICS) and not c.nested]
+                 if any(map(is_time, c.identifiers)) and not c.nested]
         gaps, pairs = [], []
         self.daily = False  # some comparison is not plainly linear: look again every day
         for c in timed:
-            names = c.identifiers & set(TIME_METRICS)
+            names = frozenset(n for n in c.identifiers if is_time(n))
             if not (is_linear(c.left, names) and is_linear(c.right, names)):
                 self.daily = True
                 continue
@@ -187,7 +187,7 @@ class _TimeGaps:
         self.variables = tuple(v for v in self.program.variables()
                                if not v.startswith("_growth_")) if self.program else ()
         self.time_variables = tuple(sorted({n for c in timed for n in c.identifiers
-                                            if n in TIME_METRICS}))
+                                            if is_time(n)}))
         self.growth = tuple((v, _GROWTH.format(v)) for v in self.time_variables)
 
     def __bool__(self) -> bool:
@@ -277,7 +277,7 @@ class _Part:
 
 
 def _reads_time(source: str) -> bool:
-    return any(t.kind == "ident" and t.text in TIME_METRICS for t in tokens(source))
+    return any(t.kind == "ident" and is_time(t.text) for t in tokens(source))
 
 
 def _split(source: str, operator: str) -> list[str] | None:

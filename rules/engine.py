@@ -167,6 +167,7 @@ def _ingest(state: CustomerState, event: OrderCompleted | OrderRefunded | OrderC
     _check_event_id(state, event)
     if isinstance(event, Interaction):
         touched = _add_touch(state, event, t, policy)
+        touched = _latest_of_kind(touched or state, event, t, policy.latest_kinds) or touched
         return followup.contacted(touched or state, event, t, policy.contacts) or touched
     index, order = _find(state.orders, event.order_id)
     if order is None or (isinstance(event, OrderCompleted) and order.amount is None):
@@ -281,11 +282,26 @@ def _find(orders: tuple[Order, ...], order_id: str) -> tuple[int | None, Order |
 def stale(state: CustomerState | None, event: Event, policy: CompiledPolicy) -> bool:
     """An interaction at or before the start of the customer's largest window counts in no
     window: the engine ignores it (orders always count, in the lifetime metrics), unless it is
-    a contact newer than the customer's latest (rules/followup.py)."""
+    a contact newer than the customer's latest (rules/followup.py), or the latest of a kind a
+    days_since_last_<kind> metric needs."""
     return isinstance(event, Interaction) and state is not None and \
         event.at <= state.clock - policy.largest_window and not (
             event.kind in policy.contacts and (state.contact_at is None
-                                               or event.at > state.contact_at))
+                                               or event.at > state.contact_at)) and \
+        _latest_of_kind(state, event, event.at, policy.latest_kinds) is None
+
+
+def _latest_of_kind(state: CustomerState, event: Interaction, t: int, kinds: frozenset[str]
+                    ) -> CustomerState | None:
+    """The state with the interaction as the latest of its kind, for a kind whose latest
+    instant the policy needs (days_since_last_<kind>); None when it is not newer."""
+    if event.kind not in kinds:
+        return None
+    latest = dict(state.latest)
+    if latest.get(event.kind, t - 1) >= t:
+        return None
+    latest[event.kind] = t
+    return replace(state, latest=tuple(sorted(latest.items())))
 
 
 def _add_touch(state: CustomerState, event: Interaction, t: int,

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import re
 from bisect import bisect_right
+from difflib import get_close_matches
 from math import fsum
 from operator import attrgetter
 from typing import NamedTuple
@@ -43,6 +44,8 @@ WINDOWED = {
 # Metrics that grow by one per day between events; the engine solves conditions on them for time.
 TIME_METRICS = ("days_since_last_order", "days_since_first_order", "days_in_tier",
                 "days_since_last_contact")
+# days_since_last_<kind>: days since the latest interaction of that kind, a time metric too
+_LAST_KIND = re.compile(r"^days_since_last_(?!(?:order|contact)$)(?P<kind>[a-z][a-z0-9_]{0,31})$")
 STRING_METRICS = ("tier",)
 # fixed metrics of the purchase days (history.purchases), worked out once per evaluation
 _OF_PURCHASES = frozenset({"purchase_days_total", "days_since_last_order",
@@ -76,7 +79,7 @@ def classify(name: str, windows: tuple[str, ...], has_model: bool = True,
                                                   or name.startswith("contacts_")):
         raise ValueError(f"metric {name!r} needs the policy's `followup.contacts`: the "
                          "interaction kinds that count as a contact")
-    if name in FIXED:
+    if name in FIXED or last_kind(name) is not None:
         return None
     placed = relative.parse(name)
     if placed is not None:
@@ -170,6 +173,9 @@ def _fixed(name: str, state: CustomerState, orders: list, t: int) -> float | int
         return state.tier or ""
     if name == "days_since_last_contact":
         return days_between(_contact_anchor(state), t)
+    kind = last_kind(name)
+    if kind is not None:
+        return days_between(_kind_anchor(state, kind), t)
     return days_between(state.tier_since, t) if state.tier_since is not None else 0.0
 
 
@@ -235,13 +241,35 @@ def time_anchors(state: CustomerState, names: tuple[str, ...], orders: list
             anchors[name] = state.tier_since
         elif name == "days_since_last_contact":
             anchors[name] = _contact_anchor(state)
+        elif (kind := last_kind(name)) is not None:
+            anchors[name] = _kind_anchor(state, kind)
         elif name in TIME_METRICS:
             anchors[name] = last if name == "days_since_last_order" else first
     return anchors
 
 
+def is_time(name: str) -> bool:
+    """Whether `name` is a metric that grows by one a day between events."""
+    return name in TIME_METRICS or last_kind(name) is not None
+
+
+def last_kind(name: str) -> str | None:
+    """The interaction kind of a days_since_last_<kind> metric, else None; a kind spelt nearly
+    as `order` or `contact` (`days_since_last_ordr`) is taken for a typo, not a kind."""
+    match = _LAST_KIND.match(name)
+    if match is None or relative.parse(name) is not None or \
+            get_close_matches(match["kind"], ("order", "contact"), cutoff=0.8):
+        return None
+    return match["kind"]
+
+
 def _contact_anchor(state: CustomerState) -> int:
     return state.contact_at if state.contact_at is not None else state.created_at
+
+
+def _kind_anchor(state: CustomerState, kind: str) -> int:
+    """The latest interaction of `kind`, or the customer's first-seen instant with none."""
+    return next((at for seen, at in state.latest if seen == kind), state.created_at)
 
 
 def sample_values(fixed: tuple[str, ...], windowed: tuple[Windowed, ...],

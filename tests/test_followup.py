@@ -176,3 +176,30 @@ def test_a_contact_metric_needs_the_follow_up_contacts(metric: str) -> None:
               - {{id: A, when: "{metric}"}}
               - {{id: B}}
             """)
+
+
+SILENCE = policy("""
+    name: silence
+    version: "1"
+    tiers:
+      - {id: quiet, when: "days_since_last_visit > 60.0"}
+      - {id: seen}
+    """)
+
+
+def test_days_since_the_last_interaction_of_a_kind_wake_a_customer_where_they_cross() -> None:
+    _, outputs = replay([order("v", day(0), 10), touch("v", day(10), "visit"),
+                         touch("v", day(20), "email_open")], SILENCE, until=day(100))
+    assert [(o.type, o.time) for o in outputs] == [  # (`>`: the first µs past 60 days)
+        ("tierstream.tier.assigned", at(0)),
+        ("tierstream.tier.upgraded", format_instant(day(70) + 1))]
+    _, outputs = replay([order("n", day(0), 10)], SILENCE, until=day(100))
+    assert outputs[-1].time == format_instant(day(60) + 1)  # none: from when first seen
+
+
+def test_a_late_interaction_of_a_kind_counts_only_if_it_is_the_latest() -> None:
+    run = Replay(SILENCE)
+    for event in [order("v", day(0), 10), touch("v", day(50), "visit"),
+                  touch("v", day(40), "visit"), touch("v", day(50), "visit")]:
+        run.feed(event)
+    assert run.states["v"].latest == (("visit", day(50)),)

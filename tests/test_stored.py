@@ -28,7 +28,8 @@ STATE = CustomerState(
     recent=(Transition("tier.upgraded", 1_705_000_000_000_000, "B", "A", "A"),
             Transition("followup.due", 1_706_000_000_000_000, "A", "A", "A")), failures=2,
     contact_at=1_704_000_000_000_000, owner="rep-7", followup_due=1_706_000_000_000_000,
-    followup_from=1_704_000_000_000_000, followup_overdue=True)
+    followup_from=1_704_000_000_000_000, followup_overdue=True,
+    latest=(("complaint", 1_703_000_000_000_000), ("visit", 1_709_000_000_000_000)))
 
 
 def test_version_3_round_trips_every_field() -> None:
@@ -55,7 +56,7 @@ def test_a_version_1_record_is_read_with_defaults_for_what_it_lacks() -> None:
 
 def test_a_version_2_record_is_read_with_no_follow_up() -> None:
     before = msgspec.structs.replace(STATE, contact_at=None, owner=None, followup_due=None,
-                                     followup_from=None, followup_overdue=False,
+                                     followup_from=None, followup_overdue=False, latest=(),
                                      recent=STATE.recent[:1])
     version_2 = msgspec.msgpack.decode(stored.encode(3, before))[:2 + 16]
     raw = msgspec.msgpack.encode([2, *version_2[1:]])
@@ -79,7 +80,7 @@ def test_the_layout_is_frozen_for_version_3() -> None:
         "customer_id", "created_at", "clock", "orders", "folded", "touches", "tier", "tier_since",
         "downgrade_due", "downgrade_warned", "churn_rule", "churn_since", "sequence",
         "next_change_at", "recent", "failures", "contact_at", "owner", "followup_due",
-        "followup_from", "followup_overdue")
+        "followup_from", "followup_overdue", "latest")
     assert Order._fields == ("order_id", "at", "amount", "refunded", "cancelled", "refund_ids",
                              "event_id", "given", "cancel_id", "touched")
     assert Folded._fields == ("until", "orders", "days", "first_at", "last_at", "revenue",

@@ -104,6 +104,9 @@ def _relative(policy: CompiledPolicy) -> str:
 def _meaning(name: str, policy: CompiledPolicy) -> str:
     if name in metrics.FIXED:
         return metrics.FIXED[name]
+    if (kind := metrics.last_kind(name)) is not None:
+        return (f"days since the latest {kind!r} interaction, or since the customer was first "
+                "seen with none")
     windowed = metrics.classify(name, policy.windows, contacts=policy.contacts)
     assert windowed is not None
     if isinstance(windowed, relative.Relative):
