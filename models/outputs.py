@@ -141,7 +141,7 @@ class Output(msgspec.Struct, frozen=True, kw_only=True, gc=False):
 
     def record(self) -> bytes:
         """The event's JSON, as `OutputEvent.model_dump_json()` writes it."""
-        if type(self.data) is Followup:
+        if isinstance(self.data, Followup):
             return _encoder.encode(self)
         metrics = self.data.metrics
         if any(type(v) is float and abs(v) >= _EXPONENT_FROM for v in metrics.values()):

@@ -56,7 +56,7 @@ class FollowupPlan(_Strict):
     escalate_after: Duration | None = None  # followup.overdue this long after followup.due
 
 
-class Followup(_Strict):
+class FollowupPlans(_Strict):
     """The follow-up cadence (定期回访) of each tier with a plan; tiers not named get none."""
 
     contacts: list[InteractionKind] = Field(min_length=1)  # interaction kinds that count
@@ -92,7 +92,7 @@ class Policy(_Strict):
     tiers: list[TierRule] = Field(min_length=1)
     downgrade: Downgrade = Downgrade()
     churn: list[ChurnRule] = []
-    followup: Followup | None = None
+    followup: FollowupPlans | None = None
     relative: RelativeOptions = RelativeOptions()   # for <metric>_pct and <metric>_share_above
     limits: Limits = Limits()
 
@@ -131,9 +131,12 @@ class Policy(_Strict):
             if tier not in self.tier_ids:
                 raise PolicyShapeError(f"follow-up plan for {tier}, which is not a tier "
                                        f"({', '.join(self.tier_ids)})", ("followup", "tiers", tier))
-            if parse_duration(plan.every) == 0:
-                raise PolicyShapeError("a follow-up cadence must be longer than zero",
-                                       ("followup", "tiers", tier, "every"))
+            for field, value in (("every", plan.every), ("escalate_after", plan.escalate_after)):
+                if value is not None and parse_duration(value) == 0:
+                    raise PolicyShapeError(f"a follow-up's {field} must be longer than zero"
+                                           + (" (leave it out: never overdue)"
+                                              if field == "escalate_after" else ""),
+                                           ("followup", "tiers", tier, field))
 
     @property
     def tier_ids(self) -> tuple[str, ...]:

@@ -67,12 +67,13 @@ def decode(raw: bytes) -> tuple[int, CustomerState]:
     if raw[:1] == b"{":
         old = _version1.decode(raw)
         return old.partition, _migrated(old.state)
-    try:
-        version, partition, *values = _decoder.decode(raw)
-    except msgspec.ValidationError:  # (another length: a version 2 record, or none)
-        version, partition, *values = _decoder2.decode(raw)
-    if version not in (2, VERSION):
-        raise ValueError(f"stored state of version {version}; this worker reads 1 to 3")
+    # (both versions are MessagePack arrays of 16 to 65535 items: a 0xdc header and the count)
+    items = int.from_bytes(raw[1:3]) if raw[:1] == b"\xdc" else None
+    older = items == 2 + _VERSION2
+    version, partition, *values = (_decoder2 if older else _decoder).decode(raw)
+    if version != (2 if older else VERSION):
+        raise ValueError(f"stored state of version {version} with {items} items; this worker "
+                         f"reads 1 to {VERSION}")
     values[_FOLDED] = values[_FOLDED] or _NOTHING_FOLDED
     values[_RECENT] = tuple(Transition(KINDS[kind], *rest) for kind, *rest in values[_RECENT])
     return partition, CustomerState(*values)

@@ -35,6 +35,7 @@ class _Decision:
                  population: Population | None) -> None:
         self.policy, self.t = policy, t
         self.state = state
+        self.tier_before = state.tier
         self.orders = metrics.counted_orders(state, t)
         self.windows: dict[str, metrics.Window] = {}
         self.values = policy.values(state, t, population, self.orders, self.windows)
@@ -180,15 +181,16 @@ def _decide_churn(d: _Decision) -> None:
 
 
 def _decide_followup(d: _Decision) -> None:
-    """Close the open follow-up on a newer contact or a tier without a plan, report it overdue,
-    open the next one once due (rules/followup.py)."""
+    """Close the open follow-up on a newer contact (followup.done) or a move to another tier,
+    report it overdue, open the next one once due (rules/followup.py)."""
     state, t = d.state, d.t
     plan = d.policy.followups.get(state.tier or "")
     if state.followup_due is not None:
-        if state.contact_at != state.followup_from and plan is not None:
+        contacted = state.contact_at != state.followup_from
+        if contacted and plan is not None and state.contact_at is not None:
             _followup(d, "followup.done", plan, f"contacted at "
-                      f"{format_instant(state.contact_at or t)}, follow-up closed")
-        if state.contact_at != state.followup_from or plan is None:
+                      f"{format_instant(state.contact_at)}, follow-up closed")
+        if contacted or state.tier != d.tier_before:
             d.update(followup_due=None, followup_from=None, followup_overdue=False)
     if plan is None:
         return

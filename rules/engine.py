@@ -285,10 +285,14 @@ def stale(state: CustomerState | None, event: Event, policy: CompiledPolicy) -> 
     a contact newer than the customer's latest (rules/followup.py), or the latest of a kind a
     days_since_last_<kind> metric needs."""
     return isinstance(event, Interaction) and state is not None and \
-        event.at <= state.clock - policy.largest_window and not (
-            event.kind in policy.contacts and (state.contact_at is None
-                                               or event.at > state.contact_at)) and \
+        _forgotten(state, event, policy) and \
+        followup.contacted(state, event, event.at, policy.contacts) is None and \
         _latest_of_kind(state, event, event.at, policy.latest_kinds) is None
+
+
+def _forgotten(state: CustomerState, event: Interaction, policy: CompiledPolicy) -> bool:
+    """Whether the interaction is at or before the start of the customer's largest window."""
+    return event.at <= state.clock - policy.largest_window
 
 
 def _latest_of_kind(state: CustomerState, event: Interaction, t: int, kinds: frozenset[str]
@@ -306,7 +310,7 @@ def _latest_of_kind(state: CustomerState, event: Interaction, t: int, kinds: fro
 
 def _add_touch(state: CustomerState, event: Interaction, t: int,
                policy: CompiledPolicy) -> CustomerState | None:
-    if stale(state, event, policy):
+    if _forgotten(state, event, policy):
         return None  # too old to count in any window
     seen = next((x for x in state.touches if x.event_id == event.event_id), None)
     if seen is not None:

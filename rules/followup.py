@@ -3,10 +3,11 @@
 A tier's plan (policy `followup.tiers`) says how long its customers may go without a contact: an
 interaction of a counting kind (`followup.contacts`). A follow-up falls due `every` after the
 latest contact (after the customer was first seen, with none), and never before the customer
-entered its tier: moving up to a tier with a shorter cadence after a long silence makes it due
-at once. Once due it stays open until a newer contact arrives (`followup.done`); `escalate_after`
-past its due instant it is reported overdue once. A tier without a plan closes it silently (the
-tier event says why). Pure functions of the state; rules/decisions.py emits the outputs.
+entered its tier. Once due it stays open until a newer contact arrives (`followup.done`);
+`escalate_after` past its due instant it is reported overdue once. A move to another tier
+closes it without an event of its own and plans the new tier's: due at once when that cadence
+has lapsed since the latest contact (up to A after a long silence), none in a tier without a
+plan. Pure functions of the state; rules/decisions.py emits the outputs.
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ from msgspec.structs import replace
 
 from models.events import Interaction
 from models.instants import parse_duration
-from models.policy import Followup
+from models.policy import FollowupPlans
 from models.state import CustomerState
 
 
@@ -29,7 +30,7 @@ class Plan(NamedTuple):
     escalation: str | None  # as the policy writes it
 
 
-def plans(followup: Followup | None) -> dict[str, Plan]:
+def plans(followup: FollowupPlans | None) -> dict[str, Plan]:
     """The plan of each tier that has one."""
     if followup is None:
         return {}
@@ -48,11 +49,15 @@ def contacted(state: CustomerState, event: Interaction, t: int, contacts: frozen
     return replace(state, contact_at=t, owner=event.owner or state.owner)
 
 
+def since_contact(state: CustomerState) -> int:
+    """The latest contact, or the customer's first-seen instant with none."""
+    return state.contact_at if state.contact_at is not None else state.created_at
+
+
 def due(state: CustomerState, plan: Plan) -> int:
     """When the customer's next follow-up falls due under `plan` (with none open)."""
-    since = state.contact_at if state.contact_at is not None else state.created_at
     entered = state.tier_since if state.tier_since is not None else state.created_at
-    return max(since + plan.every, entered)
+    return max(since_contact(state) + plan.every, entered)
 
 
 def next_change(state: CustomerState, plan: Plan | None) -> int | None:

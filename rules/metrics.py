@@ -9,13 +9,15 @@ from __future__ import annotations
 import re
 from bisect import bisect_right
 from difflib import get_close_matches
+from functools import lru_cache
 from math import fsum
 from operator import attrgetter
 from typing import NamedTuple
 
+from models.event_contract import INTERACTION_KIND
 from models.instants import MICROS_PER_DAY, days_between, parse_duration
 from models.state import CustomerState
-from rules import history, model_metrics, relative
+from rules import followup, history, model_metrics, relative
 from rules.lifetime_value import Model
 from rules.model_metrics import ModelMetric
 from rules.relative import Relative
@@ -45,7 +47,7 @@ WINDOWED = {
 TIME_METRICS = ("days_since_last_order", "days_since_first_order", "days_in_tier",
                 "days_since_last_contact")
 # days_since_last_<kind>: days since the latest interaction of that kind, a time metric too
-_LAST_KIND = re.compile(r"^days_since_last_(?!(?:order|contact)$)(?P<kind>[a-z][a-z0-9_]{0,31})$")
+_LAST_KIND = re.compile(rf"^days_since_last_(?!(?:order|contact)$)(?P<kind>{INTERACTION_KIND})$")
 STRING_METRICS = ("tier",)
 # fixed metrics of the purchase days (history.purchases), worked out once per evaluation
 _OF_PURCHASES = frozenset({"purchase_days_total", "days_since_last_order",
@@ -83,7 +85,7 @@ def classify(name: str, windows: tuple[str, ...], has_model: bool = True,
         return None
     placed = relative.parse(name)
     if placed is not None:
-        _check_base(placed, windows, has_model)
+        _check_base(placed, windows, has_model, contacts)
         return placed
     modelled = model_metrics.parse(name)
     if modelled is not None:
@@ -100,13 +102,14 @@ def classify(name: str, windows: tuple[str, ...], has_model: bool = True,
                     parse_duration(match["window"]), contacts or frozenset())
 
 
-def _check_base(placed: Relative, windows: tuple[str, ...], has_model: bool) -> None:
+def _check_base(placed: Relative, windows: tuple[str, ...], has_model: bool,
+                contacts: frozenset[str] | None) -> None:
     if placed.base in STRING_METRICS or relative.parse(placed.base) is not None:
         raise ValueError(f"metric {placed.name!r} places customers by {placed.base!r}, which is "
                          "not a numeric metric of a customer; use e.g. revenue_365d_"
                          f"{placed.kind}")
     try:
-        classify(placed.base, windows, has_model)
+        classify(placed.base, windows, has_model, contacts)
     except ValueError as error:
         raise ValueError(f"metric {placed.name!r} needs a numeric base metric: {error}") from None
 
@@ -172,10 +175,11 @@ def _fixed(name: str, state: CustomerState, orders: list, t: int) -> float | int
     if name == "tier":
         return state.tier or ""
     if name == "days_since_last_contact":
-        return days_between(_contact_anchor(state), t)
+        return days_between(followup.since_contact(state), t)
     kind = last_kind(name)
     if kind is not None:
         return days_between(_kind_anchor(state, kind), t)
+    assert name == "days_in_tier"
     return days_between(state.tier_since, t) if state.tier_since is not None else 0.0
 
 
@@ -240,7 +244,7 @@ def time_anchors(state: CustomerState, names: tuple[str, ...], orders: list
         if name == "days_in_tier":
             anchors[name] = state.tier_since
         elif name == "days_since_last_contact":
-            anchors[name] = _contact_anchor(state)
+            anchors[name] = followup.since_contact(state)
         elif (kind := last_kind(name)) is not None:
             anchors[name] = _kind_anchor(state, kind)
         elif name in TIME_METRICS:
@@ -253,6 +257,7 @@ def is_time(name: str) -> bool:
     return name in TIME_METRICS or last_kind(name) is not None
 
 
+@lru_cache(maxsize=4096)
 def last_kind(name: str) -> str | None:
     """The interaction kind of a days_since_last_<kind> metric, else None; a kind spelt nearly
     as `order` or `contact` (`days_since_last_ordr`) is taken for a typo, not a kind."""
@@ -261,10 +266,6 @@ def last_kind(name: str) -> str | None:
             get_close_matches(match["kind"], ("order", "contact"), cutoff=0.8):
         return None
     return match["kind"]
-
-
-def _contact_anchor(state: CustomerState) -> int:
-    return state.contact_at if state.contact_at is not None else state.created_at
 
 
 def _kind_anchor(state: CustomerState, kind: str) -> int:

@@ -73,6 +73,35 @@ def test_a_move_up_after_a_long_silence_makes_the_follow_up_due_at_once() -> Non
     assert followups(outputs) == [("due", at(40), at(40), at(15), None)]
 
 
+def test_a_move_to_another_tier_closes_the_open_follow_up_and_plans_the_new_one() -> None:
+    # open under C (90d, from first seen at day 0); up to A (14d) at day 100: A's is due at
+    # once; down to C again once the orders leave the window: C's is due at once too
+    ladder = policy("""
+        name: ladder
+        version: "1"
+        windows: [30d]
+        tiers:
+          - {id: A, when: orders_30d >= 2}
+          - {id: C}
+        followup:
+          contacts: [call]
+          tiers:
+            A: {every: 14d, escalate_after: 7d}
+            C: {every: 90d, channel: automated}
+        """)
+    events = [order("m", day(0), 10, "o0"), order("m", day(99), 10, "o1"),
+              order("m", day(100), 10, "o2")]
+    run, outputs = replay(events, ladder, until=day(140))
+    assert [(o.type.removeprefix("tierstream."), o.time, getattr(o.data, "channel", None))
+            for o in outputs] == [
+        ("tier.assigned", at(0), None), ("followup.due", at(90), "automated"),
+        ("tier.upgraded", at(100), None), ("followup.due", at(100), "personal"),
+        ("followup.overdue", at(107), "personal"),
+        ("tier.downgraded", format_instant(day(129)), None),
+        ("followup.due", format_instant(day(129)), "automated")]
+    assert run.states["m"].followup_due == day(129)
+
+
 def test_a_move_to_a_tier_without_a_plan_closes_the_follow_up() -> None:
     run, outputs = replay([order("d", day(0), 10)], PLANS, until=day(800))
     assert followups(outputs) == [("due", at(30), at(30), None, None)]
@@ -117,7 +146,8 @@ def test_days_since_last_contact_wakes_a_customer_when_it_crosses() -> None:
 
 @pytest.mark.parametrize(("plans", "error"), [
     ("{E: {every: 14d}}", "follow-up plan for E, which is not a tier"),
-    ("{A: {every: 0d}}", "longer than zero"),
+    ("{A: {every: 0d}}", "every must be longer than zero"),
+    ("{A: {every: 7d, escalate_after: 0d}}", "leave it out"),
     ("{A: {every: 14d, channel: sms}}", "channel"),
 ])
 def test_a_plan_the_policy_cannot_follow_is_refused(plans: str, error: str) -> None:
@@ -165,7 +195,8 @@ def test_contacts_count_only_the_kinds_that_count_and_are_forgotten_with_their_w
         ("tierstream.tier.downgraded", at(31))]  # the call leaves the window
 
 
-@pytest.mark.parametrize("metric", ["contacts_30d >= 1", "days_since_last_contact < 30.0"])
+@pytest.mark.parametrize("metric", ["contacts_30d >= 1", "days_since_last_contact < 30.0",
+                                    "days_since_last_contact_pct < 0.5"])
 def test_a_contact_metric_needs_the_follow_up_contacts(metric: str) -> None:
     with pytest.raises(PolicyError, match="needs the policy's `followup.contacts`"):
         policy(f"""

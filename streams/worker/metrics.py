@@ -28,6 +28,7 @@ class Metrics:
     event_time_lag: Histogram
     transitions: Counter
     churn_warnings: Counter
+    followups: Counter
     customers: Gauge
     timer_due: Gauge
     population_taken_at: Gauge
@@ -60,11 +61,12 @@ class Metrics:
                                      "Wall clock minus occurred_at when an event is processed",
                                      buckets=LAG_BUCKETS_S, registry=r),
             transitions=Counter("tierstream_tier_transitions_total",
-                                "Output events by type and from/to tier (a follow-up: its "
-                                "tier as both)",
+                                "Tier events by type and from/to tier",
                                 ["type", "from_tier", "to_tier"], registry=r),
             churn_warnings=Counter("tierstream_churn_warnings_total",
                                    "Churn warnings opened, by rule", ["rule"], registry=r),
+            followups=Counter("tierstream_followups_total", "Follow-up events by type, tier "
+                              "and channel", ["type", "tier", "channel"], registry=r),
             customers=Gauge("tierstream_customers", "Customers per tier on this worker's "
                             "partitions", ["tier"], registry=r),
             timer_due=Gauge("tierstream_timer_due_customers",

@@ -401,7 +401,7 @@ class Runtime:
         for output in outputs:
             data = output.data
             if isinstance(data, Followup):
-                self.metrics.transitions.labels(output.type, data.tier, data.tier).inc()
+                self.metrics.followups.labels(output.type, data.tier, data.channel).inc()
                 continue
             self.metrics.transitions.labels(output.type, data.from_tier or "",
                                             data.to_tier or "").inc()

@@ -165,9 +165,9 @@ def test_worker_killed_mid_stream_loses_nothing(kafka_bootstrap: str, tmp_path: 
              if e["id"] not in {x["id"] for x in expected}]
     if missing or extra:
         who = missing[0][0] if missing else extra[0][0]
-        mine = [(e["type"], e["time"], e["sequence"], e["data"]["to_tier"]) for e in emitted.events
-                if e["subject"] == who]
-        theirs = [(e["type"], e["time"], e["sequence"], e["data"]["to_tier"]) for e in expected
+        mine = [(e["type"], e["time"], e["sequence"], e["data"].get("to_tier")) for e in
+                emitted.events if e["subject"] == who]
+        theirs = [(e["type"], e["time"], e["sequence"], e["data"].get("to_tier")) for e in expected
                   if e["subject"] == who]
         raise AssertionError(f"{len(missing)} missing, {len(extra)} extra; {who}: live {mine} "
                              f"replay {theirs}; extra {extra[:5]}")
