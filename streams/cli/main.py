@@ -236,7 +236,9 @@ def build_parser() -> argparse.ArgumentParser:
                       help="only events moving from or to this tier (repeatable)")
     tail.add_argument("--type", action="append", default=[], metavar="TYPE",
                       help="only this event type: assigned, upgraded, downgraded, "
-                           "downgrade_warning, churn.warning, churn.recovered (repeatable)")
+                           "downgrade_warning, churn.warning, churn.recovered, followup.due, "
+                           "followup.overdue, followup.done, or a group: tier, churn, "
+                           "followup (repeatable)")
     tail.add_argument("--json", action="store_true", help="print the CloudEvents JSON lines")
     tail.add_argument("--from-beginning", action="store_true",
                       help="start with the oldest retained events instead of new ones")
