@@ -84,7 +84,7 @@ def test_events_in_tier_events_out_and_bad_input_dead_lettered(kafka_bootstrap: 
             outcome = sample.labels["outcome"]
             outcomes[outcome] = outcomes.get(outcome, 0) + sample.value
     # 25 valid lines (one a redelivery) and the erasure; 4 malformed lines
-    assert outcomes == {"applied": 25, "duplicate": 1, "dead_letter": 4}
+    assert outcomes == {"applied": 26, "duplicate": 1, "dead_letter": 4}
     dead = {s.labels["reason"]: s.value for s in families["tierstream_dead_letters"].samples
             if s.name == "tierstream_dead_letters_total"}
     assert dead == {"invalid_field": 2, "not_json": 1, "unknown_type": 1}
