@@ -1,5 +1,5 @@
-"""Output events (design section 5): CloudEvents 1.0 envelopes around tier, churn and follow-up
-decisions.
+"""Output events (design section 5): CloudEvents 1.0 envelopes around tier, churn, follow-up and
+axis decisions.
 
 The pydantic models are the contract (the JSON Schemas are generated from them). The engine
 builds the msgspec structs below (`Output`), about twenty times cheaper to build and write; they
@@ -9,7 +9,7 @@ write byte for byte what the models write (tests/test_schema.py).
 from __future__ import annotations
 
 import math
-from typing import Literal
+from typing import Any, Literal
 
 import msgspec
 from msgspec.structs import replace
@@ -21,11 +21,15 @@ from models.state import CustomerState
 CHURN_TYPES = ("tierstream.churn.warning", "tierstream.churn.recovered")
 FOLLOWUP_TYPES = ("tierstream.followup.due", "tierstream.followup.overdue",
                   "tierstream.followup.done")
+AXIS_TYPES = ("tierstream.axis.assigned", "tierstream.axis.upgraded",
+              "tierstream.axis.downgraded", "tierstream.axis.downgrade_warning")
 OutputType = Literal["tierstream.tier.assigned", "tierstream.tier.upgraded",
                      "tierstream.tier.downgraded", "tierstream.tier.downgrade_warning",
                      "tierstream.churn.warning", "tierstream.churn.recovered",
                      "tierstream.followup.due", "tierstream.followup.overdue",
-                     "tierstream.followup.done"]
+                     "tierstream.followup.done", "tierstream.axis.assigned",
+                     "tierstream.axis.upgraded", "tierstream.axis.downgraded",
+                     "tierstream.axis.downgrade_warning"]
 MetricValue = float | int | str
 
 
@@ -69,6 +73,21 @@ class FollowupData(_Frozen):
     reason: str
 
 
+class AxisChangeData(_Frozen):
+    """A customer's class on one of the policy's further axes (policy `axes`, e.g. lifecycle)
+    assigned, moved or about to move; the value tier's own events are tier.*."""
+
+    customer_id: str
+    axis: str
+    from_class: str | None
+    to_class: str
+    policy: PolicyRef
+    rule: str
+    reason: str
+    metrics: dict[str, MetricValue]
+    due_at: str | None = None      # downgrade_warning: when the move down will happen
+
+
 class OutputEvent(_Frozen):
     """A CloudEvents 1.0 event in structured JSON mode; Kafka key = subject = customer id."""
 
@@ -80,7 +99,7 @@ class OutputEvent(_Frozen):
     time: str
     sequence: str                  # CloudEvents sequence extension: per-customer counter
     datacontenttype: Literal["application/json"] = "application/json"
-    data: DecisionData | FollowupData
+    data: DecisionData | FollowupData | AxisChangeData
 
     @property
     def topic_kind(self) -> Literal["tier-changes", "churn-warnings"]:
@@ -122,6 +141,20 @@ class Followup(msgspec.Struct, frozen=True, kw_only=True, gc=False):
     reason: str
 
 
+class AxisChange(msgspec.Struct, frozen=True, kw_only=True, gc=False):
+    """AxisChangeData."""
+
+    customer_id: str
+    axis: str
+    from_class: str | None
+    to_class: str
+    policy: PolicyName
+    rule: str
+    reason: str
+    metrics: dict[str, MetricValue]
+    due_at: str | None = None
+
+
 class Output(msgspec.Struct, frozen=True, kw_only=True, gc=False):
     """OutputEvent, as the engine emits it."""
 
@@ -133,7 +166,7 @@ class Output(msgspec.Struct, frozen=True, kw_only=True, gc=False):
     time: str
     sequence: str
     datacontenttype: str = "application/json"
-    data: Decision | Followup
+    data: Decision | Followup | AxisChange
 
     @property
     def topic_kind(self) -> Literal["tier-changes", "churn-warnings"]:
@@ -172,6 +205,8 @@ class CustomerTier(_Frozen):
     created_at: int = Field(description="epoch microseconds of the customer's first event; "
                                         "with sequence, it orders one customer's records")
     as_of: str = Field(description="RFC 3339, the instant the record was decided at")
+    axes: dict[str, str] = Field(description="the class on each of the policy's further axes, "
+                                             "by axis (e.g. {\"lifecycle\": \"active\"})")
 
     @classmethod
     def from_state(cls, state: CustomerState) -> CustomerTier:
@@ -187,10 +222,11 @@ class CustomerTier(_Frozen):
 _encoder = msgspec.json.Encoder()
 
 
-def _tier_fields(state: CustomerState) -> dict[str, str | int | bool | None]:
+def _tier_fields(state: CustomerState) -> dict[str, Any]:
     since = state.tier_since
     return {"customer_id": state.customer_id, "tier": state.tier,
             "since": format_instant(since) if since is not None else None,
             "churn": state.churn_rule is not None, "churn_rule": state.churn_rule,
             "sequence": state.sequence, "created_at": state.created_at,
-            "as_of": format_instant(state.clock)}
+            "as_of": format_instant(state.clock),
+            "axes": {place.axis: place.name for place in state.axes}}

@@ -1,4 +1,5 @@
-"""The policy schema (design section 4): tiers best first, downgrade hysteresis and churn rules."""
+"""The policy schema (design section 4): tiers best first, downgrade hysteresis, churn rules,
+follow-up plans and further classifications (axes)."""
 
 from __future__ import annotations
 
@@ -63,6 +64,15 @@ class FollowupPlans(_Strict):
     tiers: dict[RuleId, FollowupPlan] = Field(min_length=1)
 
 
+class Axis(_Strict):
+    """A classification besides the value tier (e.g. lifecycle): classes best first, the last
+    the default, with a hysteresis of its own."""
+
+    label: str | None = None
+    classes: list[TierRule] = Field(min_length=1)
+    downgrade: Downgrade = Downgrade()
+
+
 class RelativeOptions(_Strict):
     refresh: Duration = "1d"   # how often the population snapshot is retaken (UTC-aligned)
 
@@ -93,20 +103,18 @@ class Policy(_Strict):
     downgrade: Downgrade = Downgrade()
     churn: list[ChurnRule] = []
     followup: FollowupPlans | None = None
+    axes: dict[RuleId, Axis] = {}
     relative: RelativeOptions = RelativeOptions()   # for <metric>_pct and <metric>_share_above
     limits: Limits = Limits()
 
     @model_validator(mode="after")
     def _consistent(self) -> Policy:
-        last = len(self.tiers) - 1
-        for index, tier in enumerate(self.tiers):
-            if index == last and tier.when is not None:
-                raise PolicyShapeError(f"the last tier ({tier.id}) is the default tier and must "
-                                       "have no `when`; add a catch-all tier at the end",
-                                       ("tiers", index, "when"))
-            if index < last and tier.when is None:
-                raise PolicyShapeError(f"tier {tier.id} needs a `when` condition; only the last "
-                                       "tier may have none", ("tiers", index))
+        _check_ladder(self.tiers, "tier", ("tiers",))
+        for name, axis in self.axes.items():
+            if name == "tier":
+                raise PolicyShapeError("`tier` is the value tier's axis; name this axis "
+                                       "otherwise", ("axes", name))
+            _check_ladder(axis.classes, "class", ("axes", name, "classes"))
         if self.currency in self.rates:
             raise PolicyShapeError(f"{self.currency} is the policy currency (rate 1); remove it "
                                    "from rates", ("rates", self.currency))
@@ -118,12 +126,16 @@ class Policy(_Strict):
             raise PolicyShapeError("the relative metrics' refresh must be longer than zero",
                                    ("relative", "refresh"))
         self._check_followup()
-        for field, ids in (("tiers", [t.id for t in self.tiers]),
-                           ("churn", [c.id for c in self.churn]), ("windows", self.windows)):
+        lists: list[tuple[tuple[str, ...], list[str]]] = [
+            (("tiers",), [t.id for t in self.tiers]), (("churn",), [c.id for c in self.churn]),
+            (("windows",), self.windows)]
+        lists += [(("axes", name, "classes"), [c.id for c in axis.classes])
+                  for name, axis in self.axes.items()]
+        for field, ids in lists:
             for index, item in enumerate(ids):
                 if item in ids[:index]:
-                    raise PolicyShapeError(f"{item} is listed more than once in {field}",
-                                           (field, index))
+                    raise PolicyShapeError(f"{item} is listed more than once in "
+                                           f"{'.'.join(field)}", (*field, index))
         return self
 
     def _check_followup(self) -> None:
@@ -141,3 +153,16 @@ class Policy(_Strict):
     @property
     def tier_ids(self) -> tuple[str, ...]:
         return tuple(t.id for t in self.tiers)
+
+
+def _check_ladder(rules: list[TierRule], noun: str, field: tuple[str, ...]) -> None:
+    """Every rung but the last needs a condition; the last is the default and has none."""
+    last = len(rules) - 1
+    for index, rule in enumerate(rules):
+        if index == last and rule.when is not None:
+            raise PolicyShapeError(f"the last {noun} ({rule.id}) is the default {noun} and must "
+                                   f"have no `when`; add a catch-all {noun} at the end",
+                                   (*field, index, "when"))
+        if index < last and rule.when is None:
+            raise PolicyShapeError(f"{noun} {rule.id} needs a `when` condition; only the last "
+                                   f"{noun} may have none", (*field, index))

@@ -66,6 +66,16 @@ class Transition(NamedTuple):
 RECENT_TRANSITIONS = 5
 
 
+class Place(NamedTuple):
+    """The customer's class on one of the policy's further axes, with that axis' hysteresis."""
+
+    axis: str
+    name: str                   # the class
+    since: int
+    downgrade_due: int | None = None
+    downgrade_warned: bool = False
+
+
 class CustomerState(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     """Everything the engine knows about one customer. Instants are epoch microseconds.
 
@@ -97,3 +107,5 @@ class CustomerState(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     followup_overdue: bool = False   # followup.overdue sent for it
     # per interaction kind a days_since_last_<kind> metric names: its latest instant, by kind
     latest: tuple[tuple[str, int], ...] = ()
+    # its class on each of the policy's axes besides the value tier, in the policy's order
+    axes: tuple[Place, ...] = ()

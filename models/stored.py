@@ -1,15 +1,16 @@
 """A customer's table value and changelog record: its state and the input partition it belongs
 to, in a versioned format.
 
-Version 3, written: a MessagePack array `[3, partition, customer_id, created_at, clock, orders,
+Version 4, written: a MessagePack array `[3, partition, customer_id, created_at, clock, orders,
 ...]`: the fields of `CustomerState` in their order (frozen in `LAYOUT`), orders, touches,
 transitions and the folded totals as arrays too, nothing folded as nil, the type of each recent
 transition as its index in `KINDS`. No field names and binary numbers: 351 bytes per customer on
 average on CDNOW against 798 for version 1. msgspec checks the types as it decodes. A new field
 in the state means a new version (tests/test_stored.py fails until then).
 
-Version 2, read and migrated: the same array without the follow-up fields and the latest
-interactions by kind (`contact_at` on), which take their defaults.
+Version 3 and 2, read and migrated: the same array without the places on further axes
+(`axes`; version 3), nor the follow-up fields and the latest interactions by kind (`contact_at`
+on; version 2), which take their defaults.
 
 Version 1, read and migrated: `{"partition": P, "state": {...}}`, as workers wrote it before;
 fields it lacks take their defaults.
@@ -24,13 +25,15 @@ from msgspec.structs import astuple, replace
 
 from models.state import CustomerState, Folded, Transition
 
-VERSION = 3
+VERSION = 4
 LAYOUT = ("customer_id", "created_at", "clock", "orders", "folded", "touches", "tier",
           "tier_since", "downgrade_due", "downgrade_warned", "churn_rule", "churn_since",
           "sequence", "next_change_at", "recent", "failures", "contact_at", "owner",
-          "followup_due", "followup_from", "followup_overdue", "latest")
-_VERSION2 = LAYOUT.index("contact_at")  # the fields of a version 2 record
+          "followup_due", "followup_from", "followup_overdue", "latest", "axes")
+# the item count of each older array version: its version
+_OLDER = {2 + LAYOUT.index(first): version for version, first in ((2, "contact_at"), (3, "axes"))}
 _TIER, _NEXT_CHANGE = 2 + LAYOUT.index("tier"), 2 + LAYOUT.index("next_change_at")
+_AXES = 2 + LAYOUT.index("axes")
 _FOLDED = LAYOUT.index("folded")
 _NOTHING_FOLDED = Folded()
 _RECENT = LAYOUT.index("recent")
@@ -41,9 +44,9 @@ KINDS = ("tier.assigned", "tier.upgraded", "tier.downgraded", "tier.downgrade_wa
 _HINTS = get_type_hints(CustomerState) | {
     "folded": Folded | None, "recent": tuple[tuple[int, int, str | None, str | None, str], ...]}
 _encoder = msgspec.msgpack.Encoder()
-_decoder = msgspec.msgpack.Decoder(tuple[int, int, *(_HINTS[name] for name in LAYOUT)])
-_decoder2 = msgspec.msgpack.Decoder(tuple[int, int, *(_HINTS[name]
-                                                      for name in LAYOUT[:_VERSION2])])
+_decoders = {items: msgspec.msgpack.Decoder(tuple[int, int, *(_HINTS[name]
+                                                                for name in LAYOUT[:items - 2])])
+             for items in (*_OLDER, 2 + len(LAYOUT))}
 
 
 class _Version1(msgspec.Struct, forbid_unknown_fields=True):
@@ -67,11 +70,10 @@ def decode(raw: bytes) -> tuple[int, CustomerState]:
     if raw[:1] == b"{":
         old = _version1.decode(raw)
         return old.partition, _migrated(old.state)
-    # (both versions are MessagePack arrays of 16 to 65535 items: a 0xdc header and the count)
-    items = int.from_bytes(raw[1:3]) if raw[:1] == b"\xdc" else None
-    older = items == 2 + _VERSION2
-    version, partition, *values = (_decoder2 if older else _decoder).decode(raw)
-    if version != (2 if older else VERSION):
+    # (each array version: a MessagePack array of 16 to 65535 items, a 0xdc header and count)
+    items = int.from_bytes(raw[1:3]) if raw[:1] == b"\xdc" else 2 + len(LAYOUT)
+    version, partition, *values = _decoders.get(items, _decoders[2 + len(LAYOUT)]).decode(raw)
+    if version != _OLDER.get(items, VERSION):
         raise ValueError(f"stored state of version {version} with {items} items; this worker "
                          f"reads 1 to {VERSION}")
     values[_FOLDED] = values[_FOLDED] or _NOTHING_FOLDED
@@ -90,14 +92,17 @@ def _migrated(state: CustomerState) -> CustomerState:
         for o in state.orders))
 
 
-def peek(raw: bytes) -> tuple[int, str | None, int | None]:
-    """The partition, tier and next change instant of a stored record, without building its
-    state: all a recovering worker needs of each customer."""
+def peek(raw: bytes) -> tuple[int, str | None, int | None, tuple[tuple[str, str], ...]]:
+    """The partition, tier, next change instant and (axis, class) pairs of a stored record,
+    without building its state: all a recovering worker needs of each customer."""
     if raw[:1] == b"{":
         record: Any = msgspec.json.decode(raw)
         state = record["state"]
-        return record["partition"], state["tier"], state.get("next_change_at")
+        return record["partition"], state["tier"], state.get("next_change_at"), ()
     record = msgspec.msgpack.decode(raw)
-    if record[0] not in (2, VERSION):
-        raise ValueError(f"stored state of version {record[0]}; this worker reads 1 to 3")
-    return record[1], record[_TIER], record[_NEXT_CHANGE]
+    if record[0] not in (*_OLDER.values(), VERSION):
+        raise ValueError(f"stored state of version {record[0]}; this worker reads 1 to "
+                         f"{VERSION}")
+    places = record[_AXES] if len(record) > _AXES else ()
+    return record[1], record[_TIER], record[_NEXT_CHANGE], \
+        tuple((place[0], place[1]) for place in places)

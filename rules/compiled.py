@@ -12,7 +12,7 @@ import cel
 from models.errors import PolicyError
 from models.instants import parse_duration
 from models.outputs import PolicyName
-from models.policy import Policy
+from models.policy import Downgrade, Policy, TierRule
 from rules import followup, horizon, metrics, relative
 from rules.comparisons import comparisons, tokens
 from rules.conditions import Condition, native_or_none
@@ -42,23 +42,18 @@ class CompiledPolicy:
         self.reference = PolicyName(policy.name, policy.version)
         self.source = f"/tierstream/policies/{policy.name}"
         self.tier_ids = policy.tier_ids
-        # why a customer is eligible for each tier, as the outputs' `reason` says
-        self.reasons = tuple(f"{t.id} is the default tier: no condition above it holds"
-                             if t.when is None else f"qualifies for {t.id}: {t.when}"
-                             for t in policy.tiers)
         self.windows = tuple(policy.windows)
-        self.grace = parse_duration(policy.downgrade.grace)
-        self.warn_before = parse_duration(policy.downgrade.warn_before)
-        self.max_steps = policy.downgrade.max_steps
         self.rates = {policy.currency: 1.0, **policy.rates}
         self.followups = followup.plans(policy.followup)  # tier -> its follow-up plan
         self.contacts = frozenset(policy.followup.contacts if policy.followup else ())
         self.model = self._in_policy_currency(model, line_of)
-        where = [(("tiers", i, "when"), t.when) for i, t in enumerate(policy.tiers) if t.when]
+        ladders = [("tier", ("tiers",), policy.tiers, policy.downgrade)]
+        ladders += [(name, ("axes", name, "classes"), axis.classes, axis.downgrade)
+                    for name, axis in policy.axes.items()]
+        where = [((*field, i, "when"), rule.when) for _, field, rules, _ in ladders
+                 for i, rule in enumerate(rules) if rule.when]
         where += [(("churn", i, "when"), c.when) for i, c in enumerate(policy.churn)]
         compiled = {loc: self._compile(source, loc, line_of) for loc, source in where}
-        self.tier_conditions: tuple[Condition, ...] = tuple(
-            compiled[("tiers", i, "when")] for i, t in enumerate(policy.tiers) if t.when)
         self.churn_conditions: tuple[tuple[str, Condition], ...] = tuple(
             (c.id, compiled[("churn", i, "when")]) for i, c in enumerate(policy.churn))
         names = sorted({v for c in compiled.values() for v in c.variables})
@@ -82,9 +77,6 @@ class CompiledPolicy:
         self.exact_history = self.largest_window + \
             parse_duration(policy.limits.redelivery_horizon)
         self.timed_conditions = tuple(c for c in compiled.values() if c.timed)
-        self.tier_variables = tuple(sorted({v for c in self.tier_conditions for v in c.variables}))
-        self.tiers_read_tier = any(v in ("tier", "days_in_tier")
-                                   for c in self.tier_conditions for v in c.variables)
         uses = Counter(t.text for c in compiled.values() for t in tokens(c.source)
                        if t.kind == "ident")
         for placed in self.relative:  # a base also used relatively wakes at every change
@@ -100,8 +92,17 @@ class CompiledPolicy:
         # the first tier and churn rule that holds, in one call (each condition natively
         # compiled and checked against CEL by _type_check), else condition by condition
         natively = all(c.native is not None for c in compiled.values())
-        self._first_tier = native_or_none(compile_first, [c.source for c in self.tier_conditions]) \
-            if natively else None
+        self.tier, *axes = (Ladder(name, rules, downgrade, tuple(
+            compiled[(*field, i, "when")] for i, rule in enumerate(rules) if rule.when), natively)
+            for name, field, rules, downgrade in ladders)
+        self.axes: tuple[Ladder, ...] = tuple(axes)   # the classifications besides the tier
+        self.axis_names = tuple(policy.axes)
+        # the value tier's ladder, as the engine reads it most
+        self.eligible, self.reasons = self.tier.eligible, self.tier.reasons
+        self.grace, self.warn_before = self.tier.grace, self.tier.warn_before
+        self.max_steps, self.tier_conditions = self.tier.max_steps, self.tier.conditions
+        self.tier_variables = self.tier.variables
+        self.tiers_read_tier = any(v in ("tier", "days_in_tier") for v in self.tier_variables)
         self._first_churn = native_or_none(compile_first, [c.source for _, c in
                                                     self.churn_conditions]) \
             if natively else None
@@ -201,15 +202,6 @@ class CompiledPolicy:
         """The values at t of the metrics the relative ones place, for a population snapshot."""
         return metrics.compute(state, t, *self._bases, self.model)
 
-    def eligible(self, values: dict[str, Any]) -> int:
-        """Index of the first tier whose condition holds (the last tier is the default)."""
-        if self._first_tier is not None:
-            return self._first_tier(values)
-        for index, condition in enumerate(self.tier_conditions):
-            if condition.holds(values):
-                return index
-        return len(self.tier_conditions)
-
     def churn_rule(self, values: dict[str, Any]) -> str | None:
         """The id of the first churn rule whose condition holds, if any."""
         if self._first_churn is not None:
@@ -217,3 +209,38 @@ class CompiledPolicy:
             return self.churn_conditions[first][0] if first < len(self.churn_conditions) \
                 else None
         return next((rule for rule, c in self.churn_conditions if c.holds(values)), None)
+
+
+class Ladder:
+    """One classification, compiled: the value tier (`tier`) or an axis. Its rungs (tiers,
+    classes) best first, the last the default, and its downgrade hysteresis."""
+
+    def __init__(self, axis: str, rules: list[TierRule], downgrade: Downgrade,
+                 conditions: tuple[Condition, ...], natively: bool) -> None:
+        self.axis = axis
+        self.ids = tuple(rule.id for rule in rules)
+        noun = "tier" if axis == "tier" else "class"
+        # why a customer is eligible for each rung, as the outputs' `reason` says
+        self.reasons = tuple(f"{r.id} is the default {noun}: no condition above it holds"
+                             if r.when is None else f"qualifies for {r.id}: {r.when}"
+                             for r in rules)
+        self.grace_text = downgrade.grace
+        self.grace = parse_duration(downgrade.grace)
+        self.warn_before = parse_duration(downgrade.warn_before)
+        self.warn_text = downgrade.warn_before
+        self.max_steps = downgrade.max_steps
+        self.conditions = conditions
+        self.variables = tuple(sorted({v for c in conditions for v in c.variables}))
+        # the first rung that holds, in one call (each condition natively compiled and checked
+        # against CEL by CompiledPolicy._type_check), else condition by condition
+        self._first = native_or_none(compile_first, [c.source for c in conditions]) \
+            if natively else None
+
+    def eligible(self, values: dict[str, Any]) -> int:
+        """Index of the first rung whose condition holds (the last is the default)."""
+        if self._first is not None:
+            return self._first(values)
+        for index, condition in enumerate(self.conditions):
+            if condition.holds(values):
+                return index
+        return len(self.conditions)

@@ -1,9 +1,11 @@
-"""Tier and churn decisions at one instant, and the next instant they could change by time alone.
+"""Tier, axis, churn and follow-up decisions at one instant, and the next instant they could
+change by time alone.
 
 Upgrades apply at once. A customer eligible only for a lower tier gets a downgrade scheduled after
 the grace period; it is cancelled if the customer qualifies again before then, and when due the
-tier drops by at most max_steps (never below the eligible tier). Churn rules open an episode with
-one warning and close it with one recovery event.
+tier drops by at most max_steps (never below the eligible tier). Each further axis (a policy's
+`axes`, e.g. lifecycle) is a ladder decided the same way, with its own hysteresis, after the
+tier. Churn rules open an episode with one warning and close it with one recovery event.
 """
 
 from __future__ import annotations
@@ -15,10 +17,10 @@ from typing import Any
 from msgspec.structs import replace
 
 from models.instants import format_instant
-from models.outputs import Decision, Followup, Output
-from models.state import RECENT_TRANSITIONS, CustomerState, Transition
+from models.outputs import AxisChange, Decision, Followup, Output
+from models.state import RECENT_TRANSITIONS, CustomerState, Place, Transition
 from rules import followup, horizon, metrics
-from rules.compiled import CompiledPolicy
+from rules.compiled import CompiledPolicy, Ladder
 from rules.relative import Population
 
 _NAMESPACE = uuid.UUID("6f1f6bb0-4a7e-5a7e-9c55-7469657273f1")
@@ -59,14 +61,19 @@ class _Decision:
             policy=self.policy.reference, rule=rule, reason=reason, metrics=inputs, **extra))
 
     def send(self, kind: str, from_tier: str | None, to_tier: str | None, rule: str,
-             data: Decision | Followup) -> None:
+             data: Decision | Followup | AxisChange, axis: str | None = None) -> None:
+        """Emit an output; the latest ones but axis moves are remembered in `recent`."""
         sequence = self.state.sequence + 1
-        recent = (*self.state.recent, Transition(kind, self.t, from_tier, to_tier, rule))
-        self.update(sequence=sequence, recent=recent[-RECENT_TRANSITIONS:])
+        if axis is None:
+            recent = (*self.state.recent, Transition(kind, self.t, from_tier, to_tier, rule))
+            self.update(sequence=sequence, recent=recent[-RECENT_TRANSITIONS:])
+        else:
+            self.update(sequence=sequence)
         policy, customer = self.policy, self.state.customer_id
         # Same input, same id; a different decision under the same sequence, a different id.
         key = "\n".join(map(str, (policy.name, policy.version, customer, self.state.created_at,
-                                  sequence, kind, from_tier, to_tier, rule, self.t)))
+                                  sequence, kind, from_tier, to_tier, rule, self.t,
+                                  *((axis,) if axis else ()))))
         self.outputs.append(Output(
             id=uuid5(key), source=policy.source,
             type=f"tierstream.{kind}", subject=customer, time=format_instant(self.t),
@@ -96,6 +103,8 @@ def evaluate(state: CustomerState, policy: CompiledPolicy, t: int,
     for _ in range(len(policy.tier_ids) if policy.tiers_read_tier else 1):
         if not _decide_tier(decision):
             break
+    if policy.axes or state.axes:
+        _decide_axes(decision)
     _decide_churn(decision)
     if policy.followups:
         _decide_followup(decision)
@@ -105,61 +114,135 @@ def evaluate(state: CustomerState, policy: CompiledPolicy, t: int,
     return decision.state, decision.outputs
 
 
+class _TierSeat:
+    """Where the value tier lives in the state, and its events (tier.*)."""
+
+    def get(self, d: _Decision) -> tuple[str | None, int | None, bool]:
+        return d.state.tier, d.state.downgrade_due, d.state.downgrade_warned
+
+    def schedule(self, d: _Decision, due: int | None) -> None:
+        d.update(downgrade_due=due, downgrade_warned=False)
+
+    def move(self, d: _Decision, kind: str, to: str, rule: str, reason: str) -> None:
+        d.move(f"tier.{kind}", to, rule=rule, reason=reason)
+
+    def warn(self, d: _Decision, lower: str, rule: str, reason: str, due: int) -> None:
+        d.emit("tier.downgrade_warning", d.state.tier, lower, rule, reason, d.tier_inputs(),
+               due_at=format_instant(due))
+        d.update(downgrade_warned=True)
+
+
+class _AxisSeat:
+    """Where the customer's place on an axis lives in the state (`axes[index]`), and its
+    events (axis.*); a place of class "" is none yet."""
+
+    def __init__(self, ladder: Ladder, index: int) -> None:
+        self.ladder, self.index = ladder, index
+
+    def get(self, d: _Decision) -> tuple[str | None, int | None, bool]:
+        place = d.state.axes[self.index]
+        return place.name or None, place.downgrade_due, place.downgrade_warned
+
+    def _put(self, d: _Decision, place: Place) -> None:
+        axes = d.state.axes
+        d.update(axes=(*axes[:self.index], place, *axes[self.index + 1:]))
+
+    def schedule(self, d: _Decision, due: int | None) -> None:
+        self._put(d, d.state.axes[self.index]._replace(downgrade_due=due,
+                                                       downgrade_warned=False))
+
+    def move(self, d: _Decision, kind: str, to: str, rule: str, reason: str) -> None:
+        self._send(d, kind, to, rule, reason)
+        self._put(d, Place(self.ladder.axis, to, d.t))
+
+    def warn(self, d: _Decision, lower: str, rule: str, reason: str, due: int) -> None:
+        self._send(d, "downgrade_warning", lower, rule, reason, due_at=format_instant(due))
+        self._put(d, d.state.axes[self.index]._replace(downgrade_warned=True))
+
+    def _send(self, d: _Decision, kind: str, to: str, rule: str, reason: str,
+              due_at: str | None = None) -> None:
+        ladder, current = self.ladder, d.state.axes[self.index].name or None
+        d.send(f"axis.{kind}", current, to, rule, AxisChange(
+            customer_id=d.state.customer_id, axis=ladder.axis, from_class=current, to_class=to,
+            policy=d.policy.reference, rule=rule, reason=reason,
+            metrics={name: d.values[name] for name in ladder.variables}, due_at=due_at),
+            axis=ladder.axis)
+
+
+_TIER = _TierSeat()
+Seat = _TierSeat | _AxisSeat
+
+
 def _decide_tier(d: _Decision) -> bool:
     """Apply the tier rules at d.t; True if the tier moved."""
-    ids, policy = d.policy.tier_ids, d.policy
-    target = policy.eligible(d.values)
-    why = policy.reasons[target]
-    if d.state.tier not in ids:
-        d.move("tier.assigned", ids[target], rule=ids[target], reason=why)
+    return _decide_ladder(d, d.policy.tier, _TIER)
+
+
+def _decide_axes(d: _Decision) -> None:
+    axes, names = d.state.axes, d.policy.axis_names
+    if tuple(place.axis for place in axes) != names:  # new, or the policy's axes changed
+        # (a place on an axis the policy no longer has is dropped)
+        kept = {place.axis: place for place in axes}
+        d.update(axes=tuple(kept.get(name, Place(name, "", d.t)) for name in names))
+    for index, ladder in enumerate(d.policy.axes):
+        _decide_ladder(d, ladder, _AxisSeat(ladder, index))
+
+
+def _decide_ladder(d: _Decision, ladder: Ladder, seat: Seat) -> bool:
+    """Apply a ladder's rules at d.t; True if the customer moved on it."""
+    ids = ladder.ids
+    target = ladder.eligible(d.values)
+    why = ladder.reasons[target]
+    name, due, _ = seat.get(d)
+    if name not in ids:
+        seat.move(d, "assigned", ids[target], ids[target], why)
         return True
-    current = ids.index(d.state.tier)
+    current = ids.index(name)
     if target < current:
-        d.move("tier.upgraded", ids[target], rule=ids[target], reason=why)
+        seat.move(d, "upgraded", ids[target], ids[target], why)
         return True
     if target == current:
-        if d.state.downgrade_due is not None:
-            d.update(downgrade_due=None, downgrade_warned=False)
+        if due is not None:
+            seat.schedule(d, None)
         return False
-    due = d.state.downgrade_due
     if due is None:
-        due = d.t + policy.grace
-        d.update(downgrade_due=due, downgrade_warned=False)
+        due = d.t + ladder.grace
+        seat.schedule(d, due)
     moved = d.t >= due
     if moved:
-        current = _downgrade(d, current, target, why)
+        current = _downgrade(d, ladder, seat, current, target, why)
     if current < target:
-        _warn(d, current, target, why)
+        _warn(d, ladder, seat, current, target, why)
     return moved
 
 
-def _downgrade(d: _Decision, current: int, target: int, why: str) -> int:
+def _downgrade(d: _Decision, ladder: Ladder, seat: Seat, current: int, target: int,
+               why: str) -> int:
     """Move down max_steps at a time; a new grace period starts while above the target."""
-    ids, policy = d.policy.tier_ids, d.policy
+    ids = ladder.ids
     while current < target:
-        lower = min(current + policy.max_steps, target)
-        grace = f"after the {policy.policy.downgrade.grace} grace period" if policy.grace else \
+        lower = min(current + ladder.max_steps, target)
+        grace = f"after the {ladder.grace_text} grace period" if ladder.grace else \
             "at once (no grace period)"
-        d.move("tier.downgraded", ids[lower], rule=ids[target],
-               reason=f"{why}; no longer qualifies for {ids[current]}, moved down {grace}")
+        seat.move(d, "downgraded", ids[lower], ids[target],
+                  f"{why}; no longer qualifies for {ids[current]}, moved down {grace}")
         current = lower
-        if current < target and policy.grace:
-            d.update(downgrade_due=d.t + policy.grace)
+        if current < target and ladder.grace:
+            seat.schedule(d, d.t + ladder.grace)
             break
     return current
 
 
-def _warn(d: _Decision, current: int, target: int, why: str) -> None:
-    """One tier.downgrade_warning per grace period, warn_before ahead of the downgrade."""
-    ids, policy, due = d.policy.tier_ids, d.policy, d.state.downgrade_due
-    if due is None or d.state.downgrade_warned or not policy.warn_before or \
-            d.t < due - policy.warn_before:
+def _warn(d: _Decision, ladder: Ladder, seat: Seat, current: int, target: int,
+          why: str) -> None:
+    """One downgrade_warning per grace period, warn_before ahead of the downgrade."""
+    ids = ladder.ids
+    _, due, warned = seat.get(d)
+    if due is None or warned or not ladder.warn_before or d.t < due - ladder.warn_before:
         return
-    lower = ids[min(current + policy.max_steps, target)]
-    d.emit("tier.downgrade_warning", ids[current], lower, ids[target],
-           f"{why}; moves down to {lower} at {format_instant(due)} unless it qualifies "
-           f"for {ids[current]} again", d.tier_inputs(), due_at=format_instant(due))
-    d.update(downgrade_warned=True)
+    lower = ids[min(current + ladder.max_steps, target)]
+    seat.warn(d, lower, ids[target], f"{why}; moves down to {lower} at {format_instant(due)} "
+              f"unless it qualifies for {ids[current]} again", due)
 
 
 def _decide_churn(d: _Decision) -> None:
@@ -226,7 +309,8 @@ def _followup(d: _Decision, kind: str, plan: followup.Plan, reason: str) -> None
 
 def explain(state: CustomerState, policy: CompiledPolicy, t: int,
             population: Population | None = None) -> dict[str, Any]:
-    """Why the customer has its tier at t: eligibility, pending downgrade, churn, metrics."""
+    """Why the customer has its tier at t: eligibility, pending downgrade, churn, metrics, and
+    its follow-up and classes on further axes under a policy with them."""
     values = policy.values(state, t, population)
     eligible = policy.eligible(values)
     due = state.downgrade_due
@@ -244,7 +328,24 @@ def explain(state: CustomerState, policy: CompiledPolicy, t: int,
                     "from_tier": r.from_tier, "to_tier": r.to_tier, "rule": r.rule}
                    for r in reversed(state.recent)],
         **({"followup": _followup_now(state, policy)} if policy.followups else {}),
+        **({"axes": _axes_now(state, policy, values)} if policy.axes else {}),
     }
+
+
+def _axes_now(state: CustomerState, policy: CompiledPolicy, values: Values
+              ) -> dict[str, dict[str, Any]]:
+    """The customer's class on each axis: since when, the one it is eligible for and why."""
+    places = {place.axis: place for place in state.axes}
+    found = {}
+    for ladder in policy.axes:
+        place, eligible = places.get(ladder.axis), ladder.eligible(values)
+        found[ladder.axis] = {
+            "class": place.name if place else None,
+            "since": format_instant(place.since) if place else None,
+            "eligible_class": ladder.ids[eligible], "reason": ladder.reasons[eligible],
+            "downgrade_due": format_instant(place.downgrade_due)
+            if place and place.downgrade_due is not None else None}
+    return found
 
 
 def _followup_now(state: CustomerState, policy: CompiledPolicy) -> dict[str, Any] | None:

@@ -1,7 +1,8 @@
 """When could time alone next change a customer's decision? The engine's wake-up instant.
 
-Four things change with time and nothing else: a scheduled downgrade or its warning falls due,
-a window forgets an old event, the time metrics (days since ...) grow, and the model metrics
+Five things change with time and nothing else: a scheduled downgrade or its warning (of the tier
+or of the class on an axis) falls due, a follow-up falls due, a window forgets an old event,
+the time metrics (days since ...) grow, and the model metrics
 (p_alive, expected_orders_<w>, clv_<w>) move at each UTC midnight. A relative metric of a time
 metric (`days_since_last_order_pct`) moves when the growing value passes a value of the population
 snapshot; a new snapshot itself is the caller's schedule (rules/replay.py refreshes).
@@ -76,11 +77,11 @@ def next_change(state: CustomerState, policy: CompiledPolicy, values: dict[str, 
     """The earliest instant after t at which time alone could change a decision, if any;
     `orders` are the state's metrics.counted_orders at t and `windows` the Windows of its
     windowed metrics at t, when the caller has them."""
-    candidates: list[int | None] = []
-    if state.downgrade_due is not None:
-        candidates.append(state.downgrade_due)
-        if policy.warn_before and not state.downgrade_warned:
-            candidates.append(state.downgrade_due - policy.warn_before)
+    candidates = _scheduled(policy.warn_before, state.downgrade_due, state.downgrade_warned)
+    for place, ladder in zip(state.axes, policy.axes, strict=False):
+        if place.downgrade_due is not None:
+            candidates += _scheduled(ladder.warn_before, place.downgrade_due,
+                                     place.downgrade_warned)
     if policy.followups:
         candidates.append(followup.next_change(state, policy.followups.get(state.tier or "")))
     if orders is None:
@@ -109,13 +110,21 @@ def next_change(state: CustomerState, policy: CompiledPolicy, values: dict[str, 
     return earliest
 
 
+def _scheduled(warn_before: int, due: int | None, warned: bool) -> list[int | None]:
+    """A scheduled downgrade (of the tier or on an axis) and its warning still to send."""
+    if due is None:
+        return []
+    return [due, due - warn_before] if warn_before and not warned else [due]
+
+
 def _decisive_expiry(state: CustomerState, policy: CompiledPolicy, values: dict[str, Any],
                      seen: dict[metrics.Windowed, metrics.Window],
                      expiries: dict[metrics.Windowed, int | None], before: int | None
                      ) -> int | None:
-    """The first window expiry that changes the customer's decision (its eligible tier or its
-    churn rule) if it comes before `before` (the earliest other candidate), else `before`; for
-    a policy whose conditions change with time only as windows forget (`windows_alone`).
+    """The first window expiry that changes the customer's decision (its eligible tier, its
+    churn rule, its eligible class on each axis) if it comes before `before` (the earliest other
+    candidate), else `before`; for a policy whose conditions change with time only as windows
+    forget (`windows_alone`).
 
     An expiry that flips a comparison may still decide nothing (`orders_90d >= 3` no longer
     holds, yet `revenue_365d >= 5000.0` keeps the customer in B); woken there, the customer
@@ -155,19 +164,32 @@ def _earlier(a: int | None, b: int | None) -> int | None:
     return b if a is None else a if b is None else min(a, b)
 
 
-def _settled(state: CustomerState, policy: CompiledPolicy, eligible: int, rule: str | None
-             ) -> bool:
+def _settled(state: CustomerState, policy: CompiledPolicy, eligible: int, rule: str | None,
+             axes: tuple[int, ...]) -> bool:
     """Whether deciding the state again on the same conditions would change nothing."""
-    if (rule is None) != (state.churn_rule is None) or state.tier not in policy.tier_ids:
+    if (rule is None) != (state.churn_rule is None) or \
+            tuple(place.axis for place in state.axes) != policy.axis_names:
         return False
-    current = policy.tier_ids.index(state.tier)
-    return eligible == current and state.downgrade_due is None or \
-        eligible > current and state.downgrade_due is not None
+    return _holds(policy.tier_ids, state.tier, state.downgrade_due, eligible) and all(
+        _holds(ladder.ids, place.name, place.downgrade_due, index)
+        for ladder, place, index in zip(policy.axes, state.axes, axes, strict=True))
 
 
-def _decision(policy: CompiledPolicy, values: dict[str, Any]) -> tuple[int, str | None]:
-    """What rules/decisions.py decides on: the eligible tier and the churn rule that holds."""
-    return policy.eligible(values), policy.churn_rule(values)
+def _holds(ids: tuple[str, ...], name: str | None, due: int | None, eligible: int) -> bool:
+    """Whether a place on a ladder is settled: the eligible rung, or one above with a
+    downgrade scheduled."""
+    if name not in ids:
+        return False
+    current = ids.index(name)
+    return eligible == current and due is None or eligible > current and due is not None
+
+
+def _decision(policy: CompiledPolicy, values: dict[str, Any]
+              ) -> tuple[int, str | None, tuple[int, ...]]:
+    """What rules/decisions.py decides on: the eligible tier, the churn rule that holds and the
+    eligible class on each axis."""
+    return policy.eligible(values), policy.churn_rule(values), \
+        tuple(ladder.eligible(values) for ladder in policy.axes)
 
 
 def _slide(metric: metrics.Windowed, seen: metrics.Window, t: int) -> metrics.Window:

@@ -116,6 +116,7 @@ class Partition:
         self.clocks = PartitionClocks(idle_after if idle_after is not None else 1 << 62)
         self.due = DueIndex()
         self.tiers: Counter[str] = Counter()  # customers per tier
+        self.classes: Counter[tuple[str, str]] = Counter()  # per (axis, class)
         self.populations, self.sketch_k = populations, sketch_k
         self.population = population
         self.members: set[str] = set()  # relative metrics: the partition's customers
@@ -126,13 +127,16 @@ class Partition:
 
     # -- recovery --------------------------------------------------------------------------
 
-    def recovered(self, customer: str, tier: str | None, next_change_at: int | None) -> None:
-        """A customer found in the store at start (its stored fields, not a parsed state)."""
+    def recovered(self, customer: str, tier: str | None, next_change_at: int | None,
+                  classes: tuple[tuple[str, str], ...] = ()) -> None:
+        """A customer found in the store at start (its stored fields, not a parsed state):
+        `classes` are its (axis, class) pairs."""
         if self.populations is not None:
             self.members.add(customer)
         self.due.schedule(next_change_at, customer)
         if tier is not None:
             self.tiers[tier] += 1
+        self.classes.update(classes)
 
     # -- batches ---------------------------------------------------------------------------
 
@@ -322,7 +326,8 @@ class Partition:
             effects.states[customer] = state
 
     def _count(self, before: CustomerState | None, state: CustomerState | None) -> None:
-        """Customers per tier: one moves from the tier of `before` to that of `state`."""
+        """Customers per tier (and per class of each axis): one moves from the tier of
+        `before` to that of `state`."""
         old = None if before is None else before.tier
         new = None if state is None else state.tier
         if old != new:
@@ -330,4 +335,9 @@ class Partition:
                 self.tiers[old] -= 1
             if new is not None:
                 self.tiers[new] += 1
+        was = () if before is None else before.axes
+        now = () if state is None else state.axes
+        if was != now:
+            self.classes.subtract((place.axis, place.name) for place in was)
+            self.classes.update((place.axis, place.name) for place in now)
 

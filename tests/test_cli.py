@@ -54,10 +54,14 @@ def test_replay_writes_outputs_dead_letters_and_states(tmp_path: Path) -> None:
                    "--state-out", str(tmp_path / "state.jsonl")])
     assert status == 0
     outputs = read_jsonl(tmp_path / "out.jsonl")
-    assert [(o["subject"], o["type"], o["data"]["to_tier"]) for o in outputs] == [
+    assert [(o["subject"], o["type"], o["data"].get("to_tier", o["data"].get("to_class")))
+            for o in outputs] == [
         ("c1", "tierstream.tier.assigned", "B"),
+        ("c1", "tierstream.axis.assigned", "new"),
         ("c2", "tierstream.tier.assigned", "D"),
+        ("c2", "tierstream.axis.assigned", "prospect"),
         ("c2", "tierstream.tier.upgraded", "C"),
+        ("c2", "tierstream.axis.upgraded", "new"),
     ]
     first = outputs[0]
     assert first["specversion"] == "1.0" and first["time"] == "2026-01-05T02:00:00Z"
@@ -73,6 +77,8 @@ def test_replay_writes_outputs_dead_letters_and_states(tmp_path: Path) -> None:
     assert states["c1"]["tier"] == "B" and states["c1"]["churn"] is False
     assert states["c2"]["metrics"]["revenue_365d"] == pytest.approx(710.0)
     assert states["c1"]["as_of"] == "2026-02-01T00:00:00Z"
+    assert states["c1"]["axes"] == {"lifecycle": {"class": "new",
+                                                  "since": "2026-01-05T02:00:00Z"}}
 
 
 def test_replay_is_deterministic_across_input_order(tmp_path: Path) -> None:
@@ -89,7 +95,7 @@ def test_strict_exits_non_zero_but_processes_everything(tmp_path: Path) -> None:
     events = write_events(tmp_path / "events.jsonl")
     out = tmp_path / "out.jsonl"
     assert main(["replay", str(events), "--strict", "--out", str(out)]) == 1
-    assert len(read_jsonl(out)) == 3
+    assert len(read_jsonl(out)) == 6
 
 
 def test_as_of_before_last_event_is_a_clear_error(tmp_path: Path, capsys) -> None:
@@ -108,7 +114,8 @@ def test_csv_with_column_mapping(tmp_path: Path) -> None:
                    "--out", str(tmp_path / "out.jsonl"),
                    "--dead-letters", str(tmp_path / "dead.jsonl")])
     assert status == 0
-    assert [o["data"]["to_tier"] for o in read_jsonl(tmp_path / "out.jsonl")] == ["B"]
+    assert [o["data"]["to_tier"] for o in read_jsonl(tmp_path / "out.jsonl")
+            if o["type"].startswith("tierstream.tier.")] == ["B"]
     dead = read_jsonl(tmp_path / "dead.jsonl")
     assert dead[0]["line"] == 3 and "amount" in dead[0]["error"]
 

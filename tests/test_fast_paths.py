@@ -101,7 +101,7 @@ def test_a_policy_with_a_condition_cel_alone_evaluates_decides_condition_by_cond
           - {id: B, when: "orders_90d >= 2"}
           - {id: C}
         """)
-    assert tiers._first_tier is None  # (one condition is CEL only)
+    assert tiers.tier._first is None  # (one condition is CEL only)
     assert [tiers.eligible({"orders_90d": n}) for n in range(4)] == [2, 0, 1, 0]
 
 

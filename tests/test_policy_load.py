@@ -37,7 +37,10 @@ def test_default_policy_is_what_the_design_describes() -> None:
     assert (compiled.grace, compiled.max_steps, compiled.warn_before) == (
         14 * 86_400_000_000, 1, 7 * 86_400_000_000)
     assert [rule for rule, _ in compiled.churn_conditions] == ["overdue", "key_account_silent"]
-    assert compiled.time_metrics == ("days_since_last_order",)
+    assert compiled.time_metrics == ("days_since_first_order", "days_since_last_order")
+    assert compiled.axis_names == ("lifecycle",)
+    assert compiled.axes[0].ids == ("new", "reactivated", "active", "at_risk", "lapsed",
+                                    "prospect")
 
 
 def test_missing_file_is_a_policy_error_naming_it(tmp_path: Path) -> None:

@@ -15,6 +15,7 @@ instant the replay advances to, and what to `expect` then:
                                                   # in order
         followups: [followup.due]   # optional: every follow-up output, in order
         path: [C, B]            # optional: the tiers entered, in order
+        axes: {lifecycle: [new, active]}   # optional: the classes entered on each axis named
 
 Event fields are those of the input contract; `at` is the occurred_at (a date is UTC midnight),
 event_id defaults to one per position, and order amounts default to the policy currency.
@@ -47,8 +48,10 @@ from streams.policies import builtin_policies, load_policy
 SPEC_DIR = Path(__file__).parent / "spec"
 CUSTOMER = "c"
 CASE_KEYS = {"name", "events", "as_of", "expect", "population"}
-EXPECT_KEYS = {"tier", "churn", "churn_rule", "outputs", "followups", "path"}
+EXPECT_KEYS = {"tier", "churn", "churn_rule", "outputs", "followups", "path", "axes"}
 MOVES = ("tierstream.tier.assigned", "tierstream.tier.upgraded", "tierstream.tier.downgraded")
+AXIS_MOVES = ("tierstream.axis.assigned", "tierstream.axis.upgraded",
+              "tierstream.axis.downgraded")
 
 
 def spec_files() -> list[Path]:
@@ -108,11 +111,15 @@ def test_spec_case(policy_name: str, case: dict[str, Any]) -> None:
         assert state.churn_rule == expect["churn_rule"]
     kinds = [o.type.removeprefix("tierstream.") for o in outputs]
     if "outputs" in expect:
-        assert [k for k in kinds if not k.startswith("followup.")] == expect["outputs"]
+        assert [k for k in kinds if not k.startswith(("followup.", "axis."))] == \
+            expect["outputs"]
     if "followups" in expect:
         assert [k for k in kinds if k.startswith("followup.")] == expect["followups"]
     if "path" in expect:
         assert [o.data.to_tier for o in outputs if o.type in MOVES] == expect["path"]
+    for axis, entered in expect.get("axes", {}).items():
+        assert [o.data.to_class for o in outputs if o.type in AXIS_MOVES
+                and o.data.axis == axis] == entered
 
 
 @pytest.mark.parametrize("path", builtin_policies(), ids=lambda p: p.stem)

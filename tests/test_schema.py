@@ -16,6 +16,8 @@ from models.errors import InvalidEventError
 from models.events import parse_event
 from models.instants import MICROS_PER_DAY
 from models.outputs import (
+    AxisChange,
+    AxisChangeData,
     CustomerTier,
     Decision,
     DecisionData,
@@ -85,21 +87,25 @@ def test_input_schema_edges(change: dict, valid: bool) -> None:
 
 
 def test_replayed_outputs_validate_against_their_topic_schema() -> None:
-    schemas = {name: validator(name) for name in ("TierChange", "Followup", "ChurnWarning")}
+    schemas = {name: validator(name) for name in ("TierChange", "Followup", "AxisChange",
+                                                   "ChurnWarning")}
     _, outputs = example_run()
     kinds = {o.topic_kind for o in outputs}
     assert kinds == {"tier-changes", "churn-warnings"}
     for output in outputs:
         document = json.loads(output.record())
         mine = "ChurnWarning" if output.topic_kind == "churn-warnings" else \
-            "Followup" if output.type.startswith("tierstream.followup.") else "TierChange"
+            "Followup" if output.type.startswith("tierstream.followup.") else \
+            "AxisChange" if output.type.startswith("tierstream.axis.") else "TierChange"
         assert [name for name, schema in schemas.items() if schema.is_valid(document)] == [mine]
 
 
 def test_outputs_write_what_their_contract_writes() -> None:
     _, outputs = example_run()
-    # every kind of output (a recovery has the fields of a warning, which the example has)
-    assert {o.type for o in outputs} == set(OutputType.__args__) - {"tierstream.churn.recovered"}
+    # every kind of output (a recovery has the fields of a warning, which the example has; the
+    # default lifecycle moves at once, tests/test_axes.py writes an axis.downgrade_warning)
+    assert {o.type for o in outputs} == set(OutputType.__args__) - {
+        "tierstream.churn.recovered", "tierstream.axis.downgrade_warning"}
     for output in outputs:
         written = output.record()
         assert written == OutputEvent.model_validate_json(written).model_dump_json().encode()
@@ -107,6 +113,7 @@ def test_outputs_write_what_their_contract_writes() -> None:
     assert list(Output.__struct_fields__) == list(OutputEvent.model_fields)
     assert list(Decision.__struct_fields__) == list(DecisionData.model_fields)
     assert list(Followup.__struct_fields__) == list(FollowupData.model_fields)
+    assert list(AxisChange.__struct_fields__) == list(AxisChangeData.model_fields)
     assert list(PolicyName.__struct_fields__) == list(PolicyRef.model_fields)
 
 

@@ -37,6 +37,9 @@ def plain(event: OutputEvent) -> str:
     ("followup", {"tierstream.followup.due", "tierstream.followup.overdue",
                   "tierstream.followup.done"}),
     ("churn", {"tierstream.churn.warning", "tierstream.churn.recovered"}),
+    ("axis.upgraded", {"tierstream.axis.upgraded"}),
+    ("axis", {"tierstream.axis.assigned", "tierstream.axis.upgraded",
+              "tierstream.axis.downgraded", "tierstream.axis.downgrade_warning"}),
 ])
 def test_type_names(name: str, expected: set[str]) -> None:
     assert full_types(name) == expected
@@ -59,6 +62,8 @@ def test_unknown_type_names_the_known_ones() -> None:
     (Filter.of(tiers=["D"]), {"carol", "dave"}),           # from D (dave) or to D (carol)
     (Filter.of(types=["downgraded", "downgrade_warning"]), {"carol"}),
     (Filter.of(customers=["erin"], tiers=["A"]), set()),
+    (Filter.of(axes=["lifecycle"], tiers=["reactivated"]), set()),
+    (Filter.of(axes=["lifecycle"], tiers=["prospect"]), {"carol", "dave"}),
 ])
 def test_filters(wanted: Filter, expected: set[str] | None) -> None:
     shown = [o for o in outputs() if wanted.matches(o)]
@@ -75,6 +80,21 @@ def test_tier_filter_matches_from_or_to() -> None:
     assert ("alice", "tierstream.tier.upgraded", "C", "B") in shown
     assert ("alice", "tierstream.tier.upgraded", "B", "A") in shown
     assert ("alice", "tierstream.followup.done", "B", "B") in shown  # a follow-up's tier
+
+
+def test_axis_filter_keeps_one_axis() -> None:
+    lifecycle = [o for o in outputs() if Filter.of(axes=["lifecycle"]).matches(o)]
+    assert lifecycle and all(o.type.startswith("tierstream.axis.") for o in lifecycle)
+    value = [o for o in outputs() if Filter.of(axes=["tier"]).matches(o)]
+    assert len(value) + len(lifecycle) == len(outputs())
+    assert not any(o.type.startswith("tierstream.axis.") for o in value)
+
+
+def test_axis_line_names_the_axis() -> None:
+    text = plain(next(o for o in outputs() if o.type == "tierstream.axis.downgraded"
+                      and o.data.to_class == "at_risk"))
+    assert text.split()[2:7] == ["downgrade", "lifecycle", "active", "→", "at_risk"]
+    assert "qualifies for at_risk: orders_365d >= 1" in text
 
 
 def test_follow_up_line_names_the_owner() -> None:

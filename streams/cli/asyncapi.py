@@ -23,7 +23,7 @@ CHANNELS: dict[str, tuple[str, tuple[str, ...], tuple[str, ...]]] = {
     "orders": ("orders", ("InputEvent",), ("receive",)),
     "interactions": ("interactions", ("InputEvent",), ("receive",)),
     "ticks": ("ticks", ("Tick",), ("send", "receive")),
-    "tierChanges": ("tier_changes", ("TierChange", "Followup"), ("send",)),
+    "tierChanges": ("tier_changes", ("TierChange", "Followup", "AxisChange"), ("send",)),
     "churnWarnings": ("churn_warnings", ("ChurnWarning",), ("send",)),
     "customerTiers": ("customer_tiers", ("CustomerTier",), ("send",)),
     "deadLetters": ("dead_letters", ("DeadLetter",), ("send",)),
@@ -107,6 +107,10 @@ def _messages() -> Doc:
                               _ref("TierChange")),
         "Followup": message("Followup", "followup.due, overdue or done (the tier's follow-up "
                             "plan), as a structured CloudEvent.", cloudevent, _ref("Followup")),
+        "AxisChange": message("AxisChange", "axis.assigned, upgraded, downgraded or "
+                              "downgrade_warning (a class on one of the policy's further axes, "
+                              "`data.axis`), as a structured CloudEvent.", cloudevent,
+                              _ref("AxisChange")),
         "ChurnWarning": message("ChurnWarning", "churn.warning or churn.recovered, as a "
                                 "structured CloudEvent.", cloudevent, _ref("ChurnWarning")),
         "CustomerTier": message(

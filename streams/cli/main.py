@@ -233,12 +233,17 @@ def build_parser() -> argparse.ArgumentParser:
     tail.add_argument("--customer", action="append", default=[], metavar="ID",
                       help="only this customer (repeatable)")
     tail.add_argument("--tier", action="append", default=[], metavar="TIER",
-                      help="only events moving from or to this tier (repeatable)")
+                      help="only events moving from or to this tier, or this class of an "
+                           "axis (repeatable)")
     tail.add_argument("--type", action="append", default=[], metavar="TYPE",
                       help="only this event type: assigned, upgraded, downgraded, "
                            "downgrade_warning, churn.warning, churn.recovered, followup.due, "
-                           "followup.overdue, followup.done, or a group: tier, churn, "
-                           "followup (repeatable)")
+                           "followup.overdue, followup.done, axis.assigned, axis.upgraded, "
+                           "axis.downgraded, axis.downgrade_warning, or a group: tier, churn, "
+                           "followup, axis (repeatable)")
+    tail.add_argument("--axis", action="append", default=[], metavar="AXIS",
+                      help="only events on this axis of the policy (e.g. lifecycle), or `tier` "
+                           "for the value tier's own, churn and follow-up events (repeatable)")
     tail.add_argument("--json", action="store_true", help="print the CloudEvents JSON lines")
     tail.add_argument("--from-beginning", action="store_true",
                       help="start with the oldest retained events instead of new ones")
@@ -498,7 +503,7 @@ def _schema(args: argparse.Namespace, err: Console) -> int:
 
 def _tail(args: argparse.Namespace, err: Console) -> int:
     from streams.cli import tail
-    wanted = tail.Filter.of(args.customer, args.tier, args.type)
+    wanted = tail.Filter.of(args.customer, args.tier, args.type, args.axis)
     options = tail.Options(from_beginning=args.from_beginning, limit=args.limit,
                            timeout_s=args.timeout, json=args.json)
     try:

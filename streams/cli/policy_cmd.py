@@ -6,13 +6,14 @@ from rich.console import Console
 from rich.table import Table
 
 from rules import metrics, model_metrics, relative
-from rules.compiled import CompiledPolicy
+from rules.compiled import CompiledPolicy, Ladder
 
 
 def describe_validated(policy: CompiledPolicy) -> str:
     return (f"ok  {policy.file}: policy {policy.name} {policy.version}, "
             f"{len(policy.tier_ids)} tiers ({' > '.join(policy.tier_ids)}), "
-            f"{len(policy.churn_conditions)} churn rules, {len(policy.metric_names)} metrics")
+            + "".join(f"axis {a.axis} ({' > '.join(a.ids)}), " for a in policy.axes)
+            + f"{len(policy.churn_conditions)} churn rules, {len(policy.metric_names)} metrics")
 
 
 def explain(policy: CompiledPolicy, console: Console) -> None:
@@ -34,7 +35,8 @@ def explain(policy: CompiledPolicy, console: Console) -> None:
     for tier in spec.tiers:
         tiers.add_row(tier.id, tier.label or "", tier.when or "(default: everyone else)")
     console.print(tiers)
-    console.print(_hysteresis(policy) + "\n")
+    console.print(_hysteresis(policy.tier, "tier") + "\n")
+    _axes(policy, console)
     if spec.churn:
         churn = Table(title="Churn warnings: one per episode, a recovery event when none holds")
         for column in ("rule", "label", "condition"):
@@ -52,6 +54,18 @@ def explain(policy: CompiledPolicy, console: Console) -> None:
     console.print(used)
 
 
+def _axes(policy: CompiledPolicy, console: Console) -> None:
+    for ladder, (name, axis) in zip(policy.axes, policy.policy.axes.items(), strict=True):
+        classes = Table(title=f"Axis {name}{f' ({axis.label})' if axis.label else ''}: classes "
+                              "tried first to last, events axis.* with data.axis " + repr(name))
+        for column in ("class", "label", "condition"):
+            classes.add_column(column)
+        for rule in axis.classes:
+            classes.add_row(rule.id, rule.label or "", rule.when or "(default: everyone else)")
+        console.print(classes)
+        console.print(_hysteresis(ladder, "class") + "\n")
+
+
 def _plans(policy: CompiledPolicy) -> Table:
     spec = policy.policy
     assert spec.followup is not None
@@ -66,18 +80,20 @@ def _plans(policy: CompiledPolicy) -> Table:
     return plans
 
 
-def _hysteresis(policy: CompiledPolicy) -> str:
-    down = policy.policy.downgrade
-    steps = "one tier" if down.max_steps == 1 else f"at most {down.max_steps} tiers"
+def _hysteresis(ladder: Ladder, noun: str) -> str:
+    steps = f"one {noun}" if ladder.max_steps == 1 else \
+        f"at most {ladder.max_steps} {'classes' if noun == 'class' else 'tiers'}"
+    kind = "tier" if ladder.axis == "tier" else "axis"
     text = "Upgrades happen at once. "
-    if policy.grace:
-        text += (f"A customer who stops qualifying for its tier keeps it for a {down.grace} grace "
-                 f"period and then moves down {steps} (never below the tier it qualifies for); "
-                 "qualifying again during the grace period cancels the downgrade.")
+    if ladder.grace:
+        text += (f"A customer who stops qualifying for its {noun} keeps it for a "
+                 f"{ladder.grace_text} grace period and then moves down {steps} (never below "
+                 f"the {noun} it qualifies for); qualifying again during the grace period "
+                 "cancels the downgrade.")
     else:
         text += f"Downgrades happen at once, {steps} at a time."
-    if policy.warn_before and policy.grace:
-        text += f" A tier.downgrade_warning is sent {down.warn_before} before the downgrade."
+    if ladder.warn_before and ladder.grace:
+        text += f" A {kind}.downgrade_warning is sent {ladder.warn_text} before the downgrade."
     return text
 
 

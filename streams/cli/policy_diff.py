@@ -4,8 +4,10 @@ From history (`--events`): both policies replay the same events to the same inst
 has its own hysteresis and grace periods, exactly what running it live would have produced.
 From the live table (`--live`): the worker's changelog gives every customer's current state; the
 current tier is compared with the tier the new policy makes the customer eligible for now (no
-grace period can have started under a policy that never ran). State keeps only the facts the old
-policy needs, so a new policy with a longer window sees a truncated history: use `--events`.
+grace period can have started under a policy that never ran). Each further axis of either
+policy (`axes`, e.g. lifecycle) gets a transition matrix of its own, compared the same way.
+State keeps only the facts the old policy needs, so a new policy with a longer window sees a
+truncated history: use `--events`.
 """
 
 from __future__ import annotations
@@ -44,14 +46,21 @@ class PolicyDiff:
     customers: int = 0
     moves: Counter[tuple[str, str]] = field(default_factory=Counter)
     examples: dict[tuple[str, str], list[Move]] = field(default_factory=lambda: defaultdict(list))
+    # per axis of either policy: (old class, new class) -> customers
+    axes: dict[str, Counter[tuple[str, str]]] = field(default_factory=dict)
 
     def add(self, customer: str, old_tier: str | None, new_tier: str | None,
-            metrics: dict[str, Any]) -> None:
+            metrics: dict[str, Any], old_classes: dict[str, str] | None = None,
+            new_classes: dict[str, str] | None = None) -> None:
         move = (old_tier or NO_TIER, new_tier or NO_TIER)
         self.customers += 1
         self.moves[move] += 1
         if move[0] != move[1] and len(self.examples[move]) < EXAMPLES_PER_MOVE:
             self.examples[move].append(Move(customer, metrics))
+        old_classes, new_classes = old_classes or {}, new_classes or {}
+        for axis in dict.fromkeys((*self.old.axis_names, *self.new.axis_names)):
+            self.axes.setdefault(axis, Counter())[
+                old_classes.get(axis, NO_TIER), new_classes.get(axis, NO_TIER)] += 1
 
     @property
     def moved(self) -> int:
@@ -66,9 +75,19 @@ class PolicyDiff:
         return [(tier, old[tier], new[tier]) for tier in self.tiers()]
 
     def tiers(self) -> list[str]:
-        ordered = list(dict.fromkeys((*self.old.tier_ids, *self.new.tier_ids)))
-        seen = {t for move in self.moves for t in move}
-        return ordered + sorted(seen - set(ordered))
+        return _labels(self.old.tier_ids, self.new.tier_ids, self.moves)
+
+    def classes(self, axis: str) -> list[str]:
+        return _labels(*(next((a.ids for a in p.axes if a.axis == axis), ())
+                         for p in (self.old, self.new)), self.axes[axis])
+
+
+def _labels(old: tuple[str, ...], new: tuple[str, ...], moves: Counter[tuple[str, str]]
+            ) -> list[str]:
+    """The rungs of both policies in order, then any other seen (a removed one, none: -)."""
+    ordered = list(dict.fromkeys((*old, *new)))
+    seen = {t for move in moves for t in move}
+    return ordered + sorted(seen - set(ordered))
 
 
 def from_events(events: Iterable[Event], old: CompiledPolicy, new: CompiledPolicy,
@@ -102,7 +121,8 @@ def from_events(events: Iterable[Event], old: CompiledPolicy, new: CompiledPolic
         state = after.get(customer)
         metrics = {} if state is None else \
             _decisive(new, new.values(state, end, replays[1].population))
-        diff.add(customer, _tier(before.get(customer)), _tier(state), metrics)
+        diff.add(customer, _tier(before.get(customer)), _tier(state), metrics,
+                 _classes(before.get(customer)), _classes(state))
     return diff, rejected
 
 
@@ -114,7 +134,8 @@ def from_states(states: Iterable[CustomerState], old: CompiledPolicy, new: Compi
         at = max(as_of, state.clock)
         values = new.values(state, at)
         diff.add(state.customer_id, state.tier, new.tier_ids[new.eligible(values)],
-                 _decisive(new, values))
+                 _decisive(new, values), _classes(state),
+                 {axis.axis: axis.ids[axis.eligible(values)] for axis in new.axes})
     return diff
 
 
@@ -129,6 +150,10 @@ def _tier(state: CustomerState | None) -> str | None:
     return None if state is None else state.tier
 
 
+def _classes(state: CustomerState | None) -> dict[str, str]:
+    return {} if state is None else {place.axis: place.name for place in state.axes}
+
+
 def _decisive(policy: CompiledPolicy, values: dict[str, Any]) -> dict[str, Any]:
     """The metrics the policy's tier conditions read, rounded for reading."""
     return {k: round(v, 2) if isinstance(v, float) else v for k, v in values.items()
@@ -140,18 +165,8 @@ def render(diff: PolicyDiff, console: Console) -> None:
     console.print(f"[bold]{diff.old.name} {diff.old.version} -> {diff.new.name} "
                   f"{diff.new.version}[/]: {diff.customers} customers{when}, "
                   f"[bold]{diff.moved}[/] would change tier")
-    tiers = diff.tiers()
-    matrix = Table(title="Transition matrix (rows: old tier, columns: new tier)")
-    matrix.add_column("old \\ new")
-    for tier in tiers:
-        matrix.add_column(tier, justify="right")
-    for a in tiers:
-        cells = []
-        for b in tiers:
-            n = diff.moves.get((a, b), 0)
-            cells.append("." if n == 0 else f"[bold]{n}[/]" if a != b else str(n))
-        matrix.add_row(a, *cells)
-    console.print(matrix)
+    console.print(_matrix("Transition matrix (rows: old tier, columns: new tier)",
+                          diff.tiers(), diff.moves))
     sizes = Table(title="Tier sizes")
     for column in ("tier", "old", "new", "change"):
         sizes.add_column(column, justify="right" if column != "tier" else "left")
@@ -167,6 +182,24 @@ def render(diff: PolicyDiff, console: Console) -> None:
                 examples.add_row(f"{a} -> {b}", move.customer, ", ".join(
                     f"{k}={v}" for k, v in move.metrics.items()))
         console.print(examples)
+    for axis, moves in diff.axes.items():
+        moved = sum(n for (a, b), n in moves.items() if a != b)
+        console.print(_matrix(f"Axis {axis}: {moved} would change class (rows: old class, "
+                              "columns: new class)", diff.classes(axis), moves))
+
+
+def _matrix(title: str, labels: list[str], moves: Counter[tuple[str, str]]) -> Table:
+    matrix = Table(title=title)
+    matrix.add_column("old \\ new")
+    for label in labels:
+        matrix.add_column(label, justify="right")
+    for a in labels:
+        cells = []
+        for b in labels:
+            n = moves.get((a, b), 0)
+            cells.append("." if n == 0 else f"[bold]{n}[/]" if a != b else str(n))
+        matrix.add_row(a, *cells)
+    return matrix
 
 
 def as_json(diff: PolicyDiff) -> dict[str, Any]:
@@ -180,4 +213,7 @@ def as_json(diff: PolicyDiff) -> dict[str, Any]:
         "sizes": [{"tier": t, "old": o, "new": n} for t, o, n in diff.sizes()],
         "examples": [{"from": a, "to": b, "customer": m.customer, "metrics": m.metrics}
                      for (a, b), moves in sorted(diff.examples.items()) for m in moves],
+        "axes": {axis: [{"from": a, "to": b, "customers": n}
+                        for (a, b), n in sorted(moves.items())]
+                 for axis, moves in diff.axes.items()},
     }

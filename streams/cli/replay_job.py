@@ -55,6 +55,7 @@ class Summary:
     rejected: Counter[str] = field(default_factory=Counter)
     outputs: Counter[str] = field(default_factory=Counter)
     tiers: Counter[str] = field(default_factory=Counter)
+    classes: Counter[tuple[str, str]] = field(default_factory=Counter)  # (axis, class)
     churn_open: int = 0
     failed_decisions: int = 0  # time-driven decisions a policy condition failed on
     runs: int = 0  # sorted runs written to disk (0: sorted in memory)
@@ -275,12 +276,15 @@ def _finish(replay: Replay, policy: CompiledPolicy, end: int, summary: Summary,
     for customer in sorted(replay.states):
         state = replay.states[customer]
         summary.tiers[state.tier or "-"] += 1
+        summary.classes.update((place.axis, place.name) for place in state.axes)
         summary.churn_open += state.churn_rule is not None
         if sinks.state_out is not None:
             since = None if state.tier_since is None else format_instant(state.tier_since)
             line = {"customer_id": customer, "tier": state.tier, "tier_since": since,
                     "churn": state.churn_rule is not None, "churn_rule": state.churn_rule,
                     "as_of": format_instant(end),
+                    **({"axes": {p.axis: {"class": p.name, "since": format_instant(p.since)}
+                                 for p in state.axes}} if policy.axes else {}),
                     "metrics": policy.values(state, end, replay.population)}
             sinks.state_out.write(json.dumps(line, ensure_ascii=False) + "\n")
 
@@ -386,8 +390,16 @@ def summary_table(summary: Summary, policy: CompiledPolicy) -> Table:
             share = f" ({summary.tiers[tier] / customers:.1%})" if customers else ""
             table.add_row(f"customers in {tier}", f"{summary.tiers[tier]}{share}")
     table.add_row("open churn episodes", str(summary.churn_open), end_section=True)
-    for kind in ("tier.assigned", "tier.upgraded", "tier.downgraded",
-                 "tier.downgrade_warning", "churn.warning", "churn.recovered"):
+    for ladder in policy.axes:
+        for name in ladder.ids:
+            count = summary.classes[ladder.axis, name]
+            share = f" ({count / customers:.1%})" if customers else ""
+            table.add_row(f"{ladder.axis} {name}", f"{count}{share}")
+        table.rows[-1].end_section = True
+    kinds = ["tier.assigned", "tier.upgraded", "tier.downgraded", "tier.downgrade_warning",
+             "churn.warning", "churn.recovered"]
+    kinds += sorted(kind for kind in summary.outputs if kind.startswith(("followup.", "axis.")))
+    for kind in kinds:
         table.add_row(kind, str(summary.outputs[kind]))
     table.rows[-1].end_section = True
     table.add_row("lines read", str(summary.lines))

@@ -14,7 +14,7 @@ from rich.console import Console
 from rich.text import Text
 
 from models.errors import ConnectError
-from models.outputs import DecisionData, FollowupData, OutputEvent, OutputType
+from models.outputs import AxisChangeData, DecisionData, FollowupData, OutputEvent, OutputType
 from streams.kafka import clients as kafka_clients
 from streams.settings import Settings
 
@@ -29,14 +29,17 @@ POLL_MS = 200
 
 
 def short_type(kind: str) -> str:
-    """`tierstream.tier.upgraded` -> `upgraded`, `tierstream.churn.warning` -> `churn.warning`."""
+    """`tierstream.tier.upgraded` -> `upgraded`, `tierstream.churn.warning` -> `churn.warning`,
+    `tierstream.axis.upgraded` -> `axis.upgraded`."""
     return kind.removeprefix("tierstream.").removeprefix("tier.")
 
 
 def full_types(name: str) -> frozenset[str]:
-    """The output types a `--type` name means: a full type, a suffix after a dot, or a group
-    (`tier`, `churn`, `followup`)."""
-    found = frozenset(t for t in TYPES if t == name or t.endswith(f".{name}")
+    """The output types a `--type` name means: a full type, a short one, a suffix after a dot
+    (of a type not of an axis: `upgraded` is the tier's), or a group (`tier`, `churn`,
+    `followup`, `axis`)."""
+    found = frozenset(t for t in TYPES if t == name or short_type(t) == name
+                      or t.endswith(f".{name}") and not t.startswith("tierstream.axis.")
                       or t.startswith(f"tierstream.{name}."))
     if not found:
         known = ", ".join(short_type(t) for t in TYPES)
@@ -51,30 +54,45 @@ class Filter:
     customers: frozenset[str] = frozenset()
     tiers: frozenset[str] = frozenset()
     types: frozenset[str] = frozenset()
+    axes: frozenset[str] = frozenset()
 
     @classmethod
     def of(cls, customers: Iterable[str] = (), tiers: Iterable[str] = (),
-           types: Iterable[str] = ()) -> Filter:
+           types: Iterable[str] = (), axes: Iterable[str] = ()) -> Filter:
         wanted = frozenset().union(*(full_types(name) for name in types))
-        return cls(frozenset(customers), frozenset(tiers), wanted)
+        return cls(frozenset(customers), frozenset(tiers), wanted, frozenset(axes))
 
     def matches(self, event: OutputEvent) -> bool:
         return ((not self.customers or event.subject in self.customers)
                 and (not self.tiers or bool(_tiers(event.data) & self.tiers))
-                and (not self.types or event.type in self.types))
+                and (not self.types or event.type in self.types)
+                and (not self.axes or _axis(event.data) in self.axes))
 
 
-def _tiers(data: DecisionData | FollowupData) -> set[str | None]:
-    return {data.tier} if isinstance(data, FollowupData) else {data.from_tier, data.to_tier}
+def _tiers(data: DecisionData | FollowupData | AxisChangeData) -> set[str | None]:
+    """The tiers (or an axis' classes) an event moves from or to, or is about."""
+    if isinstance(data, FollowupData):
+        return {data.tier}
+    if isinstance(data, AxisChangeData):
+        return {data.from_class, data.to_class}
+    return {data.from_tier, data.to_tier}
+
+
+def _axis(data: DecisionData | FollowupData | AxisChangeData) -> str:
+    """The axis an event is on: its own, or `tier` (the value tier, its churn and follow-ups)."""
+    return data.axis if isinstance(data, AxisChangeData) else "tier"
 
 
 def line(event: OutputEvent) -> Text:
     """One readable line: time, customer, what happened, tiers and why (with the values seen,
     or a follow-up's owner)."""
     data = event.data
-    label, style = LOOKS[short_type(event.type)]
+    label, style = LOOKS[short_type(event.type).removeprefix("axis.")]
     if isinstance(data, FollowupData):
         tiers = data.tier
+    elif isinstance(data, AxisChangeData):
+        tiers = f"{data.axis} " + (data.to_class if data.from_class == data.to_class else
+                                   f"{data.from_class or '-'} → {data.to_class}")
     else:
         tiers = (data.to_tier or "-") if data.from_tier == data.to_tier else \
             f"{data.from_tier or '-'} → {data.to_tier or '-'}"

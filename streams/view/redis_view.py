@@ -159,6 +159,7 @@ class TierRecord:
     sequence: int
     created_at: int
     as_of: str
+    axes: str = "{}"   # the record's `axes` as JSON (absent in records of older workers)
 
     @property
     def version(self) -> str:
@@ -168,7 +169,7 @@ class TierRecord:
         return {"tier": self.tier or "", "since": self.since or "", "churn": str(int(self.churn)),
                 "churn_rule": self.churn_rule or "", "sequence": str(self.sequence),
                 "created_at": str(self.created_at), "as_of": self.as_of,
-                "version": self.version}
+                "version": self.version, "axes": self.axes}
 
 
 @dataclass(frozen=True)
@@ -202,8 +203,13 @@ def parse_record(customer_id: str, value: bytes | Mapping[str, Any]) -> TierReco
     _expect(customer_id, data, {"created_at": int, "sequence": int, "churn": bool,
                                 "as_of": str, "tier": str | None, "since": str | None,
                                 "churn_rule": str | None})
+    axes = data.get("axes", {})
+    if not isinstance(axes, dict) or not all(isinstance(v, str) for v in axes.values()):
+        raise InvalidTierRecordError(f"customer {customer_id}: field 'axes' is {axes!r}, "
+                                     f"expected an object of class names by axis")
     return TierRecord(customer_id, data["tier"], data["since"], data["churn"],
-                      data["churn_rule"], data["sequence"], data["created_at"], data["as_of"])
+                      data["churn_rule"], data["sequence"], data["created_at"], data["as_of"],
+                      json.dumps(axes, ensure_ascii=False, sort_keys=True))
 
 
 def _expect(customer_id: str, data: Mapping[str, Any], types: Mapping[str, Any]) -> None:
@@ -516,7 +522,8 @@ def decode_hash(customer_id: str, stored: Mapping[Any, Any]) -> dict[str, Any]:
     return {"customer_id": customer_id, "tier": h["tier"] or None, "since": h["since"] or None,
             "churn": h["churn"] == "1", "churn_rule": h["churn_rule"] or None,
             "sequence": int(h["sequence"]), "created_at": int(h["created_at"]),
-            "as_of": h["as_of"], "version": h["version"]}
+            "as_of": h["as_of"], "axes": json.loads(h.get("axes") or "{}"),
+            "version": h["version"]}
 
 
 @dataclass(frozen=True)

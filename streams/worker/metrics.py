@@ -30,6 +30,8 @@ class Metrics:
     churn_warnings: Counter
     followups: Counter
     customers: Gauge
+    classes: Gauge
+    axis_moves: Counter
     timer_due: Gauge
     population_taken_at: Gauge
     redis_errors: Counter
@@ -69,6 +71,12 @@ class Metrics:
                               "and channel", ["type", "tier", "channel"], registry=r),
             customers=Gauge("tierstream_customers", "Customers per tier on this worker's "
                             "partitions", ["tier"], registry=r),
+            classes=Gauge("tierstream_axis_customers", "Customers per class of each of the "
+                          "policy's further axes on this worker's partitions",
+                          ["axis", "class"], registry=r),
+            axis_moves=Counter("tierstream_axis_transitions_total", "Axis events by type, axis "
+                               "and from/to class", ["type", "axis", "from_class", "to_class"],
+                               registry=r),
             timer_due=Gauge("tierstream_timer_due_customers",
                             "Customers due for time-driven work at the last tick", registry=r),
             population_taken_at=Gauge(

@@ -34,7 +34,7 @@ from models import stored
 from models.errors import ConnectError
 from models.events import MAX_EVENT_BYTES
 from models.instants import MICROS_PER_SECOND
-from models.outputs import CustomerTier, Followup, Output
+from models.outputs import AxisChange, CustomerTier, Followup, Output
 from models.state import CustomerState
 from rules.compiled import CompiledPolicy
 from rules.partition import TICK, DeadLetter, Effects, Message, Partition
@@ -358,12 +358,21 @@ class Runtime:
         due = [d.effects.due_customers for d in done if d.effects.due_customers is not None]
         if due:  # the batch had ticks
             metrics.timer_due.set(sum(due))
-        tiers = sum((driver.tiers for driver in self.partitions.values()), Counter())
-        for tier in self.policy.tier_ids:
-            metrics.customers.labels(tier).set(tiers[tier])
+        self._set_customers()
         latest = None if self.reports is None else self.reports.latest()
         if latest is not None:
             metrics.population_taken_at.set(latest.taken_at / MICROS_PER_SECOND)
+
+    def _set_customers(self) -> None:
+        """The gauges of customers per tier and per class of each axis."""
+        drivers = self.partitions.values()
+        tiers = sum((driver.tiers for driver in drivers), Counter())
+        for tier in self.policy.tier_ids:
+            self.metrics.customers.labels(tier).set(tiers[tier])
+        classes = sum((driver.classes for driver in drivers), Counter())
+        for ladder in self.policy.axes:
+            for name in ladder.ids:
+                self.metrics.classes.labels(ladder.axis, name).set(classes[ladder.axis, name])
 
     async def _send_ticks(self) -> None:
         """One tick per assigned partition, so time-driven work runs in the partition's
@@ -402,6 +411,10 @@ class Runtime:
             data = output.data
             if isinstance(data, Followup):
                 self.metrics.followups.labels(output.type, data.tier, data.channel).inc()
+                continue
+            if isinstance(data, AxisChange):
+                self.metrics.axis_moves.labels(output.type, data.axis, data.from_class or "",
+                                               data.to_class).inc()
                 continue
             self.metrics.transitions.labels(output.type, data.from_tier or "",
                                             data.to_tier or "").inc()
@@ -449,13 +462,11 @@ class Runtime:
         self.partitions = {partition: self._partition(partition)
                            for partition in self.assigned()}
         for customer, value in self.table.items():
-            partition, tier, next_change_at = stored.peek(value)
+            partition, tier, next_change_at, classes = stored.peek(value)
             driver = self.partitions.get(partition)
             if driver is not None:
-                driver.recovered(customer, tier, next_change_at)
-        tiers = sum((driver.tiers for driver in self.partitions.values()), Counter())
-        for tier in self.policy.tier_ids:
-            self.metrics.customers.labels(tier).set(tiers[tier])
+                driver.recovered(customer, tier, next_change_at, classes)
+        self._set_customers()
         if not self.ready:  # what lives now (modules, the app) lives on: never scan it again
             collector.settle()
         self.ready = True
