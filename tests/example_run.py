@@ -27,9 +27,13 @@ def _parsed(line: bytes) -> Event | None:
         return None
 
 
+def example_events() -> list[Event]:
+    """The example history's valid events."""
+    return [e for e in map(_parsed, example_lines()) if e is not None]
+
+
 @functools.cache
 def example_run() -> tuple[Replay, tuple[Output, ...]]:
     """What `tierstream replay examples/events.jsonl --as-of 2026-12-31` computes."""
-    events = [e for e in map(_parsed, example_lines()) if e is not None]
-    run, outputs = replay(events, load_policy("default"), until=AS_OF)
+    run, outputs = replay(example_events(), load_policy("default"), until=AS_OF)
     return run, tuple(outputs)
