@@ -27,6 +27,7 @@ from pathlib import Path
 
 from prometheus_client.parser import text_string_to_metric_families
 from pydantic import ValidationError
+from rich.columns import Columns
 from rich.console import Console, Group
 from rich.live import Live
 from rich.panel import Panel
@@ -241,6 +242,7 @@ class Snapshot:
     events: float = 0.0
     dead_letters: float = 0.0
     tiers: dict[str, float] = field(default_factory=dict)
+    classes: dict[str, dict[str, float]] = field(default_factory=dict)  # by axis, policy order
 
 
 class LiveView:
@@ -277,7 +279,8 @@ class LiveView:
                 except ValidationError:
                     continue
                 self.counts[event.type.removeprefix("tierstream.")] += 1
-                panel = self.changes if event.type.startswith("tierstream.tier.") \
+                panel = self.changes if event.type.startswith(("tierstream.tier.",
+                                                               "tierstream.axis.")) \
                     else self.warnings
                 panel.append(event)
         if time.monotonic() - self.latest.at >= REFRESH_S:
@@ -300,6 +303,9 @@ class LiveView:
                     snapshot.dead_letters += sample.value
                 elif sample.name == "tierstream_customers":
                     snapshot.tiers[sample.labels["tier"]] = sample.value
+                elif sample.name == "tierstream_axis_customers":
+                    snapshot.classes.setdefault(sample.labels["axis"], {})[
+                        sample.labels["class"]] = sample.value
         return snapshot
 
     def rate(self) -> float:
@@ -312,6 +318,14 @@ class LiveView:
         tiers.add_column("customers", justify="right")
         for tier, count in sorted(self.latest.tiers.items()):
             tiers.add_row(tier, f"{count:.0f}")
+        counts = [tiers]
+        for axis, classes in self.latest.classes.items():
+            table = Table(title=f"Customers per {axis}", expand=False)
+            table.add_column(axis)
+            table.add_column("customers", justify="right")
+            for name, count in classes.items():
+                table.add_row(name, f"{count:.0f}")
+            counts.append(table)
         status = Text.assemble(
             ("events/s ", "bold"), f"{self.rate():,.0f}   ",
             ("events ", "bold"), f"{self.latest.events:,.0f}   ",
@@ -325,9 +339,9 @@ class LiveView:
         return Group(
             Panel(Group(status, urls), title=f"tierstream demo  "
                   f"{time.monotonic() - self.started:.0f} s  (Ctrl-C ends)"),
-            tiers,
+            Columns(counts),
             Panel(Group(*(tail.line(e) for e in self.changes)) if self.changes else Text("-"),
-                  title="Latest tier changes"),
+                  title="Latest tier and axis changes"),
             Panel(Group(*(tail.line(e) for e in self.warnings)) if self.warnings else Text("-"),
                   title="Latest churn warnings and follow-ups"))
 

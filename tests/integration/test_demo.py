@@ -64,7 +64,9 @@ def test_demo_runs_for_its_duration_and_stops_everything() -> None:
     assert done.returncode == 0, done.stderr[-3000:]
     counts = summary_counts(done.stderr)
     assert counts["tier.assigned"] > 0 and counts["tier.upgraded"] > 0, done.stderr
-    assert "Customers per tier" in done.stdout and "Latest tier changes" in done.stdout
+    assert counts["axis.assigned"] > 0, done.stderr   # the default policy's lifecycle
+    assert "Customers per tier" in done.stdout and "Latest tier and axis changes" in done.stdout
+    assert "Customers per lifecycle" in done.stdout
     assert not descendants_alive(embedded_pids() - before)
 
 
