@@ -17,9 +17,9 @@ the last event time of the customer's partition for tierstream. One more row,
 `tierstream-default`, runs the worker on the same input with the shipped default policy (grace,
 warnings, churn rules) and the Redis view on (a local redis-server), the setting of the
 batch-first target "at least half of Quix's rate"; no reference checks its final tiers. And
-`tierstream-default-tiers` runs it with that policy less its follow-up plan (nobody in the
-input is ever contacted, so every A, B and C customer's follow-up falls due), for what the plan
-costs.
+`tierstream-default-tiers` runs it with that policy less its service-plan sections, the
+follow-up plan (nobody in the input is ever contacted, so every A, B and C customer's follow-up
+falls due) and the lifecycle axis, for what they cost.
 
 On first use the Kafka Streams app is built with Maven and Quix Streams installed with pip into a
 venv of its own, both under ~/.cache/tierstream/peer-bench; a system whose tool cannot be had is
@@ -80,7 +80,8 @@ LABELS = {"raw": "raw aiokafka consume + json (ceiling)",
           "tierstream": "tierstream worker (1, memory:// + changelog)",
           "tierstream-default": "tierstream worker, shipped default policy + Redis view (1, "
                                 "memory:// + changelog)",
-          "tierstream-default-tiers": "tierstream worker, the same less its follow-up plan"}
+          "tierstream-default-tiers": "tierstream worker, the same less its follow-up plan and "
+                                      "lifecycle axis"}
 DEFAULT_POLICY = ROOT / "rules" / "policies" / "default.yaml"
 
 
@@ -319,7 +320,7 @@ class Bench:
             return self.tierstream(name, DEFAULT_POLICY, self.redis_url)
         if system == "tierstream-default-tiers":
             policy = yaml.safe_load(DEFAULT_POLICY.read_text(encoding="utf-8"))
-            del policy["followup"]
+            del policy["followup"], policy["axes"]
             path = self.workdir / "default-tiers.yaml"
             path.write_text(yaml.safe_dump(policy, allow_unicode=True), encoding="utf-8")
             return self.tierstream(name, path, self.redis_url)

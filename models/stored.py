@@ -1,7 +1,7 @@
 """A customer's table value and changelog record: its state and the input partition it belongs
 to, in a versioned format.
 
-Version 4, written: a MessagePack array `[3, partition, customer_id, created_at, clock, orders,
+Version 4, written: a MessagePack array `[4, partition, customer_id, created_at, clock, orders,
 ...]`: the fields of `CustomerState` in their order (frozen in `LAYOUT`), orders, touches,
 transitions and the folded totals as arrays too, nothing folded as nil, the type of each recent
 transition as its index in `KINDS`. No field names and binary numbers: 351 bytes per customer on
