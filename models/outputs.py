@@ -205,8 +205,9 @@ class CustomerTier(_Frozen):
     created_at: int = Field(description="epoch microseconds of the customer's first event; "
                                         "with sequence, it orders one customer's records")
     as_of: str = Field(description="RFC 3339, the instant the record was decided at")
-    axes: dict[str, str] = Field(description="the class on each of the policy's further axes, "
-                                             "by axis (e.g. {\"lifecycle\": \"active\"})")
+    axes: dict[str, str] = Field(default_factory=dict, description=(
+        "the class on each of the policy's further axes, by axis (e.g. {\"lifecycle\": "
+        "\"active\"}); left out under a policy without axes"))
 
     @classmethod
     def from_state(cls, state: CustomerState) -> CustomerTier:
@@ -215,7 +216,9 @@ class CustomerTier(_Frozen):
 
     @staticmethod
     def record(state: CustomerState) -> bytes:
-        """What `from_state(state).model_dump_json()` writes, without building the model."""
+        """What `from_state(state).model_dump_json(exclude_defaults=True)` writes (no `axes`
+        when there are none: the record of a policy without axes is as it was before them),
+        without building the model."""
         return _encoder.encode(_tier_fields(state))
 
 
@@ -229,4 +232,4 @@ def _tier_fields(state: CustomerState) -> dict[str, Any]:
             "churn": state.churn_rule is not None, "churn_rule": state.churn_rule,
             "sequence": state.sequence, "created_at": state.created_at,
             "as_of": format_instant(state.clock),
-            "axes": {place.axis: place.name for place in state.axes}}
+            **({"axes": {place.axis: place.name for place in state.axes}} if state.axes else {})}

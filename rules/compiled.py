@@ -89,23 +89,19 @@ class CompiledPolicy:
         # conditions change with time only as windows forget (rules/horizon.py)
         self.windows_alone = not (self.time_metrics or self.modelled or self.relative)
         self._type_check(compiled, line_of)
-        # the first tier and churn rule that holds, in one call (each condition natively
-        # compiled and checked against CEL by _type_check), else condition by condition
-        natively = all(c.native is not None for c in compiled.values())
         self.tier, *axes = (Ladder(name, rules, downgrade, tuple(
-            compiled[(*field, i, "when")] for i, rule in enumerate(rules) if rule.when), natively)
+            compiled[(*field, i, "when")] for i, rule in enumerate(rules) if rule.when))
             for name, field, rules, downgrade in ladders)
         self.axes: tuple[Ladder, ...] = tuple(axes)   # the classifications besides the tier
         self.axis_names = tuple(policy.axes)
         # the value tier's ladder, as the engine reads it most
         self.eligible, self.reasons = self.tier.eligible, self.tier.reasons
-        self.grace, self.warn_before = self.tier.grace, self.tier.warn_before
-        self.max_steps, self.tier_conditions = self.tier.max_steps, self.tier.conditions
         self.tier_variables = self.tier.variables
         self.tiers_read_tier = any(v in ("tier", "days_in_tier") for v in self.tier_variables)
-        self._first_churn = native_or_none(compile_first, [c.source for _, c in
-                                                    self.churn_conditions]) \
-            if natively else None
+        # the first churn rule that holds, in one call, as Ladder.eligible finds a rung
+        churn = [c for _, c in self.churn_conditions]
+        self._first_churn = native_or_none(compile_first, [c.source for c in churn]) \
+            if all(c.native is not None for c in churn) else None
 
     def _compile(self, source: str, location: tuple, line_of: LineOf) -> Condition:
         field = field_path(location)
@@ -216,7 +212,7 @@ class Ladder:
     classes) best first, the last the default, and its downgrade hysteresis."""
 
     def __init__(self, axis: str, rules: list[TierRule], downgrade: Downgrade,
-                 conditions: tuple[Condition, ...], natively: bool) -> None:
+                 conditions: tuple[Condition, ...]) -> None:
         self.axis = axis
         self.ids = tuple(rule.id for rule in rules)
         noun = "tier" if axis == "tier" else "class"
@@ -234,7 +230,7 @@ class Ladder:
         # the first rung that holds, in one call (each condition natively compiled and checked
         # against CEL by CompiledPolicy._type_check), else condition by condition
         self._first = native_or_none(compile_first, [c.source for c in conditions]) \
-            if natively else None
+            if all(c.native is not None for c in conditions) else None
 
     def eligible(self, values: dict[str, Any]) -> int:
         """Index of the first rung whose condition holds (the last is the default)."""

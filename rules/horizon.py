@@ -13,7 +13,8 @@ real change rather than once per expiring order or per day. Other uses of a mode
 customer every midnight. A condition on time metrics wakes it where the condition changes, not
 at each flip of one of its comparisons (rules/conditions.py). Under a policy whose conditions
 change with time only as windows forget, a flip that changes no decision wakes no one either:
-the customer is woken at the first expiry that changes its eligible tier or churn rule.
+the customer is woken at the first expiry that changes its eligible tier, churn rule or class on
+an axis.
 """
 
 from __future__ import annotations
@@ -77,7 +78,8 @@ def next_change(state: CustomerState, policy: CompiledPolicy, values: dict[str, 
     """The earliest instant after t at which time alone could change a decision, if any;
     `orders` are the state's metrics.counted_orders at t and `windows` the Windows of its
     windowed metrics at t, when the caller has them."""
-    candidates = _scheduled(policy.warn_before, state.downgrade_due, state.downgrade_warned)
+    candidates = _scheduled(policy.tier.warn_before, state.downgrade_due,
+                            state.downgrade_warned)
     for place, ladder in zip(state.axes, policy.axes, strict=False):
         if place.downgrade_due is not None:
             candidates += _scheduled(ladder.warn_before, place.downgrade_due,

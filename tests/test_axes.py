@@ -16,7 +16,7 @@ from rules.decisions import explain
 from streams.cli import policy_diff
 from streams.policies import load_policy
 from streams.view.redis_view import parse_record
-from tests.builders import US, day, order, policy, replay
+from tests.builders import US, day, fold, order, policy, replay
 from tests.example_run import AS_OF, example_events
 
 LIFECYCLE = """
@@ -122,24 +122,26 @@ def test_ids_are_deterministic_and_unique() -> None:
 
 def test_a_policy_without_axes_writes_what_it_wrote_before_axes() -> None:
     # The default policy less its lifecycle axis is the default policy before axes existed
-    # (version 2026-12-04); this is the hash of its outputs on the example history as the code
-    # before axes wrote them (3fed41c).
+    # (version 2026-12-04); these are the hashes of its outputs and customer-tiers records on the
+    # example history as the code before axes wrote them (3fed41c).
     data = yaml.safe_load(load_policy("default").policy.model_dump_json())
     data.pop("axes")
     data["version"] = "2026-12-04"
-    _, outputs = replay(example_events(), policy(yaml.safe_dump(data)), until=AS_OF)
+    run, outputs = replay(example_events(), policy(yaml.safe_dump(data)), until=AS_OF)
     digest = hashlib.sha256(b"\n".join(o.record() for o in outputs)).hexdigest()
     assert digest == "5fe501216f032863dd9c2e8b01eb070103e8fdf34afc986b1ba239c85378e3d0"
+    records = b"\n".join(CustomerTier.record(s) for _, s in sorted(run.states.items()))
+    assert hashlib.sha256(records).hexdigest() == \
+        "d3ce385c199e4677a138dd3de4229ec61923c747b12a92c430dbd2bcdec5bdad"
 
 
 def test_a_place_on_an_axis_the_policy_no_longer_has_is_dropped() -> None:
-    run, _ = replay([order("c", day(0), 10, "o1")], policy(LIFECYCLE))
-    state = run.states["c"]
-    assert [p.axis for p in state.axes] == ["lifecycle"]
+    state, _ = fold([order("c", day(0), 10, "o1")], policy(LIFECYCLE))
+    assert state is not None and [p.axis for p in state.axes] == ["lifecycle"]
     without = policy(LIFECYCLE.split("    axes:")[0])
-    run, outputs = replay([order("c", day(1), 10, "o2")], without)
-    moved, _ = replay([order("c", day(0), 10, "o1"), order("c", day(1), 10, "o2")], without)
-    assert moved.states["c"].axes == ()
+    state, outputs = fold([order("c", day(1), 10, "o2")], without, state)
+    assert state is not None and state.axes == ()
+    assert "axes" not in json.loads(CustomerTier.record(state))
     assert not any(o.type.startswith("tierstream.axis.") for o in outputs)
 
 
@@ -155,6 +157,7 @@ def test_outputs_and_records_write_their_contract() -> None:
     assert json.loads(parse_record("c", record).axes) == {"potential": "normal"}
     older = {k: v for k, v in json.loads(record).items() if k != "axes"}  # an older worker's
     assert parse_record("c", json.dumps(older).encode()).axes == "{}"
+    assert CustomerTier.model_validate(older).axes == {}
 
 
 def test_explain_shows_each_axis() -> None:

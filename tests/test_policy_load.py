@@ -22,7 +22,7 @@ def test_shipped_policy_loads(path: Path) -> None:
     compiled = load_policy(path)
     assert isinstance(compiled, CompiledPolicy)
     assert compiled.name == path.stem
-    assert compiled.tier_ids and compiled.tier_conditions
+    assert compiled.tier_ids and compiled.tier.conditions
 
 
 @pytest.mark.parametrize("path", builtin_policies(), ids=lambda p: p.stem)
@@ -34,7 +34,7 @@ def test_default_policy_is_what_the_design_describes() -> None:
     compiled = load_policy("default")
     assert compiled.tier_ids == ("A", "B", "C", "D")
     assert compiled.windows == ("30d", "90d", "365d")
-    assert (compiled.grace, compiled.max_steps, compiled.warn_before) == (
+    assert (compiled.tier.grace, compiled.tier.max_steps, compiled.tier.warn_before) == (
         14 * 86_400_000_000, 1, 7 * 86_400_000_000)
     assert [rule for rule, _ in compiled.churn_conditions] == ["overdue", "key_account_silent"]
     assert compiled.time_metrics == ("days_since_first_order", "days_since_last_order")
@@ -325,7 +325,7 @@ def nested_condition(depth: int) -> str:
 
 def test_condition_at_the_nesting_limit_loads() -> None:
     text = with_condition(nested_condition(MAX_CONDITION_NESTING))
-    assert parse_policy(text).tier_conditions[1].holds({"orders_365d": 1})
+    assert parse_policy(text).tier.conditions[1].holds({"orders_365d": 1})
 
 
 @pytest.mark.parametrize(("condition", "depth", "column"), [
@@ -347,7 +347,7 @@ def test_condition_nested_past_the_limit_says_so(condition: str, depth: int,
 
 def test_parentheses_inside_strings_are_not_nesting() -> None:
     condition = "orders_365d >= 1 || tier == '" + "(" * 200 + "'"
-    assert parse_policy(with_condition(condition)).tier_conditions
+    assert parse_policy(with_condition(condition)).tier.conditions
 
 
 def test_condition_over_the_length_limit_is_refused() -> None:
@@ -365,6 +365,6 @@ def test_condition_over_the_length_limit_is_refused() -> None:
 def test_long_flat_conditions_load_and_evaluate_like_cel(condition: str) -> None:
     assert len(condition) <= MAX_CONDITION_LENGTH
     compiled = parse_policy(with_condition(condition))
-    tier = compiled.tier_conditions[1]
+    tier = compiled.tier.conditions[1]
     values = {"orders_365d": 1, "days_since_last_order": 2.0}
     assert tier.holds(values) == tier.holds_in_cel(values) is True
