@@ -232,4 +232,4 @@ def _tier_fields(state: CustomerState) -> dict[str, Any]:
             "churn": state.churn_rule is not None, "churn_rule": state.churn_rule,
             "sequence": state.sequence, "created_at": state.created_at,
             "as_of": format_instant(state.clock),
-            **({"axes": {place.axis: place.name for place in state.axes}} if state.axes else {})}
+            **({"axes": state.classes()} if state.axes else {})}

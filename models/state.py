@@ -109,3 +109,7 @@ class CustomerState(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     latest: tuple[tuple[str, int], ...] = ()
     # its class on each of the policy's axes besides the value tier, in the policy's order
     axes: tuple[Place, ...] = ()
+
+    def classes(self) -> dict[str, str]:
+        """Its class on each axis, by axis."""
+        return {place.axis: place.name for place in self.axes}

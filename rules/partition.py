@@ -335,9 +335,9 @@ class Partition:
                 self.tiers[old] -= 1
             if new is not None:
                 self.tiers[new] += 1
-        was = () if before is None else before.axes
-        now = () if state is None else state.axes
-        if was != now:
-            self.classes.subtract((place.axis, place.name) for place in was)
-            self.classes.update((place.axis, place.name) for place in now)
+        if (() if before is None else before.axes) != (() if state is None else state.axes):
+            if before is not None:
+                self.classes.subtract(before.classes().items())
+            if state is not None:
+                self.classes.update(state.classes().items())
 

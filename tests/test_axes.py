@@ -5,18 +5,21 @@ from __future__ import annotations
 
 import hashlib
 import json
+from collections import Counter
 
 import pytest
 import yaml
 
+from models import stored
 from models.errors import PolicyError
 from models.instants import format_instant
 from models.outputs import CustomerTier, Output, OutputEvent
 from rules.decisions import explain
+from rules.partition import Partition
 from streams.cli import policy_diff
 from streams.policies import load_policy
 from streams.view.redis_view import parse_record
-from tests.builders import US, day, fold, order, policy, replay
+from tests.builders import US, day, erase, fold, order, policy, replay
 from tests.example_run import AS_OF, example_events
 
 LIFECYCLE = """
@@ -202,3 +205,18 @@ def test_policy_errors_name_the_axis_field(change: str, message: str, field: str
     assert message in str(caught.value)
     assert caught.value.field == field
     assert caught.value.line is not None
+
+
+def test_a_partition_counts_its_customers_per_class() -> None:
+    events = [order("c1", day(0), 10, "a"), order("c2", day(0), 10, "b"),
+              order("c2", day(80), 10, "c"), order("c3", day(5), 10, "d"), erase("c3", day(6))]
+    run, _ = replay(events, policy(LIFECYCLE), until=day(90))
+    counted = +run._customers.classes  # (zero counts left out)
+    assert counted == Counter((place.axis, place.name) for state in run.states.values()
+                              if state is not None for place in state.axes)
+    assert counted == {("lifecycle", "quiet"): 1, ("lifecycle", "active"): 1}
+    recovering = Partition(0, policy(LIFECYCLE), {})
+    for customer, state in run.states.items():
+        raw = stored.encode(0, state)
+        recovering.recovered(customer, *stored.peek(raw)[1:])
+    assert +recovering.classes == counted

@@ -151,7 +151,7 @@ def _tier(state: CustomerState | None) -> str | None:
 
 
 def _classes(state: CustomerState | None) -> dict[str, str]:
-    return {} if state is None else {place.axis: place.name for place in state.axes}
+    return {} if state is None else state.classes()
 
 
 def _decisive(policy: CompiledPolicy, values: dict[str, Any]) -> dict[str, Any]:

@@ -276,7 +276,7 @@ def _finish(replay: Replay, policy: CompiledPolicy, end: int, summary: Summary,
     for customer in sorted(replay.states):
         state = replay.states[customer]
         summary.tiers[state.tier or "-"] += 1
-        summary.classes.update((place.axis, place.name) for place in state.axes)
+        summary.classes.update(state.classes().items())
         summary.churn_open += state.churn_rule is not None
         if sinks.state_out is not None:
             since = None if state.tier_since is None else format_instant(state.tier_since)
