@@ -4,12 +4,20 @@ axis decisions.
 The pydantic models are the contract (the JSON Schemas are generated from them). The engine
 builds the msgspec structs below (`Output`), about twenty times cheaper to build and write; they
 write byte for byte what the models write (tests/test_schema.py).
+
+Each customer is a CloudEvents source of its own (`source_of`): its `sequence`, a per-customer
+counter zero-padded to SEQUENCE_DIGITS, then sorts as a string and is unique within the source,
+as the sequence extension asks. On Kafka an output goes in structured mode (the JSON envelope
+as the value, `content-type: application/cloudevents+json`) or binary mode (`ce_*` headers, the
+`data` JSON as the value), per the CloudEvents Kafka protocol binding (`kafka_record`).
 """
 
 from __future__ import annotations
 
 import math
-from typing import Any, Literal
+from collections.abc import Iterable
+from typing import Annotated, Any, Literal
+from urllib.parse import quote
 
 import msgspec
 from msgspec.structs import replace
@@ -31,6 +39,26 @@ OutputType = Literal["tierstream.tier.assigned", "tierstream.tier.upgraded",
                      "tierstream.axis.upgraded", "tierstream.axis.downgraded",
                      "tierstream.axis.downgrade_warning"]
 MetricValue = float | int | str
+SEQUENCE_DIGITS = 20  # any 64-bit counter
+# The contracts' format, the last part of each schema's `$id` (`schema_id`): changed with any
+# change a consumer must know of.
+FORMAT = 2
+
+
+def schema_id(name: str) -> str:
+    """The `$id` of the schema `<name>.schema.json` (schemas/)."""
+    return f"urn:tierstream:schema:{name}:{FORMAT}"
+
+
+# Every output event names its schema as its `dataschema`, by the first part of its kind.
+SCHEMA_IDS = {"tier": schema_id("tier-change"), "churn": schema_id("churn-warning"),
+              "followup": schema_id("followup"), "axis": schema_id("axis-change")}
+STRUCTURED_CONTENT_TYPE = b"application/cloudevents+json"
+
+# Constraints the schemas publish; the models check them too.
+Instant = Annotated[str, Field(pattern=r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d{1,6})?Z$",
+                               json_schema_extra={"format": "date-time"})]
+Name = Annotated[str, Field(min_length=1)]
 
 
 class _Frozen(BaseModel):
@@ -40,21 +68,21 @@ class _Frozen(BaseModel):
 
 
 class PolicyRef(_Frozen):
-    name: str
-    version: str
+    name: Name
+    version: Name
 
 
 class DecisionData(_Frozen):
     """Why it happened: the rule that decided and the metric values it saw."""
 
-    customer_id: str
+    customer_id: Name
     from_tier: str | None
     to_tier: str | None
     policy: PolicyRef
     rule: str
     reason: str
     metrics: dict[str, MetricValue]
-    due_at: str | None = None      # downgrade_warning: when the downgrade will happen
+    due_at: Instant | None = None  # downgrade_warning: when the downgrade will happen
     churn_rule: str | None = None  # churn events: the rule that opened the episode
 
 
@@ -62,13 +90,13 @@ class FollowupData(_Frozen):
     """A follow-up of the customer's tier's plan (policy `followup`) falling due, overdue or
     done."""
 
-    customer_id: str
+    customer_id: Name
     tier: str
     policy: PolicyRef
     cadence: str                   # the plan's `every`, e.g. "14d"
     channel: Literal["personal", "automated"]
-    due_at: str                    # when the follow-up fell due
-    last_contact_at: str | None    # the latest counting contact (done: the one that closed it)
+    due_at: Instant                # when the follow-up fell due
+    last_contact_at: Instant | None  # the latest counting contact (done: the one that closed it)
     owner: str | None              # the owner the latest contact carrying one named
     reason: str
 
@@ -77,7 +105,7 @@ class AxisChangeData(_Frozen):
     """A customer's class on one of the policy's further axes (policy `axes`, e.g. lifecycle)
     assigned, moved or about to move; the value tier's own events are tier.*."""
 
-    customer_id: str
+    customer_id: Name
     axis: str
     from_class: str | None
     to_class: str
@@ -85,19 +113,30 @@ class AxisChangeData(_Frozen):
     rule: str
     reason: str
     metrics: dict[str, MetricValue]
-    due_at: str | None = None      # downgrade_warning: when the move down will happen
+    due_at: Instant | None = None  # downgrade_warning: when the move down will happen
 
 
 class OutputEvent(_Frozen):
-    """A CloudEvents 1.0 event in structured JSON mode; Kafka key = subject = customer id."""
+    """A CloudEvents 1.0 event in structured JSON mode; Kafka key = subject = partitionkey =
+    customer id."""
 
     specversion: Literal["1.0"] = "1.0"
-    id: str
-    source: str
+    id: str = Field(pattern="^[0-9a-f]{8}-[0-9a-f]{4}-5[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$",
+                    description="a UUID (version 5) derived from the decision: the same input "
+                                "gives the same id")
+    source: str = Field(pattern="^/tierstream/policies/[^/]+/customers/[^/]+$",
+                        json_schema_extra={"format": "uri-reference"},
+                        description="the policy and the customer, percent-encoded")
     type: OutputType
-    subject: str
-    time: str
-    sequence: str                  # CloudEvents sequence extension: per-customer counter
+    subject: Name = Field(description="the customer id")
+    time: Instant = Field(description="the event time at which the decision happened")
+    sequence: str = Field(pattern=f"^[0-9]{{{SEQUENCE_DIGITS}}}$", description=(
+        "CloudEvents sequence extension: the customer's output events so far, zero-padded so "
+        "that it sorts as a string"))
+    partitionkey: Name = Field(description="CloudEvents partitioning extension: the customer "
+                                           "id, the Kafka key")
+    dataschema: str = Field(json_schema_extra={"format": "uri"},
+                            description="the `$id` of the event's JSON Schema")
     datacontenttype: Literal["application/json"] = "application/json"
     data: DecisionData | FollowupData | AxisChangeData
 
@@ -165,6 +204,8 @@ class Output(msgspec.Struct, frozen=True, kw_only=True, gc=False):
     subject: str
     time: str
     sequence: str
+    partitionkey: str
+    dataschema: str
     datacontenttype: str = "application/json"
     data: Decision | Followup | AxisChange
 
@@ -174,20 +215,61 @@ class Output(msgspec.Struct, frozen=True, kw_only=True, gc=False):
 
     def record(self) -> bytes:
         """The event's JSON, as `OutputEvent.model_dump_json()` writes it."""
+        return _encoder.encode(self._written())
+
+    def kafka_record(self, binary: bool) -> tuple[bytes, list[tuple[str, bytes]]]:
+        """The Kafka value and headers of the event in structured or binary mode."""
+        if not binary:
+            return self.record(), [("content-type", STRUCTURED_CONTENT_TYPE)]
+        written = self._written()
+        return _encoder.encode(written.data), [
+            ("ce_specversion", b"1.0"), ("ce_id", self.id.encode()),
+            ("ce_source", self.source.encode()), ("ce_type", self.type.encode()),
+            ("ce_subject", self.subject.encode()), ("ce_time", self.time.encode()),
+            ("ce_sequence", self.sequence.encode()),
+            ("ce_partitionkey", self.partitionkey.encode()),
+            ("ce_dataschema", self.dataschema.encode()),
+            ("content-type", self.datacontenttype.encode())]
+
+    def _written(self) -> Output:
+        """The event as encoded: floats of metrics written as pydantic writes them."""
         if isinstance(self.data, Followup):
-            return _encoder.encode(self)
+            return self
         metrics = self.data.metrics
         if any(type(v) is float and abs(v) >= _EXPONENT_FROM for v in metrics.values()):
             # pydantic writes such floats as repr does (1e+16), msgspec without the `+`
             raw = {k: msgspec.Raw(repr(v).encode())
                    if type(v) is float and _EXPONENT_FROM <= abs(v) < math.inf else v
                    for k, v in metrics.items()}
-            return _encoder.encode(replace(self, data=replace(self.data, metrics=raw)))
-        return _encoder.encode(self)
+            return replace(self, data=replace(self.data, metrics=raw))
+        return self
 
     def document(self) -> dict:
         """The event as a JSON object."""
         return msgspec.to_builtins(self)
+
+
+def source_of(policy_name: str, customer_id: str) -> str:
+    """The CloudEvents source of a customer's outputs under a policy."""
+    return f"/tierstream/policies/{quote(policy_name, safe='')}/customers/" \
+           f"{quote(customer_id, safe='')}"
+
+
+def format_sequence(sequence: int) -> str:
+    return str(sequence).zfill(SEQUENCE_DIGITS)
+
+
+def structured(value: bytes | None, headers: Iterable[tuple[str, bytes]] | None) -> bytes:
+    """The structured-mode JSON of an output read from Kafka in either mode (in binary mode the
+    attributes come from the `ce_*` headers, in the envelope's order as the worker writes them:
+    the same bytes as the structured record)."""
+    attributes = {name[3:]: raw.decode() for name, raw in headers or () if name.startswith("ce_")}
+    if not attributes:
+        return value or b""
+    content_type = next((raw.decode() for name, raw in headers or () if name == "content-type"),
+                        "application/json")
+    return _encoder.encode({**attributes, "datacontenttype": content_type,
+                            "data": msgspec.Raw(value or b"null")})
 
 
 _EXPONENT_FROM = 1e16  # the smallest float both write with an exponent
@@ -196,15 +278,15 @@ _EXPONENT_FROM = 1e16  # the smallest float both write with an exponent
 class CustomerTier(_Frozen):
     """The compacted `customer-tiers` record, key = customer id; a null value means erased."""
 
-    customer_id: str
+    customer_id: Name
     tier: str | None
-    since: str | None = Field(description="RFC 3339, when the current tier was entered")
+    since: Instant | None = Field(description="RFC 3339, when the current tier was entered")
     churn: bool = Field(description="true while a churn episode is open")
     churn_rule: str | None = Field(description="the churn rule that opened the episode")
     sequence: int = Field(description="the customer's output events so far")
     created_at: int = Field(description="epoch microseconds of the customer's first event; "
                                         "with sequence, it orders one customer's records")
-    as_of: str = Field(description="RFC 3339, the instant the record was decided at")
+    as_of: Instant = Field(description="RFC 3339, the instant the record was decided at")
     axes: dict[str, str] = Field(default_factory=dict, description=(
         "the class on each of the policy's further axes, by axis (e.g. {\"lifecycle\": "
         "\"active\"}); left out under a policy without axes"))

@@ -40,7 +40,6 @@ class CompiledPolicy:
         self.policy, self.file = policy, file
         self.name, self.version = policy.name, policy.version
         self.reference = PolicyName(policy.name, policy.version)
-        self.source = f"/tierstream/policies/{policy.name}"
         self.tier_ids = policy.tier_ids
         self.windows = tuple(policy.windows)
         self.rates = {policy.currency: 1.0, **policy.rates}

@@ -17,7 +17,15 @@ from typing import Any
 from msgspec.structs import replace
 
 from models.instants import format_instant
-from models.outputs import AxisChange, Decision, Followup, Output
+from models.outputs import (
+    SCHEMA_IDS,
+    AxisChange,
+    Decision,
+    Followup,
+    Output,
+    format_sequence,
+    source_of,
+)
 from models.state import RECENT_TRANSITIONS, CustomerState, Place, Transition
 from rules import followup, horizon, metrics
 from rules.compiled import CompiledPolicy, Ladder
@@ -75,9 +83,10 @@ class _Decision:
                                   sequence, kind, from_tier, to_tier, rule, self.t,
                                   *((axis,) if axis else ()))))
         self.outputs.append(Output(
-            id=uuid5(key), source=policy.source,
+            id=uuid5(key), source=source_of(policy.name, customer),
             type=f"tierstream.{kind}", subject=customer, time=format_instant(self.t),
-            sequence=str(sequence), data=data))
+            sequence=format_sequence(sequence), partitionkey=customer,
+            dataschema=SCHEMA_IDS[kind.partition(".")[0]], data=data))
 
     def tier_inputs(self) -> Values:
         return {name: self.values[name] for name in self.policy.tier_variables}

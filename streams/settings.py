@@ -66,6 +66,8 @@ class Settings(BaseSettings):
     api_token: SecretStr | None = None                # bearer token for /customers (optional)
     redis_url: SecretStr | None = None                # redis://[:password@]host:port/db, rediss://
     redis_prefix: str = "tierstream:v1"
+    # outputs on Kafka: the JSON envelope as the value, or ce_* headers and `data` as the value
+    cloudevents_mode: Literal["structured", "binary"] = "structured"
     topics: Topics = Field(default_factory=Topics)
 
     @property

@@ -7,6 +7,7 @@ import hashlib
 import json
 from collections import Counter
 
+import msgspec
 import pytest
 import yaml
 
@@ -120,7 +121,19 @@ def test_ids_are_deterministic_and_unique() -> None:
     again = replay(events, policy(LIFECYCLE), until=day(400))[1]
     assert [o.id for o in first] == [o.id for o in again]
     assert len({o.id for o in first}) == len(first)
-    assert [o.sequence for o in first] == [str(n) for n in range(1, len(first) + 1)]
+    assert [int(o.sequence) for o in first] == list(range(1, len(first) + 1))
+
+
+def format_1(record: bytes) -> bytes:
+    """An output as the envelope's format 1 wrote it: one source per policy, the sequence not
+    padded, no partitionkey and no dataschema (the rest is compared byte for byte)."""
+    event = json.loads(record)
+    assert event.pop("partitionkey") == event["subject"]
+    assert event.pop("dataschema").startswith("urn:tierstream:schema:")
+    policy_source, _, customer = event["source"].rpartition("/customers/")
+    assert customer == event["subject"]
+    event.update(source=policy_source, sequence=str(int(event["sequence"])))
+    return msgspec.json.encode(event)
 
 
 def test_a_policy_without_axes_writes_what_it_wrote_before_axes() -> None:
@@ -131,7 +144,7 @@ def test_a_policy_without_axes_writes_what_it_wrote_before_axes() -> None:
     data.pop("axes")
     data["version"] = "2026-12-04"
     run, outputs = replay(example_events(), policy(yaml.safe_dump(data)), until=AS_OF)
-    digest = hashlib.sha256(b"\n".join(o.record() for o in outputs)).hexdigest()
+    digest = hashlib.sha256(b"\n".join(format_1(o.record()) for o in outputs)).hexdigest()
     assert digest == "5fe501216f032863dd9c2e8b01eb070103e8fdf34afc986b1ba239c85378e3d0"
     records = b"\n".join(CustomerTier.record(s) for _, s in sorted(run.states.items()))
     assert hashlib.sha256(records).hexdigest() == \

@@ -46,7 +46,7 @@ FORBIDDEN_MODULES = frozenset(
         "os",
         "time",
         "requests",
-        "urllib",
+        "urllib.request",  # (urllib.parse: string functions)
         "http",
         "random",
         "pathlib",
@@ -311,7 +311,7 @@ def test_checker_reports_nested_and_aliased_imports() -> None:
         "    import asyncio\n"
         "    from threading import Lock\n"
         "    import random as rnd\n"
-        "    from urllib.parse import urlparse\n"
+        "    from urllib.request import urlopen\n"
         "    import http.client\n"
         "    import prometheus_client, redis.asyncio, aiokafka, mode, requests, subprocess\n"
     )

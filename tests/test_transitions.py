@@ -108,8 +108,10 @@ def test_upgrade_explains_itself() -> None:
     _, outputs = replay([order("c", day(0), 150), order("c", day(1), 60)], ladder())
     upgrade = outputs[-1]
     assert upgrade.type == "tierstream.tier.upgraded"
-    assert (upgrade.subject, upgrade.time, upgrade.sequence) == ("c", "2024-01-02T00:00:00Z", "2")
-    assert upgrade.source == "/tierstream/policies/ladder"
+    assert (upgrade.subject, upgrade.time, upgrade.sequence) == \
+        ("c", "2024-01-02T00:00:00Z", "00000000000000000002")
+    assert upgrade.source == "/tierstream/policies/ladder/customers/c"
+    assert (upgrade.partitionkey, upgrade.dataschema) == ("c", "urn:tierstream:schema:tier-change:2")
     assert upgrade.data.rule == "B"
     assert "revenue_90d >= 200.0" in upgrade.data.reason
     assert upgrade.data.metrics == {"revenue_90d": 210.0}
@@ -405,8 +407,8 @@ def test_erased_customer_gets_no_more_time_driven_events() -> None:
 def test_customer_returning_after_erasure_starts_a_new_history() -> None:
     events = [order("c", day(0), 150, "o1"), erase("c", day(1)), order("c", day(2), 150, "o2")]
     _, outputs = replay(events, ladder(), until=day(3))
-    assert [(o.sequence, short(o.type)) for o in outputs] == [("1", "assigned"),
-                                                              ("1", "assigned")]
+    assert [(int(o.sequence), short(o.type)) for o in outputs] == [(1, "assigned"),
+                                                                   (1, "assigned")]
     assert outputs[0].id != outputs[1].id
 
 

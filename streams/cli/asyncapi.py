@@ -99,20 +99,23 @@ def _messages() -> Doc:
                                                            "bindingVersion": BINDING}}, **more}
 
     cloudevent = "application/cloudevents+json"
+    modes = (" In binary mode (TIERSTREAM_CLOUDEVENTS_MODE=binary) the attributes are `ce_*` "
+             "headers and the value is `data`.")
     return {
         "InputEvent": message("InputEvent", "An order or interaction event (JSON).",
                               "application/json", _ref("InputEvent")),
         "TierChange": message("TierChange", "tier.assigned, upgraded, downgraded or "
-                              "downgrade_warning, as a structured CloudEvent.", cloudevent,
+                              "downgrade_warning, as a structured CloudEvent." + modes, cloudevent,
                               _ref("TierChange")),
         "Followup": message("Followup", "followup.due, overdue or done (the tier's follow-up "
-                            "plan), as a structured CloudEvent.", cloudevent, _ref("Followup")),
+                            "plan), as a structured CloudEvent." + modes, cloudevent,
+                            _ref("Followup")),
         "AxisChange": message("AxisChange", "axis.assigned, upgraded, downgraded or "
                               "downgrade_warning (a class on one of the policy's further axes, "
-                              "`data.axis`), as a structured CloudEvent.", cloudevent,
+                              "`data.axis`), as a structured CloudEvent." + modes, cloudevent,
                               _ref("AxisChange")),
         "ChurnWarning": message("ChurnWarning", "churn.warning or churn.recovered, as a "
-                                "structured CloudEvent.", cloudevent, _ref("ChurnWarning")),
+                                "structured CloudEvent." + modes, cloudevent, _ref("ChurnWarning")),
         "CustomerTier": message(
             "CustomerTier", "The current tier of a customer; a null value (tombstone) when "
             "the customer was erased.", "application/json",
@@ -169,10 +172,11 @@ def _ref(name: str) -> Doc:
 
 
 def _components(schemas: dict[str, dict[str, Any]]) -> Doc:
-    """Every schema and its `$defs` side by side under components/schemas, refs rewritten."""
+    """Every schema and its `$defs` side by side under components/schemas, refs rewritten (and
+    without `$id`, which would make them relative to the schema's own URI)."""
     components: Doc = {}
     for name, schema in schemas.items():
-        schema = dict(schema)
+        schema = {key: value for key, value in schema.items() if key != "$id"}
         for sub, definition in {**schema.pop("$defs", {}), name: schema}.items():
             moved = _relocate(definition)
             if components.setdefault(sub, moved) != moved:

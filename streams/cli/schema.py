@@ -20,6 +20,7 @@ from models.outputs import (
     CustomerTier,
     OutputEvent,
     OutputType,
+    schema_id,
 )
 
 DIALECT = "https://json-schema.org/draft/2020-12/schema"
@@ -34,7 +35,7 @@ Schema = dict[str, Any]
 
 def json_schemas() -> dict[str, Schema]:
     """Schema name -> JSON Schema (without `$schema`), in the order the files are listed."""
-    return {
+    schemas = {
         "InputEvent": _input_event(),
         "TierChange": _output_event("TierChange", TIER_TYPES, "DecisionData",
                                     "A tier decision, on tier-changes."),
@@ -49,6 +50,9 @@ def json_schemas() -> dict[str, Schema]:
                                       "A churn episode opening or closing, on churn-warnings."),
         "CustomerTier": _customer_tier(),
     }
+    for name, schema in schemas.items():
+        schema["$id"] = schema_id(file_name(name).removesuffix(".schema.json"))
+    return schemas
 
 
 def _customer_tier() -> Schema:
@@ -74,6 +78,8 @@ def _output_event(name: str, types: tuple[str, ...], data: str, description: str
     """The envelope with the types given and its `data` of the model named `data`."""
     schema = OutputEvent.model_json_schema(mode="serialization")
     schema["properties"]["type"] = {"enum": list(types), "title": "Type", "type": "string"}
+    schema["properties"]["dataschema"]["const"] = schema_id(
+        file_name(name).removesuffix(".schema.json"))
     schema["properties"]["data"] = {"$ref": f"#/$defs/{data}"}
     for other in _DATA:
         if other != data:
@@ -92,8 +98,11 @@ def render() -> dict[str, str]:
     """File name -> exact text of every generated file."""
     from streams.cli.asyncapi import document
 
-    files = {file_name(name): _json_text({"$schema": DIALECT, "$comment": COMMENT, **schema})
-             for name, schema in json_schemas().items()}
+    # `discriminator` is OpenAPI's and AsyncAPI's keyword, not JSON Schema's: strict validators
+    # refuse it, so only the AsyncAPI document keeps it.
+    files = {file_name(name): _json_text({"$schema": DIALECT, "$comment": COMMENT, **{
+        key: value for key, value in schema.items() if key != "discriminator"}})
+        for name, schema in json_schemas().items()}
     files[ASYNCAPI_FILE] = f"# {COMMENT}\n" + yaml.dump(
         document(json_schemas()), Dumper=_PlainDumper, sort_keys=True, allow_unicode=True,
         width=100)

@@ -14,7 +14,14 @@ from rich.console import Console
 from rich.text import Text
 
 from models.errors import ConnectError
-from models.outputs import AxisChangeData, DecisionData, FollowupData, OutputEvent, OutputType
+from models.outputs import (
+    AxisChangeData,
+    DecisionData,
+    FollowupData,
+    OutputEvent,
+    OutputType,
+    structured,
+)
 from streams.kafka import clients as kafka_clients
 from streams.settings import Settings
 
@@ -143,28 +150,29 @@ def run(settings: Settings, wanted: Filter, options: Options, out: Console,
     return shown
 
 
-def _poll(consumer: KafkaConsumer) -> Iterator[bytes | None]:
+def _poll(consumer: KafkaConsumer) -> Iterator[bytes]:
+    """Each output's structured-mode JSON, whichever mode it was written in."""
     for records in consumer.poll(timeout_ms=POLL_MS).values():
         for record in records:
-            yield record.value
+            yield structured(record.value, record.headers)
 
 
-def _show(value: bytes | None, wanted: Filter, as_json: bool, out: Console,
+def _show(value: bytes, wanted: Filter, as_json: bool, out: Console,
           err: Console) -> bool:
     event = _parse(value, err)
     if event is None or not wanted.matches(event):
         return False
     if as_json:
-        out.file.write((value or b"").decode() + "\n")
+        out.file.write(value.decode() + "\n")
         out.file.flush()
     else:
         out.print(line(event), soft_wrap=True)
     return True
 
 
-def _parse(value: bytes | None, err: Console) -> OutputEvent | None:
+def _parse(value: bytes, err: Console) -> OutputEvent | None:
     try:
-        return OutputEvent.model_validate_json(value or b"")
+        return OutputEvent.model_validate_json(value)
     except ValidationError as error:
         err.print(f"[yellow]skipped a record that is not an output event:[/] "
                   f"{error.errors(include_url=False)[0]['msg']}", highlight=False)

@@ -35,7 +35,7 @@ from rich.table import Table
 from rich.text import Text
 
 from models.errors import ConnectError
-from models.outputs import OutputEvent
+from models.outputs import OutputEvent, structured
 from streams.cli import tail
 from streams.dev.local_kafka import api_versions_answered, free_ports
 from streams.kafka import clients as kafka_clients
@@ -275,7 +275,8 @@ class LiveView:
         for records in self.consumer.poll(timeout_ms=int(REFRESH_S * 1000)).values():
             for record in records:
                 try:
-                    event = OutputEvent.model_validate_json(record.value or b"")
+                    event = OutputEvent.model_validate_json(
+                        structured(record.value, record.headers))
                 except ValidationError:
                     continue
                 self.counts[event.type.removeprefix("tierstream.")] += 1

@@ -274,12 +274,14 @@ class Runtime:
         """Send every output, record and dead letter of the batch: the delivery futures of
         their producer batches, and how many they are."""
         names = self.settings.topics
+        binary = self.settings.cloudevents_mode == "binary"
         out: dict[str, list[Record]] = {}
         for partition, effects, tiers in done:
             for output in effects.outputs:
+                value, headers = output.kafka_record(binary)
                 out.setdefault(names.tier_changes if output.topic_kind == "tier-changes"
                                else names.churn_warnings, []).append(
-                    (output.subject.encode(), output.record(), []))
+                    (output.subject.encode(), value, headers))
             for customer, record in tiers.items():
                 out.setdefault(names.customer_tiers, []).append((customer.encode(), record, []))
             for dead in effects.dead_letters:

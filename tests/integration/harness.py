@@ -23,6 +23,7 @@ from kafka import KafkaAdminClient, KafkaConsumer, KafkaProducer, TopicPartition
 from prometheus_client.parser import text_string_to_metric_families
 
 from models.events import parse_event
+from models.outputs import structured
 from models.state import CustomerState
 from rules.compiled import CompiledPolicy
 from rules.replay import Replay, event_order
@@ -213,7 +214,7 @@ def collect(settings: Settings, until: callable, timeout: float = 90.0,
                     emitted.tiers[record.key.decode()] = \
                         None if record.value is None else json.loads(record.value)
                 else:
-                    emitted.events.append(json.loads(record.value))
+                    emitted.events.append(json.loads(structured(record.value, record.headers)))
             if until(emitted) and time.monotonic() - last_new >= quiet:
                 return emitted
         return emitted
