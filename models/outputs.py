@@ -21,7 +21,7 @@ from urllib.parse import quote
 
 import msgspec
 from msgspec.structs import replace
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from models.instants import format_instant
 from models.state import CustomerState
@@ -139,6 +139,13 @@ class OutputEvent(_Frozen):
                             description="the `$id` of the event's JSON Schema")
     datacontenttype: Literal["application/json"] = "application/json"
     data: DecisionData | FollowupData | AxisChangeData
+
+    @model_validator(mode="after")
+    def _names_its_schema(self) -> OutputEvent:
+        if self.dataschema != SCHEMA_IDS[self.type.split(".")[1]]:
+            raise ValueError(f"a {self.type} event's dataschema is "
+                             f"{SCHEMA_IDS[self.type.split('.')[1]]}, not {self.dataschema}")
+        return self
 
     @property
     def topic_kind(self) -> Literal["tier-changes", "churn-warnings"]:

@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import json
+import os
+import shutil
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -11,6 +14,7 @@ from hypothesis import example, given, settings
 from hypothesis import strategies as st
 from jsonschema import Draft7Validator, Draft202012Validator
 from msgspec.structs import replace
+from pydantic import ValidationError
 
 from models.errors import InvalidEventError
 from models.events import parse_event
@@ -39,6 +43,7 @@ from tests.example_run import example_lines, example_run
 
 ROOT = Path(__file__).resolve().parent.parent
 SCHEMAS = ROOT / "schemas"
+AJV = ROOT / "tests" / "ajv"  # check.mjs: ajv 8 in strict mode (.ci/run installs it)
 
 
 def validator(name: str) -> Draft202012Validator:
@@ -84,6 +89,66 @@ def test_input_schema_edges(change: dict, valid: bool) -> None:
              "occurred_at": "2026-01-05T10:00:00+08:00", "amount": "10.00", "currency": "CNY"}
     event = {k: v for k, v in {**event, **change}.items() if v is not None}
     assert validator("InputEvent").is_valid(event) == valid
+
+
+def ajv(documents: dict[str, list]) -> dict[str, list[str | None]]:
+    """Each document validated by ajv (strict mode, formats asserted) against the schema file
+    named: None, or its first error. Every schema compiles in strict mode, or this fails."""
+    if shutil.which("node") is None or not (AJV / "node_modules" / "ajv").is_dir():
+        message = "ajv not installed (Node.js 18+, then: npm ci --prefix tests/ajv)"
+        if os.environ.get("CI"):  # .ci/run installs it: never skip the check in CI
+            pytest.fail(message)
+        pytest.skip(message)
+    result = subprocess.run(["node", str(AJV / "check.mjs"), str(SCHEMAS)],
+                            input=json.dumps(documents), capture_output=True, text=True,
+                            timeout=120, check=False)
+    assert result.returncode == 0, result.stderr
+    return json.loads(result.stdout)
+
+
+def schema_file(output: Output) -> str:
+    """The schema file an output names as its `dataschema`."""
+    name = output.dataschema.removeprefix("urn:tierstream:schema:").rsplit(":", 1)[0]
+    return f"{name}.schema.json"
+
+
+def test_ajv_strict_accepts_what_tierstream_writes_and_reads() -> None:
+    run, outputs = example_run()
+    documents: dict[str, list] = {}
+    for output in outputs:
+        documents.setdefault(schema_file(output), []).append(output.document())
+    documents["customer-tier.schema.json"] = [json.loads(current_tier(s))
+                                              for s in run.states.values()]
+    lines = [line for line in example_lines() if line.startswith(b"{") and line.endswith(b"}")]
+    documents["input-event.schema.json"] = [json.loads(line) for line in lines]
+    results = ajv(documents)
+    assert sorted(results) == sorted(p.name for p in SCHEMAS.glob("*.schema.json"))
+    for name, errors in results.items():
+        if name != "input-event.schema.json":
+            assert errors == [None] * len(documents[name]), name
+    accepted = []
+    for line in lines:
+        try:
+            accepted.append(parse_event(line) and None)
+        except InvalidEventError:
+            accepted.append(False)
+    assert [error is None for error in results["input-event.schema.json"]] == \
+        [a is None for a in accepted]
+
+
+@pytest.mark.parametrize("change", [
+    {"time": "yesterday"}, {"time": "2026-01-05 02:00:00"}, {"id": ""}, {"id": "42"},
+    {"source": ""}, {"source": "/tierstream/policies/default"}, {"subject": ""},
+    {"sequence": "2"}, {"sequence": ""}, {"partitionkey": ""},
+    {"dataschema": "urn:tierstream:schema:followup:2"}, {"specversion": "0.3"},
+], ids=lambda change: "-".join(f"{k}={v}" for k, v in change.items()))
+def test_ajv_strict_and_the_contract_refuse_a_loose_envelope(change: dict) -> None:
+    output = next(o for o in example_run()[1] if o.type == "tierstream.tier.upgraded")
+    document = {**output.document(), **change}
+    assert ajv({"tier-change.schema.json": [document]})["tier-change.schema.json"] != [None]
+    assert not validator("TierChange").is_valid(document)
+    with pytest.raises(ValidationError):
+        OutputEvent.model_validate(document)
 
 
 def test_replayed_outputs_validate_against_their_topic_schema() -> None:

@@ -13,9 +13,11 @@ from tests.example_run import example_run
 from tests.integration.harness import create_topics, isolated_settings
 
 
-@pytest.fixture
-def published(kafka_bootstrap: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> list:
-    """The example outputs on their topics; the environment points `tierstream` at them."""
+@pytest.fixture(params=["structured", "binary"])
+def published(kafka_bootstrap: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+              request: pytest.FixtureRequest) -> list:
+    """The example outputs on their topics, in either CloudEvents content mode; the environment
+    points `tierstream` at them."""
     settings = isolated_settings(kafka_bootstrap, tmp_path)
     create_topics(settings)
     outputs = list(example_run()[1])
@@ -24,8 +26,9 @@ def published(kafka_bootstrap: str, tmp_path: Path, monkeypatch: pytest.MonkeyPa
     producer = KafkaProducer(bootstrap_servers=kafka_bootstrap)
     try:
         for output in outputs:
-            producer.send(topic[output.topic_kind], key=output.subject.encode(),
-                          value=output.record())
+            value, headers = output.kafka_record(binary=request.param == "binary")
+            producer.send(topic[output.topic_kind], key=output.subject.encode(), value=value,
+                          headers=headers)
         producer.flush(timeout=30)
     finally:
         producer.close(timeout=10)
@@ -44,6 +47,8 @@ def test_tail_prints_history_as_json_and_filters(published: list,
                                                  capsys: pytest.CaptureFixture[str]) -> None:
     everything = tail(capsys, "--limit", str(len(published)))
     assert sorted(e["id"] for e in everything) == sorted(o.id for o in published)
+    assert sorted(everything, key=lambda e: e["id"]) == sorted(
+        (o.document() for o in published), key=lambda e: e["id"])
 
     churn = tail(capsys, "--type", "churn.warning", "--limit", "2")
     assert sorted(e["subject"] for e in churn) == ["alice", "bob"]
