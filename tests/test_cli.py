@@ -65,7 +65,8 @@ def test_replay_writes_outputs_dead_letters_and_states(tmp_path: Path) -> None:
     ]
     first = outputs[0]
     assert first["specversion"] == "1.0" and first["time"] == "2026-01-05T02:00:00Z"
-    assert first["sequence"] == "00000000000000000001" and first["data"]["policy"]["name"] == "default"
+    assert first["sequence"] == "00000000000000000001"
+    assert first["data"]["policy"]["name"] == "default"
     assert first["data"]["metrics"]["revenue_365d"] == 6000.0
     dead = read_jsonl(tmp_path / "dead.jsonl")
     assert [d["reason"] for d in dead] == [reason for _, reason in BAD if reason !=

@@ -23,6 +23,7 @@ import yaml
 from pydantic_settings import BaseSettings
 
 from streams.settings import Settings
+from streams.worker import openapi
 from streams.worker.metrics import Metrics
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -441,8 +442,11 @@ def test_k8s_statefulset_contract() -> None:
     assert pod["securityContext"]["runAsUser"] == 10001
     port = web_port(config)
     assert [p["containerPort"] for p in container["ports"] if p["name"] == "http"] == [port]
-    for probe in ("livenessProbe", "readinessProbe"):
-        assert container[probe]["httpGet"]["path"] == "/health", probe
+    for probe, path in (("startupProbe", "/health/live"), ("livenessProbe", "/health/live"),
+                        ("readinessProbe", "/health/ready")):
+        assert container[probe]["httpGet"]["path"] == path, probe
+    served = openapi.document()["paths"]
+    assert "/health/live" in served and "/health/ready" in served
     assert config["TIERSTREAM_STORE"].startswith("rocksdb://")
     claims = {claim["metadata"]["name"] for claim in spec["volumeClaimTemplates"]}
     mounts = {m["mountPath"]: m["name"] for m in container["volumeMounts"]}

@@ -407,6 +407,8 @@ FAUST_MODULES = frozenset({"faust", "mode", "aiokafka"})
 WORKER = "streams.worker"
 # faust's public API (the top-level package) for its broker credentials (faust_credentials).
 FAUST_PUBLIC_ALLOWED = frozenset({"streams/kafka/clients.py"})
+# Names of faust submodules its documentation tells applications to import ("Web Views").
+FAUST_PUBLIC_NAMES = {"faust.web": frozenset({"View"})}
 # Every touch of faust's internals: its submodules, and mode (the service framework under it).
 FAUST_FIXES = "streams/worker/faust_fixes.py"
 
@@ -470,6 +472,8 @@ def _is_faust_internal(imported: Import, faust_submodules: frozenset[str]) -> bo
         return True
     if root != "faust":
         return False
+    if imported.module in FAUST_PUBLIC_NAMES:
+        return not set(imported.names) <= FAUST_PUBLIC_NAMES[imported.module]
     return imported.module != "faust" or any(n in faust_submodules for n in imported.names)
 
 

@@ -111,7 +111,8 @@ def test_upgrade_explains_itself() -> None:
     assert (upgrade.subject, upgrade.time, upgrade.sequence) == \
         ("c", "2024-01-02T00:00:00Z", "00000000000000000002")
     assert upgrade.source == "/tierstream/policies/ladder/customers/c"
-    assert (upgrade.partitionkey, upgrade.dataschema) == ("c", "urn:tierstream:schema:tier-change:2")
+    assert upgrade.partitionkey == "c"
+    assert upgrade.dataschema == "urn:tierstream:schema:tier-change:2"
     assert upgrade.data.rule == "B"
     assert "revenue_90d >= 200.0" in upgrade.data.reason
     assert upgrade.data.metrics == {"revenue_90d": 210.0}

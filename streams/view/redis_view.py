@@ -446,6 +446,14 @@ class RedisView:
         self._failing = self._dropping = False
         return len(done)
 
+    async def tier_page(self, tier: str, cursor: int, count: int) -> tuple[list[str], int]:
+        """One page of the customers in a tier (SSCAN of its set: a customer in the tier for
+        the whole scan is listed once; `count` is a hint) and the cursor of the next, 0 at the
+        end."""
+        cursor, members = await self.client.sscan(self.keys.tier(tier), cursor=cursor,
+                                                  count=count)
+        return sorted(_text(member) for member in members), cursor
+
     async def lookup(self, customer_id: str) -> dict[str, Any] | None:
         """The stored record of a customer, typed as in `customer-tiers`, or None."""
         stored = await self.client.hgetall(self.keys.customer(customer_id))

@@ -1,72 +1,248 @@
-"""HTTP on each worker: /health, /metrics, and /customers/{id} answered by the owning worker.
+"""HTTP on each worker (the document: `openapi.document`, served at /openapi.json).
+
+- `/health/live` (the process works: 503 only once stuck in a rebalance for LIVE_STALL_S),
+  `/health/ready` (and `/health`: 200 once recovered, 503 while recovering, rebalancing or a
+  topic is unusable), `/metrics`;
+- `GET /customers/{id}` answered by the owning worker, `POST /customers:batchGet` (many ids:
+  each owner answers its own), and `GET /tiers/{tier}/customers` (a paged listing, from the Redis
+  view).
 
 A customer id is one percent-encoded path segment (`a/b` as `/customers/a%2Fb`, `..` as
 `/customers/..` or `/customers/%2E%2E`); a lookup on a worker that does not own the customer is
-forwarded to the owner with the id encoded again the same way (customer_path)."""
+forwarded to the owner with the id encoded again the same way (customer_path). Every error is
+an `application/problem+json` document (RFC 9457).
+"""
 
 from __future__ import annotations
 
+import asyncio
+import hmac
+import json
+import time
+from collections.abc import Mapping
+from http import HTTPStatus
 from typing import TYPE_CHECKING, Any
 from urllib.parse import quote, unquote
 
+import aiohttp
+import redis
+from faust.web import View
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from yarl import URL
 
 from rules.decisions import explain
 from streams import engine_build
+from streams.worker import openapi
 
 if TYPE_CHECKING:
     from streams.worker.runtime import Runtime
 
+CUSTOMERS = "/customers/"
+BATCH = "/customers:batchGet"
+PROBLEM = "application/problem+json"
+BATCH_MAX_IDS = 1000
+PAGE_DEFAULT, PAGE_MAX = 100, 1000
+FORWARD_TIMEOUT_S = 10.0
+# A worker rebalancing (not recovering its table) for this long is stuck, a known faust failure:
+# /health/live says so, and the orchestrator restarts it.
+LIVE_STALL_S = 300.0
+FORWARDED = "X-Tierstream-Forwarded"  # a forwarded batch is answered where it arrives
+
 
 def install(runtime: Runtime) -> None:
     """Register the views on the runtime's faust app."""
-    app, settings = runtime.app, runtime.settings
-    token = settings.api_token.get_secret_value() if settings.api_token else None
+    api = Api(runtime)
+    for path, handler in (("/health", api.ready), ("/health/ready", api.ready),
+                          ("/health/live", api.live), ("/metrics", api.metrics),
+                          ("/openapi.json", api.openapi),
+                          # Everything under /customers/ comes here, so no path there can reach
+                          # another page: the id is read from the raw path (customer_from_path).
+                          (CUSTOMERS + "{rest:.*}", api.customer),
+                          ("/tiers/{tier}/customers", api.tier_customers)):
+        runtime.app.page(path)(_view(handler))
 
-    @app.page("/health")
-    async def health(web: Any, request: Any) -> Any:
-        unusable = runtime.topic_watch.problems  # topic -> "missing" or its partition count
-        ready = app.rebalancing is False and runtime.ready and not unusable
+    class BatchGet(View):
+        async def post(self, request: Any) -> Any:
+            return await api.batch_get(self, request)
+
+    runtime.app.page(BATCH)(BatchGet)
+
+
+def _view(handler: Any) -> Any:
+    """A GET view function for faust (`app.page`) calling `handler`."""
+    async def view(web: Any, request: Any, **match: str) -> Any:
+        return await handler(web, request, **match)
+
+    view.__name__ = view.__qualname__ = handler.__name__
+    return view
+
+
+class Api:
+    """The views of a worker's HTTP API."""
+
+    def __init__(self, runtime: Runtime) -> None:
+        self.runtime, self.app, self.settings = runtime, runtime.app, runtime.settings
+        token = runtime.settings.api_token
+        self.token = None if token is None else token.get_secret_value().encode()
+        self.stalled_since: float | None = None  # seen rebalancing, not recovering, since
+
+    async def ready(self, web: Any, request: Any) -> Any:
+        unusable = self.runtime.topic_watch.problems  # topic -> "missing" or partition count
+        ready = self.app.rebalancing is False and self.runtime.ready and not unusable
         status = "ok" if ready else "topics_unusable" if unusable else "starting"
-        body = {"status": status, "app_id": settings.app_id, "partitions": runtime.assigned(),
-                "engine": engine_build.build()}
+        body = {"status": status, "app_id": self.settings.app_id,
+                "partitions": self.runtime.assigned(), "engine": engine_build.build()}
         if unusable:
             body["topics"] = unusable
         return web.json(body, status=200 if ready else 503)
 
-    @app.page("/metrics")
-    async def metrics(web: Any, request: Any) -> Any:
-        return web.bytes(generate_latest(runtime.metrics.registry),
+    async def live(self, web: Any, request: Any) -> Any:
+        now = time.monotonic()
+        if self.app.rebalancing and not self.app.in_recovery:
+            self.stalled_since = self.stalled_since or now
+        else:
+            self.stalled_since = None
+        stalled = 0.0 if self.stalled_since is None else now - self.stalled_since
+        live = stalled < LIVE_STALL_S
+        return web.json({"status": "ok" if live else "stuck_rebalancing",
+                         "rebalancing_s": round(stalled, 1)}, status=200 if live else 503)
+
+    async def metrics(self, web: Any, request: Any) -> Any:
+        return web.bytes(generate_latest(self.runtime.metrics.registry),
                          content_type=CONTENT_TYPE_LATEST.split(";")[0])
 
-    # Everything under /customers/ comes here, so no path there can reach another page: the id
-    # is read from the raw path (customer_from_path), not from the router's decoded match.
-    @app.page(CUSTOMERS + "{rest:.*}")
-    async def customer(web: Any, request: Any, **_: str) -> Any:
-        if token is not None and request.headers.get("Authorization") != f"Bearer {token}":
-            return web.json({"error": "missing or wrong bearer token"}, status=401)
+    async def openapi(self, web: Any, request: Any) -> Any:
+        return web.json(openapi.document())
+
+    def refused(self, web: Any, request: Any) -> Any | None:
+        """401 unless the request carries the bearer token (when one is set)."""
+        if self.token is None:
+            return None
+        scheme, _, given = request.headers.get("Authorization", "").partition(" ")
+        if scheme.lower() == "bearer" and hmac.compare_digest(given.strip().encode(),
+                                                              self.token):
+            return None
+        challenge = 'Bearer realm="tierstream"' + (', error="invalid_token"' if given else "")
+        return problem(web, 401, "a bearer token is required (Authorization: Bearer <token>)"
+                       if not given else "the bearer token is not the API's",
+                       headers={"WWW-Authenticate": challenge})
+
+    async def forward(self, method: str, url: URL, request: Any, body: bytes | None = None
+                      ) -> tuple[int, bytes, str]:
+        """The owner's answer, or a 502/504 problem when it cannot give one."""
+        headers = {name: value for name, value in request.headers.items()
+                   if name.lower() in ("authorization", "accept")}
+        if body is not None:
+            headers.update({"Content-Type": "application/json", FORWARDED: "1"})
+        try:
+            async with self.app.http_client.request(
+                    method, url, headers=headers, data=body,
+                    timeout=aiohttp.ClientTimeout(total=FORWARD_TIMEOUT_S)) as response:
+                return response.status, await response.read(), response.content_type
+        except TimeoutError:
+            return problem_parts(504, f"the owning worker at {url.origin()} did not answer "
+                                      f"within {FORWARD_TIMEOUT_S:g} s")
+        except aiohttp.ClientError as error:
+            return problem_parts(502, f"the owning worker at {url.origin()} could not be "
+                                      f"reached: {type(error).__name__}")
+
+    async def customer(self, web: Any, request: Any, **_: str) -> Any:
+        if (refused := self.refused(web, request)) is not None:
+            return refused
         customer_id = customer_from_path(request.rel_url.raw_path)
         if customer_id is None:
-            return web.json({"error": "no such customer: the id is one path segment, "
-                             "percent-encoded (/ as %2F)"}, status=404)
-        unavailable = await runtime.topic_watch.lookup_problem()  # the changelog is missing
+            return problem(web, 404, "no such customer: the id is one path segment, "
+                                     "percent-encoded (/ as %2F)")
+        unavailable = await self.runtime.topic_watch.lookup_problem()  # no changelog
         if unavailable is not None:
-            return web.json({"error": unavailable}, status=503)
-        owner = owner_url(runtime, customer_id)
-        if owner is not None and owner != URL(settings.web_url):
-            async with app.http_client.get(
-                    owner.with_path(customer_path(customer_id), encoded=True),
-                    headers=request.headers) as response:
-                return web.bytes(await response.read(), status=response.status,
-                                 content_type=response.content_type)
-        state = runtime.load(customer_id)
-        if state is None:
-            return web.json({"error": f"no customer {customer_id!r}"}, status=404)
-        return web.json(explain(state, runtime.policy, state.clock))
+            return problem(web, 503, unavailable)
+        owner = owner_url(self.runtime, customer_id)
+        if owner is not None and owner != URL(self.settings.web_url):
+            status, body, content_type = await self.forward(
+                "GET", owner.with_path(customer_path(customer_id), encoded=True), request)
+            return web.bytes(body, status=status, content_type=content_type)
+        found = self.explained(customer_id)
+        return problem(web, 404, f"no customer {customer_id!r}") if found is None \
+            else web.json(found)
+
+    def explained(self, customer_id: str) -> dict[str, Any] | None:
+        state = self.runtime.load(customer_id)
+        return None if state is None else explain(state, self.runtime.policy, state.clock)
+
+    async def batch_get(self, web: Any, request: Any) -> Any:
+        """POST {"ids": [...]}: {"customers": {id: lookup}, "missing": [ids]}; each owner
+        answers for its customers (one forwarded request per other worker)."""
+        if (refused := self.refused(web, request)) is not None:
+            return refused
+        try:
+            ids = json.loads(await request.read())["ids"]
+        except (ValueError, KeyError, TypeError):
+            ids = None
+        if not isinstance(ids, list) or not all(isinstance(i, str) and i for i in ids):
+            return problem(web, 400, 'the body is {"ids": [customer id, ...]}: a list of '
+                                     'non-empty strings')
+        if len(ids) > BATCH_MAX_IDS:
+            return problem(web, 413, f"{len(ids)} ids: at most {BATCH_MAX_IDS} a request")
+        unavailable = await self.runtime.topic_watch.lookup_problem()
+        if unavailable is not None:
+            return problem(web, 503, unavailable)
+        ids = list(dict.fromkeys(ids))
+        here, elsewhere, found = URL(self.settings.web_url), {}, {}
+        for customer_id in ids:
+            owner = None if request.headers.get(FORWARDED) else \
+                owner_url(self.runtime, customer_id)
+            if owner is not None and owner != here:
+                elsewhere.setdefault(owner, []).append(customer_id)
+            elif (answer := self.explained(customer_id)) is not None:
+                found[customer_id] = answer
+        for status, body, content_type in await asyncio.gather(*(
+                self.forward("POST", owner.with_path(BATCH), request,
+                             json.dumps({"ids": wanted}).encode())
+                for owner, wanted in elsewhere.items())):
+            if status != 200:  # the owner's problem is the answer
+                return web.bytes(body, status=status, content_type=content_type)
+            found.update(json.loads(body)["customers"])
+        return web.json({"customers": {i: found[i] for i in ids if i in found},
+                         "missing": [i for i in ids if i not in found]})
+
+    async def tier_customers(self, web: Any, request: Any, tier: str) -> Any:
+        if (refused := self.refused(web, request)) is not None:
+            return refused
+        policy, view = self.runtime.policy, self.runtime.redis
+        if tier not in policy.tier_ids:
+            return problem(web, 404, f"no tier {tier!r} in policy {policy.name}; its tiers: "
+                                     f"{', '.join(policy.tier_ids)}")
+        if view is None:
+            return problem(web, 501, "the tier listing reads the Redis view: set "
+                                     "TIERSTREAM_REDIS_URL")
+        query = request.rel_url.query
+        try:
+            limit, cursor = int(query.get("limit", PAGE_DEFAULT)), int(query.get("cursor", "0"))
+            if not 1 <= limit <= PAGE_MAX or cursor < 0:
+                raise ValueError
+        except ValueError:
+            return problem(web, 400, f"limit is 1 to {PAGE_MAX} (default {PAGE_DEFAULT}) and "
+                                     "cursor a next_cursor of an earlier page (0: the first)")
+        try:
+            customers, after = await view.tier_page(tier, cursor, limit)
+        except redis.RedisError as error:
+            return problem(web, 503, f"the Redis view is unavailable: {type(error).__name__}")
+        return web.json({"tier": tier, "customers": customers,
+                         "next_cursor": str(after) if after else None})
 
 
-CUSTOMERS = "/customers/"
+def problem_parts(status: int, detail: str) -> tuple[int, bytes, str]:
+    """An RFC 9457 problem document: status, body, content type."""
+    body = {"type": "about:blank", "title": HTTPStatus(status).phrase, "status": status,
+            "detail": detail}
+    return status, json.dumps(body).encode(), PROBLEM
+
+
+def problem(web: Any, status: int, detail: str,
+            headers: Mapping[str, str] | None = None) -> Any:
+    status, body, content_type = problem_parts(status, detail)
+    return web.bytes(body, status=status, content_type=content_type,
+                     headers=dict(headers or {}))
 
 
 def customer_path(customer_id: str) -> str:

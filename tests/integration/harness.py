@@ -150,6 +150,19 @@ def http_get(url: str, token: str | None = None, timeout: float = 30.0) -> tuple
         time.sleep(0.5)
 
 
+def http_post(url: str, body: object, token: str | None = None) -> tuple[int, bytes]:
+    """POST `body` as JSON."""
+    request = urllib.request.Request(url, data=json.dumps(body).encode(), headers={
+        "Content-Type": "application/json",
+        **({"Authorization": f"Bearer {token}"} if token else {})})
+    try:
+        with urllib.request.urlopen(request, timeout=30) as response:
+            return response.status, response.read()
+    except urllib.error.HTTPError as error:
+        with error:
+            return error.code, error.read()
+
+
 def create_topics(settings: Settings) -> None:
     results = topics.create(settings)
     assert all(status in ("created", "exists") for _, status in results), results

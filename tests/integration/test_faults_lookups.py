@@ -26,6 +26,7 @@ from tests.integration.harness import (
     Worker,
     create_topics,
     http_get,
+    http_post,
     isolated_settings,
     produce,
     wait_for,
@@ -76,8 +77,9 @@ def partition_of(customer_id: str, count: int) -> int:
 def assert_404_json(worker: Worker, path: str) -> None:
     status, body = http_get(f"{worker.url}{path}")
     assert status == 404, (worker.url, path, status, body)
-    answer = json.loads(body)  # JSON, not faust's or aiohttp's pages
-    assert set(answer) == {"error"}, (worker.url, path, answer)
+    answer = json.loads(body)  # a problem document, not faust's or aiohttp's pages
+    assert set(answer) == {"type", "title", "status", "detail"}, (worker.url, path, answer)
+    assert answer["status"] == 404, answer
 
 
 def test_lookups_of_ids_with_slashes_dots_and_unicode_on_both_workers(
@@ -119,6 +121,13 @@ def test_lookups_of_ids_with_slashes_dots_and_unicode_on_both_workers(
                 assert (got["customer_id"], got["tier"]) == (customer_id, state.tier)
                 assert got == answer, (worker.url, customer_id)
     assert all(forwarded.values()), f"each worker forwards some lookups: {forwarded}"
+    answers = {customer_id: json.loads(json.dumps(explain(s, policy(), s.clock)))
+               for customer_id in TRICKY if (s := expected.states[customer_id])}
+    for worker in pair:  # a batch: each worker asks the other for the customers it owns
+        status, body = http_post(f"{worker.url}/customers:batchGet",
+                                 {"ids": [*TRICKY, "nobody"]})
+        assert status == 200, (worker.url, body)
+        assert json.loads(body) == {"customers": answers, "missing": ["nobody"]}
     for worker in pair:
         for path in UNKNOWN_NOW:
             assert_404_json(worker, path)
