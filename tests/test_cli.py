@@ -205,3 +205,75 @@ def test_replay_prints_progress_lines_when_stderr_is_not_a_terminal(tmp_path: Pa
     assert lines[7] == f"replay: reading {total} B of {total} B (100.0%), {total / 8:.0f} B/s"
     # the 3 good events and the one in an unknown currency (rejected as it is replayed)
     assert lines[8:] == ["replay: replaying 4 of 4 events (100.0%), 4 events/s"]
+
+
+def test_version_names_the_package_and_engine(capsys) -> None:
+    from importlib.metadata import version
+    with pytest.raises(SystemExit) as exit_:
+        main(["--version"])
+    assert exit_.value.code == 0
+    assert capsys.readouterr().out.startswith(f"tierstream {version('tierstream')} (engine: ")
+
+
+@pytest.mark.parametrize("shell", ["bash", "zsh"])
+def test_completion_scripts_know_the_commands_and_options(shell: str, capsys) -> None:
+    assert main(["completion", shell]) == 0
+    script = capsys.readouterr().out
+    for word in ("replay", "worker", "tail", "--bootstrap-server", "--from-beginning",
+                 "--as-of"):
+        assert word in script, word
+    if shell == "bash":
+        checked = subprocess.run(["bash", "-n"], input=script, text=True, capture_output=True,
+                                 check=False)
+        assert checked.returncode == 0, checked.stderr
+
+
+def test_policy_validate_json_says_each_file_and_exits_3_for_an_invalid_one(
+        tmp_path: Path, capsys) -> None:
+    broken = tmp_path / "broken.yaml"
+    broken.write_text("name: x\nversion: '1'\ntiers:\n  - id: A\n    when: revnue_30d > 1.0\n"
+                      "  - id: B\nwindows: [30d]\n")
+    assert main(["policy", "validate", "default", str(broken), "--json"]) == 3
+    out = capsys.readouterr().out
+    first, second = json.loads(out)
+    assert first["valid"] and first["policy"] == "default" and first["tiers"] == list("ABCD")
+    assert first["axes"]["lifecycle"][0] == "new" and "revenue_365d" in first["metrics"]
+    assert second["valid"] is False and "broken.yaml:5" in second["error"]
+
+
+def test_replay_json_summary(tmp_path: Path, capsys) -> None:
+    events = write_events(tmp_path / "events.jsonl")
+    assert main(["replay", str(events), "--json", "--out", str(tmp_path / "out.jsonl")]) == 0
+    summary = json.loads(capsys.readouterr().err.splitlines()[0])
+    assert summary["policy"]["name"] == "default"
+    assert (summary["lines"], summary["events"]) == (len(GOOD) + len(BAD), len(GOOD))
+    assert summary["rejected"] == {reason: 1 for _, reason in BAD}
+    outputs = read_jsonl(tmp_path / "out.jsonl")
+    assert sum(summary["outputs"].values()) == len(outputs)
+    assert sum(summary["customers"].values()) == 2
+
+
+def test_kafka_commands_take_the_brokers_and_exit_4_when_they_cannot_be_used(
+        monkeypatch, capsys) -> None:
+    from models.errors import ConnectError
+    from streams.kafka import topics
+
+    seen = []
+
+    def unreachable(settings):
+        seen.append(settings.bootstrap_servers)
+        raise ConnectError(f"cannot use Kafka at {settings.bootstrap_servers}")
+
+    monkeypatch.setattr(topics, "describe", unreachable)
+    monkeypatch.setenv("KAFKA_BOOTSTRAP_SERVERS", "from-env:9092")
+    assert main(["topics", "describe"]) == 4
+    assert main(["topics", "describe", "-b", "kafka-1:9092,kafka-2:9092"]) == 4
+    assert main(["topics", "describe", "--bootstrap-server", "k:1", "--json"]) == 4
+    assert seen == ["from-env:9092", "kafka-1:9092,kafka-2:9092", "k:1"]
+    assert "unavailable: cannot use Kafka at k:1" in capsys.readouterr().err
+    for command in (["worker"], ["tail"], ["redis", "rebuild"], ["topics", "create"],
+                    ["policy", "diff", "default", "rfm", "--live"]):
+        with pytest.raises(SystemExit) as exit_:
+            main([*command, "--help"])
+        assert exit_.value.code == 0
+        assert "--bootstrap-server" in capsys.readouterr().out, command

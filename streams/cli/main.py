@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import json
 import sys
 import time
 from datetime import UTC, date, datetime
 from pathlib import Path
 
+import shtab
 from rich.console import Console
 from rich.progress import Progress
 from rich.table import Table
@@ -27,7 +29,9 @@ from streams.cli.files import PRESETS, csv_layout, parse_columns
 from streams.policies import load_policy
 from streams.settings import Settings
 
-EXIT_OK, EXIT_REJECTED, EXIT_USAGE, EXIT_POLICY = 0, 1, 2, 3
+# 0 done; 1 input rejected (--strict); 2 usage or configuration; 3 invalid policy; 4 a service
+# (Kafka, Redis) unreachable or refusing us
+EXIT_OK, EXIT_REJECTED, EXIT_USAGE, EXIT_POLICY, EXIT_UNAVAILABLE = 0, 1, 2, 3, 4
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -50,14 +54,21 @@ def main(argv: list[str] | None = None) -> int:
     except PolicyError as error:
         err.print(f"[red]invalid policy:[/] {error}")
         return EXIT_POLICY
-    except (OSError, ValueError, ConnectError, RebuildError) as error:
+    except ConnectError as error:
+        err.print(f"[red]unavailable:[/] {error}")
+        return EXIT_UNAVAILABLE
+    except (OSError, ValueError, RebuildError) as error:
         err.print(f"[red]error:[/] {error}")
         return EXIT_USAGE
 
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="tierstream", description=(
-        "Event-driven customer tiers: replay history, check policies, run stream workers."))
+        "Event-driven customer tiers: replay history, check policies, run stream workers."),
+        epilog="Exit status: 0 done, 1 input rejected (replay --strict), 2 usage or "
+               "configuration error, 3 invalid policy, 4 Kafka or Redis unreachable or "
+               "refusing the connection.")
+    parser.add_argument("--version", action="version", version=_version())
     commands = parser.add_subparsers(title="commands", metavar="COMMAND")
 
     demo = commands.add_parser(
@@ -101,6 +112,9 @@ def build_parser() -> argparse.ArgumentParser:
     _input_options(replay)
     replay.add_argument("--strict", action="store_true",
                         help="exit with status 1 if any line was rejected")
+    replay.add_argument("--json", action="store_true",
+                        help="write the closing summary as one JSON line on stderr instead of "
+                             "the table (the outputs stay on stdout or --out)")
     replay.add_argument("--max-memory", type=_size, metavar="SIZE",
                         help="the memory replay may take, e.g. 4G or 500M (powers of 1024), "
                              "instead of the memory available (MemAvailable, or the headroom "
@@ -143,6 +157,9 @@ def build_parser() -> argparse.ArgumentParser:
     policy_commands = policy.add_subparsers(title="policy commands", metavar="COMMAND")
     validate = policy_commands.add_parser("validate", help="check policy files, exit 3 if invalid")
     validate.add_argument("files", nargs="+", metavar="FILE")
+    validate.add_argument("--json", action="store_true",
+                          help="print one JSON document: each file, whether it is valid, and "
+                               "its tiers, axes and metrics or its error")
     validate.set_defaults(run=_validate)
     explain = policy_commands.add_parser("explain", help="describe a policy in plain words")
     explain.add_argument("file", metavar="FILE")
@@ -162,6 +179,7 @@ def build_parser() -> argparse.ArgumentParser:
                         help="JSONL or CSV event files to replay through both policies")
     source.add_argument("--live", action="store_true",
                         help="read the worker's table changelog from Kafka (TIERSTREAM_* settings)")
+    _kafka_options(diff)
     diff.add_argument("--as-of", type=_instant, metavar="TIME",
                       help="compare at TIME (default: the last event; with --live, now)")
     diff.add_argument("--json", action="store_true", help="print the result as one JSON document")
@@ -190,10 +208,14 @@ def build_parser() -> argparse.ArgumentParser:
         description="Topics and their partitions come from the environment (TIERSTREAM_*, "
                     "KAFKA_BOOTSTRAP_SERVERS); creating is idempotent.")
     topic_commands = topics.add_subparsers(title="topics commands", metavar="COMMAND")
-    topic_commands.add_parser("create", help="create the missing topics").set_defaults(
-        run=_topics_create)
-    topic_commands.add_parser("describe", help="show the topics and their partitions") \
-        .set_defaults(run=_topics_describe)
+    create = topic_commands.add_parser("create", help="create the missing topics")
+    _kafka_options(create)
+    create.set_defaults(run=_topics_create)
+    describe = topic_commands.add_parser("describe", help="show the topics and their partitions")
+    _kafka_options(describe)
+    describe.add_argument("--json", action="store_true",
+                          help="print the topics as one JSON document")
+    describe.set_defaults(run=_topics_describe)
 
     redis_cmd = commands.add_parser("redis", help="maintain the Redis serving view")
     redis_commands = redis_cmd.add_subparsers(title="redis commands", metavar="COMMAND")
@@ -203,6 +225,7 @@ def build_parser() -> argparse.ArgumentParser:
                     "apply every record to Redis (TIERSTREAM_REDIS_URL, TIERSTREAM_REDIS_PREFIX). "
                     "Older records never overwrite newer ones, so it is safe on a live view.")
     rebuild.add_argument("--prefix", help="key prefix to write (default: TIERSTREAM_REDIS_PREFIX)")
+    _kafka_options(rebuild)
     rebuild.set_defaults(run=_redis_rebuild)
 
     worker = commands.add_parser(
@@ -213,6 +236,7 @@ def build_parser() -> argparse.ArgumentParser:
     worker.add_argument("--policy", help="policy file or shipped name (default: "
                                          "TIERSTREAM_POLICY, else default)")
     worker.add_argument("--loglevel", default="WARNING", help="default: %(default)s")
+    _kafka_options(worker)
     worker.set_defaults(run=_worker)
 
     schema = commands.add_parser(
@@ -250,8 +274,42 @@ def build_parser() -> argparse.ArgumentParser:
     tail.add_argument("--limit", type=_positive, metavar="N", help="stop after N events")
     tail.add_argument("--timeout", type=float, metavar="S",
                       help="stop once no event was printed for S seconds")
+    _kafka_options(tail)
     tail.set_defaults(run=_tail)
+
+    completion = commands.add_parser(
+        "completion", help="print a shell completion script",
+        description="Print the completion script of a shell, e.g. `tierstream completion bash "
+                    "> /etc/bash_completion.d/tierstream` or, for zsh, into a directory of "
+                    "$fpath as _tierstream.")
+    completion.add_argument("shell", choices=shtab.SUPPORTED_SHELLS)
+    completion.set_defaults(run=lambda args, err: _completion(parser, args.shell))
     return parser
+
+
+def _kafka_options(command: argparse.ArgumentParser) -> None:
+    """The Kafka tools' and kcat's option for the brokers, on every command that uses Kafka."""
+    command.add_argument("-b", "--bootstrap-server", metavar="HOST:PORT[,...]",
+                         help="Kafka brokers (default: KAFKA_BOOTSTRAP_SERVERS, else "
+                              "127.0.0.1:9092)")
+
+
+def _settings(args: argparse.Namespace) -> Settings:
+    """The settings from the environment, with the brokers of -b if given."""
+    server = getattr(args, "bootstrap_server", None)
+    return Settings() if server is None else Settings(bootstrap_servers=server)
+
+
+def _version() -> str:
+    import platform
+    from importlib.metadata import version
+    return (f"tierstream {version('tierstream')} (engine: {engine_build.build()}, faust-streaming "
+            f"{version('faust-streaming')}, Python {platform.python_version()})")
+
+
+def _completion(parser: argparse.ArgumentParser, shell: str) -> int:
+    print(shtab.complete(parser, shell=shell), end="")
+    return EXIT_OK
 
 
 def _input_options(command: argparse.ArgumentParser) -> None:
@@ -343,7 +401,11 @@ def _replay(args: argparse.Namespace, err: Console) -> int:
                                      max_future=int(Settings().max_future_s * MICROS_PER_SECOND),
                                      in_memory=replay_job.run_size(available),
                                      spill_dir=args.tmp_dir)
-    err.print(replay_job.summary_table(summary, policy))
+    if args.json:
+        sys.stderr.write(json.dumps(replay_job.summary_document(summary, policy),
+                                    ensure_ascii=False) + "\n")
+    else:
+        err.print(replay_job.summary_table(summary, policy))
     if summary.runs and available is not None:
         err.print(f"sorted in {summary.runs} runs on disk: at most "
                   f"{replay_job.run_size(available):,} events fit in half of the "
@@ -368,7 +430,7 @@ def _simulate(args: argparse.Namespace, err: Console) -> int:
 
 def _topics_create(args: argparse.Namespace, err: Console) -> int:
     from streams.kafka import topics
-    settings = Settings()
+    settings = _settings(args)
     results = topics.create(settings)
     _print_topics(settings, results)
     return EXIT_USAGE if any(status.startswith("MISMATCH") for _, status in results) else EXIT_OK
@@ -376,8 +438,14 @@ def _topics_create(args: argparse.Namespace, err: Console) -> int:
 
 def _topics_describe(args: argparse.Namespace, err: Console) -> int:
     from streams.kafka import topics
-    settings = Settings()
-    _print_topics(settings, topics.describe(settings))
+    settings = _settings(args)
+    results = topics.describe(settings)
+    if args.json:
+        print(json.dumps({"bootstrap_servers": settings.bootstrap_servers, "topics": [
+            {"topic": spec.name, "partitions": spec.partitions, "status": status,
+             "role": spec.role} for spec, status in results]}, indent=2))
+    else:
+        _print_topics(settings, results)
     return EXIT_OK
 
 
@@ -396,7 +464,7 @@ def _redis_rebuild(args: argparse.Namespace, err: Console) -> int:
     from streams.kafka import clients as kafka_clients
     from streams.view.redis_view import rebuild
     from streams.worker.runtime import redis_check
-    settings = Settings()
+    settings = _settings(args)
     if settings.redis_url is None:
         raise ValueError("set TIERSTREAM_REDIS_URL (redis://[:password@]host:port/db)")
     redis_check(settings)
@@ -411,19 +479,27 @@ def _redis_rebuild(args: argparse.Namespace, err: Console) -> int:
 
 def _worker(args: argparse.Namespace, err: Console) -> int:
     from streams.worker import runtime
-    settings = Settings()
+    settings = _settings(args)
     runtime.run(settings, load_policy(args.policy or settings.policy), args.loglevel)
     return EXIT_OK
 
 
 def _validate(args: argparse.Namespace, err: Console) -> int:
-    status = EXIT_OK
+    status, results = EXIT_OK, []
     for file in args.files:
         try:
-            print(policy_cmd.describe_validated(load_policy(file)))
+            policy = load_policy(file)
         except PolicyError as error:
-            err.print(f"[red]invalid[/] {error}")
             status = EXIT_POLICY
+            results.append({"file": file, "valid": False, "error": str(error)})
+            if not args.json:
+                err.print(f"[red]invalid[/] {error}")
+            continue
+        results.append({"file": file, "valid": True, **policy_cmd.summary(policy)})
+        if not args.json:
+            print(policy_cmd.describe_validated(policy))
+    if args.json:
+        print(json.dumps(results, indent=2, ensure_ascii=False))
     return status
 
 
@@ -433,15 +509,13 @@ def _explain(args: argparse.Namespace, err: Console) -> int:
 
 
 def _policy_diff(args: argparse.Namespace, err: Console) -> int:
-    import json
-
     from streams.cli import policy_diff
     old, new = load_policy(args.old), load_policy(args.new)
     if args.live:
         if new.relative:
             raise ValueError("--live cannot place customers among each other (relative metrics "
                              "need the whole population); use --events")
-        settings = Settings()
+        settings = _settings(args)
         at = args.as_of if args.as_of is not None else to_micros(datetime.now(UTC))
         with replay_job.progress_bar(err) as progress:
             states = policy_diff.changelog_states(_latest_values(settings, progress))
@@ -507,7 +581,7 @@ def _tail(args: argparse.Namespace, err: Console) -> int:
     options = tail.Options(from_beginning=args.from_beginning, limit=args.limit,
                            timeout_s=args.timeout, json=args.json)
     try:
-        tail.run(Settings(), wanted, options, Console(highlight=False), err)
+        tail.run(_settings(args), wanted, options, Console(highlight=False), err)
     except KeyboardInterrupt:
         pass
     return EXIT_OK

@@ -2,11 +2,20 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from rich.console import Console
 from rich.table import Table
 
 from rules import metrics, model_metrics, relative
 from rules.compiled import CompiledPolicy, Ladder
+
+
+def summary(policy: CompiledPolicy) -> dict[str, Any]:
+    """What `policy validate --json` says of a valid policy."""
+    return {"policy": policy.name, "version": policy.version, "tiers": list(policy.tier_ids),
+            "axes": {a.axis: list(a.ids) for a in policy.axes},
+            "churn_rules": len(policy.churn_conditions), "metrics": sorted(policy.metric_names)}
 
 
 def describe_validated(policy: CompiledPolicy) -> str:

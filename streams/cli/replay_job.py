@@ -380,6 +380,21 @@ class LineProgress:
             print(self._prefix + self._tasks[task].line(now), file=self._stream, flush=True)
 
 
+def summary_document(summary: Summary, policy: CompiledPolicy) -> dict[str, Any]:
+    """The summary as `replay --json` writes it."""
+    return {"policy": {"name": policy.name, "version": policy.version},
+            "customers": {tier: summary.tiers[tier] for tier in policy.tier_ids}
+            | ({"-": summary.tiers["-"]} if summary.tiers["-"] else {}),
+            "axes": {ladder.axis: {name: summary.classes[ladder.axis, name]
+                                   for name in ladder.ids} for ladder in policy.axes},
+            "open_churn_episodes": summary.churn_open, "outputs": dict(sorted(
+                summary.outputs.items())),
+            "lines": summary.lines, "events": summary.events,
+            "rejected": dict(summary.rejected.most_common()),
+            "failed_decisions": summary.failed_decisions, "sorted_runs": summary.runs,
+            "seconds": round(summary.seconds, 3), "engine": engine_build.build()}
+
+
 def summary_table(summary: Summary, policy: CompiledPolicy) -> Table:
     table = Table(title=f"replay with policy {policy.name} {policy.version}", show_header=False)
     table.add_column(style="bold")

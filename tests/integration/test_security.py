@@ -63,6 +63,6 @@ def test_wrong_password_fails_with_a_clear_error(scram_broker: LocalKafka, tmp_p
                                                  command: tuple[str, ...]) -> None:
     settings = isolated_settings(scram_broker.bootstrap_servers, tmp_path)
     result = tierstream(sasl_env(scram_broker, settings, "not-the-password"), *command)
-    assert result.returncode == 2, result.stdout + result.stderr
+    assert result.returncode == 4, result.stdout + result.stderr  # unavailable
     assert f"as '{USER}'" in result.stderr and "SASL" in result.stderr
     assert "not-the-password" not in result.stdout + result.stderr

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 from kafka.admin import ConfigResource, ConfigResourceType, KafkaAdminClient
@@ -22,6 +23,12 @@ def test_create_is_idempotent_and_describe_lists_partitions(kafka_bootstrap: str
     assert "created" not in capsys.readouterr().out
     assert [status for _, status in topics.describe(settings)] == \
         ["3 partitions"] * 7 + ["1 partition"]   # the population topic has one
+    monkeypatch.setenv("KAFKA_BOOTSTRAP_SERVERS", "127.0.0.1:1")  # -b wins over it
+    assert main(["topics", "describe", "--json", "-b", kafka_bootstrap]) == 0
+    described = json.loads(capsys.readouterr().out)
+    assert described["bootstrap_servers"] == kafka_bootstrap
+    assert [(t["topic"], t["status"]) for t in described["topics"]] == [
+        (spec.name, status) for spec, status in topics.describe(settings)]
     admin = KafkaAdminClient(bootstrap_servers=kafka_bootstrap)
     try:
         resource = ConfigResource(ConfigResourceType.TOPIC, settings.topics.customer_tiers)

@@ -92,5 +92,5 @@ def test_view_follows_the_stream_through_a_redis_outage(kafka_bootstrap: str,
         wrong = {**env, "TIERSTREAM_REDIS_URL": server.url.replace(PASSWORD, "wrong")}
         refused = subprocess.run([sys.executable, "-m", "streams.cli", "worker"], env=wrong,
                                  capture_output=True, text=True, timeout=60, check=False)
-        assert refused.returncode == 2 and "cannot use Redis" in refused.stderr
+        assert refused.returncode == 4 and "cannot use Redis" in refused.stderr
         assert "wrong" not in refused.stderr.replace("wrong password", "")
