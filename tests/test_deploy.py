@@ -375,21 +375,30 @@ def test_promtool_test_rules() -> None:
 
 # ---- Grafana ----------------------------------------------------------------------------------
 
-def test_grafana_dashboard_uses_the_provisioned_datasource_and_known_metrics() -> None:
-    datasource = load_yaml(GRAFANA / "provisioning/datasources/prometheus.yml")["datasources"][0]
+def test_grafana_dashboard_imports_anywhere_and_uses_known_metrics() -> None:
     provider = load_yaml(GRAFANA / "provisioning/dashboards/tierstream.yml")["providers"][0]
     assert provider["options"]["path"] == "/var/lib/grafana/dashboards"
     dashboard = json.loads((GRAFANA / "dashboards/tierstream.json").read_text(encoding="utf-8"))
     assert dashboard["uid"] == "tierstream"
+    # imported into an existing Grafana: the data source is asked for (__inputs) and chosen by
+    # a variable, the job and the workers too
+    assert [i["name"] for i in dashboard["__inputs"]] == ["DS_PROMETHEUS"]
+    variables = {v["name"]: v for v in dashboard["templating"]["list"]}
+    assert set(variables) == {"datasource", "job", "instance"}
+    assert variables["datasource"]["type"] == "datasource"
+    assert variables["datasource"]["current"]["value"] == "${DS_PROMETHEUS}"
+    assert variables["job"]["current"]["value"] == "tierstream"  # the compose and k8s job
     known, exprs = known_metric_names(), 0
     for panel in dashboard_panels(dashboard["panels"]):
         for target in panel.get("targets", []):
-            assert target["datasource"]["uid"] == datasource["uid"], panel["title"]
+            assert target["datasource"]["uid"] == "${datasource}", panel["title"]
             names = promql_metric_names(target["expr"])
             assert names and names <= known, f"{panel['title']}: {target['expr']!r}"
+            for name in re.findall(r"\b(?:tierstream_[a-z_]+|up)\b(?!\()", target["expr"]):
+                assert f'{name}{{job=~"$job", instance=~"$instance"' in target["expr"], name
             exprs += 1
         if panel["type"] != "row":
-            assert panel["datasource"]["uid"] == datasource["uid"], panel["title"]
+            assert panel["datasource"]["uid"] == "${datasource}", panel["title"]
     assert exprs >= 10
 
 
@@ -513,3 +522,36 @@ def test_ci_runs_every_case_the_stress_marked_fault_injections_included() -> Non
     paths = [a for before, a in zip(["pytest", *args[:-1]], args, strict=True)
              if not a.startswith("-") and before not in ("-m", "-p")]
     assert not paths and "-k" not in args, "the first run must not narrow the tests"
+
+
+# ---- Prometheus Operator ----------------------------------------------------------------------
+
+def operator_object(name: str) -> dict:
+    return load_yaml(K8S / "prometheus-operator" / f"{name}.yaml")
+
+
+def test_service_monitor_scrapes_each_worker_once_as_the_rules_job() -> None:
+    monitor = operator_object("servicemonitor")
+    assert (monitor["apiVersion"], monitor["kind"]) == ("monitoring.coreos.com/v1",
+                                                        "ServiceMonitor")
+    wanted = monitor["spec"]["selector"]["matchLabels"]
+    services = [doc for _, doc in k8s_documents() if doc["kind"] == "Service"]
+    chosen = [s for s in services if wanted.items() <= s["metadata"]["labels"].items()]
+    assert [s["metadata"]["name"] for s in chosen] == ["tierstream"]  # not the headless one
+    (endpoint,) = monitor["spec"]["endpoints"]
+    assert endpoint["port"] in {p["name"] for p in chosen[0]["spec"]["ports"]}
+    assert endpoint["path"] == "/metrics"
+    assert {"targetLabel": "job", "replacement": "tierstream"} in endpoint["relabelings"]
+
+
+def test_pod_monitor_scrapes_the_worker_pods_as_the_rules_job() -> None:
+    monitor = operator_object("podmonitor")
+    assert (monitor["apiVersion"], monitor["kind"]) == ("monitoring.coreos.com/v1", "PodMonitor")
+    pod = k8s_object("StatefulSet")["spec"]["template"]
+    assert monitor["spec"]["selector"]["matchLabels"].items() <= \
+        pod["metadata"]["labels"].items()
+    (endpoint,) = monitor["spec"]["podMetricsEndpoints"]
+    (container,) = pod["spec"]["containers"]
+    assert endpoint["port"] in {p["name"] for p in container["ports"]}
+    assert {"targetLabel": "job", "replacement": "tierstream"} in endpoint["relabelings"]
+    assert 'job="tierstream"' in (PROMETHEUS / "alerts.yml").read_text()
