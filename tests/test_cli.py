@@ -277,3 +277,46 @@ def test_kafka_commands_take_the_brokers_and_exit_4_when_they_cannot_be_used(
             main([*command, "--help"])
         assert exit_.value.code == 0
         assert "--bootstrap-server" in capsys.readouterr().out, command
+
+
+SHOP_EXPORT = """Name,Email,Created at,Total,Currency,Lineitem name
+#1001,alice@example.com,2026-01-05 10:00:00,120.00,CNY,Shirt
+#1001,alice@example.com,,,,Socks
+#1001,alice@example.com,,,,Belt
+#1002,bob@example.com,2026-01-06,80.00,CNY,Hat
+#1003,carol@example.com,2026-01-07T09:30:00+00:00,15.00,CNY,Pin
+"""
+SHOP_COLUMNS = ("order_id=Name,customer_id=Email,occurred_at=Created at,amount=Total,"
+                "currency=Currency")
+
+
+def test_csv_line_items_are_one_order_and_local_times_take_the_time_zone(tmp_path: Path
+                                                                        ) -> None:
+    export = tmp_path / "orders.csv"
+    export.write_text(SHOP_EXPORT)
+    out, dead = tmp_path / "out.jsonl", tmp_path / "dead.jsonl"
+    assert main(["replay", str(export), "--columns", SHOP_COLUMNS, "--timezone", "Asia/Shanghai",
+                 "--out", str(out), "--dead-letters", str(dead), "--strict"]) == 0
+    assigned = {e["subject"]: e for e in read_jsonl(out) if e["type"] == "tierstream.tier.assigned"}
+    assert {c: e["time"] for c, e in assigned.items()} == {
+        "alice@example.com": "2026-01-05T02:00:00Z",   # 10:00 in Shanghai
+        "bob@example.com": "2026-01-05T16:00:00Z",     # the day's midnight in Shanghai
+        "carol@example.com": "2026-01-07T09:30:00Z"}   # its own offset
+    assert assigned["alice@example.com"]["data"]["metrics"]["revenue_365d"] == 120.0
+    assert dead.read_text() == ""
+
+    # without a time zone, local times are refused, each order with all of its rows
+    assert main(["replay", str(export), "--columns", SHOP_COLUMNS, "--out", str(out),
+                 "--dead-letters", str(dead)]) == 0
+    rejected = read_jsonl(dead)
+    assert [(r["line"], r["reason"]) for r in rejected] == [(2, "invalid_field"),
+                                                            (5, "invalid_field")]
+    assert "--timezone" in rejected[0]["error"]
+    assert rejected[0]["raw"].splitlines() == SHOP_EXPORT.splitlines()[1:4]
+
+
+def test_an_unknown_time_zone_is_a_usage_error(tmp_path: Path, capsys) -> None:
+    export = tmp_path / "orders.csv"
+    export.write_text(SHOP_EXPORT)
+    assert main(["replay", str(export), "--columns", SHOP_COLUMNS, "--timezone", "Mars/Base"]) == 2
+    assert "unknown time zone 'Mars/Base'" in capsys.readouterr().err

@@ -321,7 +321,12 @@ def _input_options(command: argparse.ArgumentParser) -> None:
                          help="CSV column mapping, e.g. customer_id=cust,amount=total "
                               "(default: the header names are the field names)")
     command.add_argument("--date-format", metavar="STRPTIME",
-                         help="CSV dates without offset in this format, read as UTC")
+                         help="CSV occurred_at in this strptime format (without an offset: "
+                              "read in --timezone, else UTC)")
+    command.add_argument("--timezone", metavar="ZONE",
+                         help="CSV timestamps without an offset, and dates alone (midnight), "
+                              "are in this IANA time zone, e.g. Asia/Shanghai (default: such "
+                              "values are rejected)")
 
 
 def _positive(text: str) -> int:
@@ -363,7 +368,7 @@ def _model_fit(args: argparse.Namespace, err: Console) -> int:
     from streams import model_file
     from streams.cli import model_cmd
     _check_files(args.events)
-    layout = csv_layout(args.format, args.columns, args.date_format)
+    layout = csv_layout(args.format, args.columns, args.date_format, args.timezone)
     with replay_job.progress_bar(err) as progress:
         model = model_cmd.fit(args.events, args.format, layout, args.calibration_end, progress)
     model_file.write(model, args.out)
@@ -382,7 +387,7 @@ def _demo(args: argparse.Namespace, err: Console) -> int:
 
 def _replay(args: argparse.Namespace, err: Console) -> int:
     policy = load_policy(args.policy)
-    layout = csv_layout(args.format, args.columns, args.date_format)
+    layout = csv_layout(args.format, args.columns, args.date_format, args.timezone)
     _check_files(args.events)
     if args.tmp_dir is not None and not args.tmp_dir.is_dir():
         raise ValueError(f"--tmp-dir {args.tmp_dir} is not a directory")
@@ -521,7 +526,7 @@ def _policy_diff(args: argparse.Namespace, err: Console) -> int:
             states = policy_diff.changelog_states(_latest_values(settings, progress))
             result = policy_diff.from_states(states, old, new, at)
     else:
-        layout = csv_layout(args.format, args.columns, args.date_format)
+        layout = csv_layout(args.format, args.columns, args.date_format, args.timezone)
         with replay_job.progress_bar(err) as progress:
             records = list(replay_job.read_inputs(args.events, args.format, layout, progress))
         events = [r for _, r in records if not isinstance(r, InvalidEventError)]
