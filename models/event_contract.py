@@ -20,7 +20,9 @@ from pydantic import (
     TypeAdapter,
     ValidationError,
     WithJsonSchema,
+    model_validator,
 )
+from pydantic_core import PydanticCustomError
 
 from models.errors import InvalidEventError
 
@@ -108,10 +110,21 @@ class OrderCompleted(_Event):
 
 
 class OrderRefunded(_Event):
+    """A refund of `amount`, or without one a full refund: what is left of the order."""
+
+    model_config = ConfigDict(json_schema_extra={
+        "dependentRequired": {"amount": ["currency"], "currency": ["amount"]}})
     type: Literal["order_refunded"] = "order_refunded"
     order_id: Identifier
-    amount: Amount
-    currency: Currency
+    amount: Amount | None = None
+    currency: Currency | None = None
+
+    @model_validator(mode="after")
+    def _amount_in_a_currency(self) -> OrderRefunded:
+        if (self.amount is None) != (self.currency is None):
+            raise PydanticCustomError("missing", "amount and currency go together: both for a "
+                                                 "partial refund, neither for a full one")
+        return self
 
 
 class OrderCancelled(_Event):
@@ -130,39 +143,93 @@ class CustomerErased(_Event):
     type: Literal["customer_erased"] = "customer_erased"
 
 
+def _id_text(value: Any) -> Any:
+    """Segment sends ids as numbers too (`userId: 42`): read as their decimal text."""
+    return str(value) if isinstance(value, int) and not isinstance(value, bool) else value
+
+
+SegmentId = Annotated[Identifier, BeforeValidator(_id_text)]
+SegmentCurrency = Annotated[Currency, BeforeValidator(
+    lambda value: value.upper() if isinstance(value, str) else value)]
+
+
+class SegmentProduct(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="allow")
+
+    price: Amount | None = None  # (needed only when the order's amount is the products')
+    quantity: Annotated[int, Field(ge=1, le=1_000_000)] = 1
+
+
 class SegmentProperties(BaseModel):
     model_config = ConfigDict(frozen=True, extra="allow")
 
-    order_id: Identifier
+    order_id: SegmentId | None = None
     revenue: Amount | None = None
     total: Amount | None = None
-    currency: Currency = "USD"
+    currency: SegmentCurrency = "USD"
+    products: list[SegmentProduct] | None = None
+
+
+# Segment e-commerce spec v2 events that are not orders: interactions of the kind named so.
+SEGMENT_INTERACTIONS = ("Products Searched", "Product List Viewed", "Product List Filtered",
+                        "Promotion Viewed", "Promotion Clicked", "Product Clicked",
+                        "Product Viewed", "Product Added", "Product Removed", "Cart Viewed",
+                        "Checkout Started", "Checkout Step Viewed", "Checkout Step Completed",
+                        "Payment Info Entered", "Order Updated", "Coupon Entered",
+                        "Coupon Applied", "Coupon Denied", "Coupon Removed",
+                        "Product Added to Wishlist", "Product Removed from Wishlist",
+                        "Wishlist Product Added to Cart", "Product Shared", "Cart Shared",
+                        "Product Reviewed")
+SEGMENT_ORDERS = ("Order Completed", "Order Refunded", "Order Cancelled")
+SegmentEvent = Literal[SEGMENT_ORDERS + SEGMENT_INTERACTIONS]  # type: ignore[valid-type]
 
 
 class SegmentTrack(BaseModel):
-    """A Segment e-commerce spec v2 track call for an order; other Segment fields are ignored."""
+    """A Segment e-commerce spec v2 track call: an order's, or an interaction of the kind the
+    event names (`Product Viewed` -> `product_viewed`); other Segment fields are ignored."""
 
     model_config = ConfigDict(frozen=True, extra="ignore")
 
     type: Literal["track"]
-    event: Literal["Order Completed", "Order Refunded", "Order Cancelled"]
-    messageId: Identifier
-    userId: Identifier
+    event: SegmentEvent
+    messageId: SegmentId
+    userId: SegmentId
     timestamp: Timestamp
-    properties: SegmentProperties
+    properties: SegmentProperties = SegmentProperties()
 
-    def to_native(self) -> OrderEvent:
+    def to_native(self) -> Event:
         props = self.properties
         common = {"event_id": self.messageId, "customer_id": self.userId,
-                  "occurred_at": self.timestamp, "order_id": props.order_id}
+                  "occurred_at": self.timestamp}
+        if self.event in SEGMENT_INTERACTIONS:
+            return Interaction(**common, kind=segment_kind(self.event))
+        if props.order_id is None:
+            raise InvalidEventError(f"Segment {self.event!r} needs properties.order_id",
+                                    reason="missing_field")
+        common["order_id"] = props.order_id
         if self.event == "Order Cancelled":
             return OrderCancelled(**common)
         amount = props.revenue if props.revenue is not None else props.total
+        if amount is None and props.products is not None:
+            unpriced = [i for i, p in enumerate(props.products) if p.price is None]
+            if unpriced:
+                raise InvalidEventError(f"Segment {self.event!r} without revenue or total needs "
+                                        f"properties.products.{unpriced[0]}.price",
+                                        reason="missing_field")
+            amount = sum(p.price * p.quantity for p in props.products if p.price is not None)
+        if self.event == "Order Refunded":  # neither: a full refund
+            return OrderRefunded(**common, amount=amount,
+                                 currency=None if amount is None else props.currency)
         if amount is None:
-            raise InvalidEventError(f"Segment {self.event!r} needs properties.revenue or "
-                                    "properties.total", reason="missing_field")
-        model = OrderCompleted if self.event == "Order Completed" else OrderRefunded
-        return model(**common, amount=amount, currency=props.currency)
+            raise InvalidEventError(f"Segment {self.event!r} needs properties.revenue, "
+                                    "properties.total or properties.products",
+                                    reason="missing_field")
+        return OrderCompleted(**common, amount=amount, currency=props.currency)
+
+
+def segment_kind(event: str) -> str:
+    """`Product Added to Wishlist` -> `product_added_to_wishlist`."""
+    return event.lower().replace(" ", "_")
 
 
 OrderEvent = OrderCompleted | OrderRefunded | OrderCancelled

@@ -41,8 +41,8 @@ class OrderCompleted(_Fact, frozen=True):
 class OrderRefunded(_Fact, frozen=True):
     type: ClassVar[str] = "order_refunded"
     order_id: str
-    amount: float
-    currency: str
+    amount: float | None  # None: a full refund, the rest of the order
+    currency: str | None
 
 
 class OrderCancelled(_Fact, frozen=True):

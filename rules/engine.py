@@ -149,10 +149,13 @@ def relative_changed(state: CustomerState, policy: CompiledPolicy, old: Populati
                for r in policy.relative)
 
 
-def in_policy_currency(event: Event, policy: CompiledPolicy) -> float:
-    """The event's amount in the policy currency; InvalidEventError if it has no rate."""
+def in_policy_currency(event: Event, policy: CompiledPolicy) -> float | None:
+    """The event's amount in the policy currency (None: a full refund, whose amount is the rest
+    of its order); InvalidEventError if it has no rate."""
     if not isinstance(event, OrderCompleted | OrderRefunded):
         return 0.0
+    if event.amount is None or event.currency is None:
+        return None
     rate = policy.rates.get(event.currency)
     if rate is None:
         raise InvalidEventError(f"currency {event.currency} has no rate in policy "
@@ -162,7 +165,8 @@ def in_policy_currency(event: Event, policy: CompiledPolicy) -> float:
 
 
 def _ingest(state: CustomerState, event: OrderCompleted | OrderRefunded | OrderCancelled |
-            Interaction, amount: float, t: int, policy: CompiledPolicy) -> CustomerState | None:
+            Interaction, amount: float | None, t: int, policy: CompiledPolicy
+            ) -> CustomerState | None:
     """The state with the event's facts added, or None when the event adds nothing new."""
     _check_event_id(state, event)
     if isinstance(event, Interaction):
@@ -173,6 +177,7 @@ def _ingest(state: CustomerState, event: OrderCompleted | OrderRefunded | OrderC
     if order is None or (isinstance(event, OrderCompleted) and order.amount is None):
         _check_history(state, event, t, policy)  # (a refund's stub holds no completion)
     if isinstance(event, OrderCompleted):
+        assert amount is not None
         given = f"{event.amount!r} {event.currency}"
         if order is not None and order.amount is not None:
             # (a state kept before `given` was compares the amount in the policy currency)
@@ -189,6 +194,13 @@ def _ingest(state: CustomerState, event: OrderCompleted | OrderRefunded | OrderC
         order = order or Order(event.order_id, t, None, 0.0, False, ())
         if event.event_id in order.refund_ids:
             return None
+        if amount is None:  # a full refund: what is left of the order
+            if order.amount is None:
+                raise InvalidEventError(
+                    f"a full refund (no amount) of order {event.order_id!r}, whose completion "
+                    f"customer {state.customer_id!r} does not hold (not seen, or folded into "
+                    "totals): send the refund's amount", reason="unknown_refund_amount")
+            amount = max(order.amount - order.refunded, 0.0)
         new = order._replace(refunded=order.refunded + amount, touched=max(order.touched, t),
                              refund_ids=(*order.refund_ids, event.event_id))
     else:

@@ -58,6 +58,13 @@ def refund(customer: str, at: int, amount: float | str, order_id: str,
                    "order_id": order_id, "amount": amount, "currency": currency})
 
 
+def full_refund(customer: str, at: int, order_id: str, event_id: str | None = None) -> Event:
+    """A refund without an amount: what is left of the order."""
+    return _event({"type": "order_refunded", "event_id": event_id or f"refund:{order_id}:{at}",
+                   "customer_id": customer, "occurred_at": format_instant(at),
+                   "order_id": order_id})
+
+
 def cancel(customer: str, at: int, order_id: str, event_id: str | None = None) -> Event:
     return _event({"type": "order_cancelled", "event_id": event_id or f"cancel:{order_id}",
                    "customer_id": customer, "occurred_at": format_instant(at),

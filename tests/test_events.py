@@ -91,6 +91,25 @@ VALID = [
                       "amount": 30.5, "currency": "EUR", "occurred_at": MIDNIGHT}),
     ("segment completed, total only", as_json(segment("Order Completed", total=12)),
      OrderCompleted, {"amount": 12.0, "currency": "USD"}),
+    ("segment numeric ids, lower-case currency", as_json({
+        **segment("Order Completed", total=12, currency="cny", order_id=9001),
+        "userId": 42, "messageId": 7}),
+     OrderCompleted, {"customer_id": "42", "order_id": "9001", "event_id": "7",
+                      "currency": "CNY", "amount": 12.0}),
+    ("segment refund of products", as_json(segment(
+        "Order Refunded", products=[{"sku": "a", "price": 10, "quantity": 2}, {"price": "2.5"}])),
+     OrderRefunded, {"amount": 22.5, "currency": "USD"}),
+    ("segment full refund", as_json(segment("Order Refunded")),
+     OrderRefunded, {"order_id": "o-9", "amount": None, "currency": None}),
+    ("native full refund", as_json({
+        "type": "order_refunded", "event_id": "e1", "customer_id": "c1", "order_id": "o1",
+        "occurred_at": "2026-01-05T10:00:00Z"}),
+     OrderRefunded, {"amount": None, "currency": None}),
+    ("segment product viewed", as_json(segment("Product Viewed", product_id="p-1")),
+     Interaction, {"kind": "product_viewed", "customer_id": "user-1", "event_id": "msg-1"}),
+    ("segment checkout started, no properties", as_json(
+        {k: v for k, v in segment("Checkout Started").items() if k != "properties"}),
+     Interaction, {"kind": "checkout_started"}),
     ("segment revenue wins over total", as_json(segment("Order Completed", revenue=10,
                                                         total=12, currency="CNY")),
      OrderCompleted, {"amount": 10.0, "currency": "CNY"}),
@@ -186,11 +205,16 @@ MALFORMED = [
      "invalid_field", "kind"),
     ("segment without revenue or total", as_json(segment("Order Completed")),
      "missing_field", "properties.revenue"),
-    ("segment other event", as_json(segment("Product Viewed")), "invalid_field", "event"),
+    ("segment other event", as_json(segment("Signed Up")), "invalid_field", "event"),
     ("segment negative revenue", as_json(segment("Order Completed", revenue=-3)),
      "invalid_field", "properties.revenue"),
-    ("segment lowercase currency", as_json(segment("Order Refunded", total=3, currency="usd")),
+    ("segment unknown currency", as_json(segment("Order Refunded", total=3, currency="dollars")),
      "invalid_field", "properties.currency"),
+    ("segment product without price", as_json(segment("Order Completed", products=[{"sku": "x"}])),
+     "missing_field", "properties.products.0.price"),
+    ("refund amount without currency", as_json({
+        "type": "order_refunded", "event_id": "e1", "customer_id": "c1", "order_id": "o1",
+        "occurred_at": "2026-01-05T10:00:00Z", "amount": 5}), "missing_field", "amount and"),
     ("segment without userId", as_json({k: v for k, v in segment("Order Cancelled").items()
                                         if k != "userId"}), "missing_field", "userId"),
 ]

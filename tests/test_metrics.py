@@ -9,7 +9,7 @@ from models.instants import MICROS_PER_DAY
 from models.state import CustomerState
 from rules import metrics
 from rules.engine import apply, stale
-from tests.builders import US, cancel, day, fold, order, policy, refund, touch
+from tests.builders import US, cancel, day, fold, full_refund, order, policy, refund, touch
 
 WINDOWS = ("7d", "30d", "90d")
 POLICY = policy("""
@@ -137,6 +137,13 @@ FIXED = [
     ("partial refunds add up", (*THREE_ORDERS[:1], refund("c", day(1), 30, "o1", "r1"),
                                 refund("c", day(2), 20, "o1", "r2")), day(3), "revenue_7d",
      50.0),
+    ("full refund without an amount", (*THREE_ORDERS[:1], full_refund("c", day(1), "o1")),
+     day(2), "revenue_7d", 0.0),
+    ("full refund after a partial one: the rest",
+     (*THREE_ORDERS[:1], refund("c", day(1), 30, "o1"), full_refund("c", day(2), "o1")),
+     day(3), "refunds_7d", 100.0),
+    ("full refund of one order of two", (*THREE_ORDERS[:2], full_refund("c", day(11), "o2")),
+     day(12), "revenue_30d", 100.0),
     ("full refund", (*THREE_ORDERS[:1], refund("c", day(1), 100, "o1")), day(2), "revenue_7d",
      0.0),
     ("fully refunded order still counts as an order",
@@ -202,6 +209,8 @@ DUPLICATES = [
      order("c", day(0), 100, "o1", event_id="other")),
     ("same refund redelivered", refund("c", day(1), 10, "o1", "r1"),
      refund("c", day(1), 10, "o1", "r1")),
+    ("same full refund redelivered", full_refund("c", day(1), "o1", "r1"),
+     full_refund("c", day(1), "o1", "r1")),
     ("same cancellation redelivered", cancel("c", day(1), "o1", "x1"),
      cancel("c", day(1), "o1", "x1")),
     ("second cancellation of the order", cancel("c", day(1), "o1", "x1"),
@@ -218,6 +227,14 @@ def test_duplicates_change_nothing(first, again) -> None:
     twice, outputs = apply(once, again, POLICY)
     assert twice == once
     assert outputs == []
+
+
+def test_a_full_refund_of_an_order_not_held_is_refused_saying_why() -> None:
+    state = state_of(*THREE_ORDERS[:1])
+    with pytest.raises(InvalidEventError) as caught:
+        apply(state, full_refund("c", day(1), "o-unknown"), POLICY)
+    assert caught.value.reason == "unknown_refund_amount"
+    assert "'o-unknown'" in str(caught.value) and "send the refund's amount" in str(caught.value)
 
 
 def test_distinct_refunds_of_one_order_both_count() -> None:

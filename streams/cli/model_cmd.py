@@ -35,11 +35,15 @@ def purchases(events: Iterable[Event]) -> tuple[list[tuple[str, date, float]], s
             refunds[event.event_id] = event  # a redelivered refund counts once, as in the engine
     for refund in refunds.values():
         order = orders.get((refund.customer_id, refund.order_id))
-        if order is not None:
-            if refund.currency != order[3]:
-                raise ValueError(f"refund {refund.event_id} is in {refund.currency}, its order "
-                                 f"{refund.order_id} in {order[3]}: one currency per model fit")
-            order[2] = max(order[2] - refund.amount, 0.0)
+        if order is None:
+            continue
+        if refund.amount is None:  # a full refund
+            order[2] = 0.0
+            continue
+        if refund.currency != order[3]:
+            raise ValueError(f"refund {refund.event_id} is in {refund.currency}, its order "
+                             f"{refund.order_id} in {order[3]}: one currency per model fit")
+        order[2] = max(order[2] - refund.amount, 0.0)
     kept = [o for key, o in orders.items() if key not in cancelled]
     return [(c, d, a) for c, d, a, _ in kept], {o[3] for o in kept}
 
