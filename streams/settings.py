@@ -68,6 +68,13 @@ class Settings(BaseSettings):
     redis_prefix: str = "tierstream:v1"
     # outputs on Kafka: the JSON envelope as the value, or ce_* headers and `data` as the value
     cloudevents_mode: Literal["structured", "binary"] = "structured"
+    # `tierstream ingest`, the HTTP ingress (streams/ingest/)
+    ingest_host: str = "127.0.0.1"                    # 0.0.0.0 in containers
+    ingest_port: int = Field(default=6070, ge=1, le=65535)
+    ingest_token: SecretStr | None = None             # bearer token for POST /events
+    ingest_max_pending: int = Field(default=20_000, ge=1)  # events awaiting Kafka, then 503
+    segment_write_key: SecretStr | None = None        # Segment's HTTP API: basic auth user
+    shopify_secret: SecretStr | None = None           # Shopify webhooks: the HMAC key
     topics: Topics = Field(default_factory=Topics)
 
     @property

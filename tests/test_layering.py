@@ -388,6 +388,7 @@ ROLE_IMPORTS: dict[str, frozenset[str]] = {
     "streams.policies": frozenset({"streams.model_file"}),
     "streams.kafka": frozenset({"streams.settings"}),
     "streams.view": frozenset({"streams.settings", "streams.kafka"}),
+    "streams.ingest": frozenset({"streams.settings", "streams.kafka"}),
     "streams.worker": frozenset(
         {"streams.settings", "streams.collector", "streams.engine_build", "streams.policies",
          "streams.kafka", "streams.view"}
@@ -399,7 +400,8 @@ ROLE_IMPORTS: dict[str, frozenset[str]] = {
     ),
     "streams.cli": frozenset(
         {"streams.settings", "streams.model_file", "streams.collector", "streams.engine_build",
-         "streams.policies", "streams.kafka", "streams.view", "streams.worker", "streams.dev"}
+         "streams.policies", "streams.kafka", "streams.view", "streams.worker", "streams.dev",
+         "streams.ingest"}
     ),
 }
 # The faust runtime and its transport: only the worker runs them.

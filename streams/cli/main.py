@@ -239,6 +239,16 @@ def build_parser() -> argparse.ArgumentParser:
     _kafka_options(worker)
     worker.set_defaults(run=_worker)
 
+    ingest = commands.add_parser(
+        "ingest", help="run the HTTP ingress: POSTed events, Segment, Shopify webhooks to Kafka",
+        description="Serve POST /events (native or Segment events: JSON, a JSON array or "
+                    "NDJSON), Segment's /v1/track and /v1/batch and Shopify webhooks "
+                    "(/webhooks/shopify) on TIERSTREAM_INGEST_HOST:TIERSTREAM_INGEST_PORT, and "
+                    "produce each valid event to the input topics keyed by customer id; see the "
+                    "README, \"Ingest over HTTP\".")
+    _kafka_options(ingest)
+    ingest.set_defaults(run=_ingest)
+
     schema = commands.add_parser(
         "schema", help="write the JSON Schemas and the AsyncAPI document of the topics",
         description="Generate JSON Schemas of the input and output events and an AsyncAPI 3 "
@@ -486,6 +496,12 @@ def _worker(args: argparse.Namespace, err: Console) -> int:
     from streams.worker import runtime
     settings = _settings(args)
     runtime.run(settings, load_policy(args.policy or settings.policy), args.loglevel)
+    return EXIT_OK
+
+
+def _ingest(args: argparse.Namespace, err: Console) -> int:
+    from streams.ingest import server
+    server.run(_settings(args))
     return EXIT_OK
 
 
