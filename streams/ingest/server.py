@@ -74,6 +74,7 @@ class Ingest:
         self.pending_gauge = Gauge("tierstream_ingest_pending_events", "Events sent, waiting "
                                    "for Kafka's acknowledgement", registry=self.registry)
         self.pending = 0
+        self.failing = False  # the last send to Kafka failed
         self.producer: KafkaProducer | None = None
         self.orders: dict[str, str] = {}  # Shopify order id -> customer id
         self.recent: OrderedDict[str, None] = OrderedDict()  # Shopify webhook ids
@@ -272,7 +273,9 @@ class Ingest:
                     _settle, done, error))
                 waiting.append(done)
             await asyncio.gather(*waiting)
+            self.failing = False
         except KafkaError as error:
+            self.failing = True
             raise Rejected(503, f"Kafka did not take the events: {type(error).__name__}: "
                                 f"{error}", headers={"Retry-After": "5"}) from None
         finally:
@@ -288,9 +291,9 @@ class Ingest:
         return web.json_response({"status": "ok"})
 
     async def ready(self, request: web.Request) -> web.Response:
-        ready = self.producer is not None and bool(
-            await asyncio.to_thread(self.producer.bootstrap_connected))
-        return web.json_response({"status": "ok" if ready else "kafka_unreachable",
+        """200 once connected, until a send fails (and again after one succeeds)."""
+        ready = self.producer is not None and not self.failing
+        return web.json_response({"status": "ok" if ready else "kafka_failing",
                                   "pending": self.pending}, status=200 if ready else 503)
 
     async def metrics(self, request: web.Request) -> web.Response:
