@@ -56,6 +56,7 @@ sys.path.insert(0, str(ROOT))
 
 import pipeline_bench  # noqa: E402  (the ceiling, the faust reference, helpers)
 
+from models.outputs import kind_of  # noqa: E402
 from streams.dev.local_kafka import LocalKafka  # noqa: E402
 from streams.settings import Settings, Topics  # noqa: E402
 from tests.integration.harness import Worker, create_topics, http_get  # noqa: E402
@@ -218,8 +219,8 @@ def final_tiers(bootstrap: str, topic: str, tierstream: bool) -> tuple[int, dict
     for record in pipeline_bench.read_all(bootstrap, topic):
         value = json.loads(record.value)
         if tierstream:
-            if not value["type"].startswith("tierstream.tier.") or \
-                    value["type"].endswith("downgrade_warning"):
+            if kind_of(value["type"]) not in ("tier.assigned", "tier.upgraded",
+                                              "tier.downgraded"):
                 continue
             customer, tier = value["data"]["customer_id"], value["data"]["to_tier"]
             position = int(value["sequence"])

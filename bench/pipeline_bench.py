@@ -51,6 +51,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from models.events import parse_event  # noqa: E402
+from models.outputs import kind_of  # noqa: E402
 from rules.replay import Replay, event_order  # noqa: E402
 from streams import engine_build  # noqa: E402
 from streams.dev.local_kafka import LocalKafka  # noqa: E402
@@ -447,7 +448,7 @@ def timers(bench: Bench, customers: int) -> float:
         while time.monotonic() < deadline:
             records = read_all(bench.bootstrap, settings.topics.tier_changes, 2.0)
             downgrades = [r.timestamp for r in records
-                          if json.loads(r.value)["type"] == "tierstream.tier.downgraded"]
+                          if kind_of(json.loads(r.value)["type"]) == "tier.downgraded"]
             if len(downgrades) >= customers:
                 span_s = (max(downgrades) - min(downgrades)) / 1000
                 return customers / max(span_s, 0.001)

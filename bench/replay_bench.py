@@ -39,6 +39,12 @@ sys.path.insert(0, str(ROOT))
 
 from models import stored  # noqa: E402
 from models.instants import MICROS_PER_DAY, format_instant  # noqa: E402
+from models.outputs import (  # noqa: E402
+    DEFAULT_TYPE_PREFIX,
+    SCHEMA_IDS,
+    format_sequence,
+    source_of,
+)
 from rules import decisions  # noqa: E402
 from rules.compiled import CompiledPolicy  # noqa: E402
 from rules.replay import Replay, event_order  # noqa: E402
@@ -205,8 +211,10 @@ def redo(policy: CompiledPolicy, events: list, trace: list[tuple[str, int, int]]
         churn = next((rule for rule, c in policy.churn_conditions if c.holds(values)), None)
         made = [{"specversion": "1.0", "id": decisions.uuid5(
                     f"{policy.name}\n{policy.version}\n{customer}\n{sequence}\n{t}"),
-                 "source": policy.source, "type": "tierstream.tier.upgraded",
-                 "subject": customer, "time": format_instant(t), "sequence": str(sequence),
+                 "source": source_of(policy.name, customer),
+                 "type": f"{DEFAULT_TYPE_PREFIX}.tier.upgraded", "subject": customer,
+                 "time": format_instant(t), "sequence": format_sequence(sequence),
+                 "partitionkey": customer, "dataschema": SCHEMA_IDS["tier"],
                  "datacontenttype": "application/json",
                  "data": {"customer_id": customer, "from_tier": None, "to_tier": tier,
                           "policy": {"name": policy.name, "version": policy.version},

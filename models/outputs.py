@@ -39,7 +39,16 @@ OutputType = Literal["tierstream.tier.assigned", "tierstream.tier.upgraded",
                      "tierstream.axis.upgraded", "tierstream.axis.downgraded",
                      "tierstream.axis.downgrade_warning"]
 MetricValue = float | int | str
+KINDS = tuple(t.removeprefix("tierstream.") for t in OutputType.__args__)  # tier.upgraded, ...
 SEQUENCE_DIGITS = 20  # any 64-bit counter
+# Types on the wire are `<prefix>.<kind>` (`io.github.tierstream.tier.upgraded`): a reverse-DNS
+# prefix, TIERSTREAM_EVENT_TYPE_PREFIX; `tierstream` gives the names of format 1. The engine and
+# the metrics use the canonical names, `tierstream.<kind>` (OutputType).
+CANONICAL_PREFIX = "tierstream"
+DEFAULT_TYPE_PREFIX = "io.github.tierstream"
+TYPE_PREFIX_PATTERN = r"^[a-z][a-z0-9-]*(\.[a-z0-9-]+)*$"
+TYPE_PATTERN = TYPE_PREFIX_PATTERN[:-1] + r"\.(" + "|".join(
+    kind.replace(".", r"\.") for kind in KINDS) + ")$"
 # The contracts' format, the last part of each schema's `$id` (`schema_id`): changed with any
 # change a consumer must know of.
 FORMAT = 2
@@ -127,7 +136,9 @@ class OutputEvent(_Frozen):
     source: str = Field(pattern="^/tierstream/policies/[^/]+/customers/[^/]+$",
                         json_schema_extra={"format": "uri-reference"},
                         description="the policy and the customer, percent-encoded")
-    type: OutputType
+    type: str = Field(pattern=TYPE_PATTERN, description=(
+        "`<prefix>.<kind>`: a reverse-DNS prefix (TIERSTREAM_EVENT_TYPE_PREFIX, default "
+        "io.github.tierstream) and the kind, e.g. tier.upgraded"))
     subject: Name = Field(description="the customer id")
     time: Instant = Field(description="the event time at which the decision happened")
     sequence: str = Field(pattern=f"^[0-9]{{{SEQUENCE_DIGITS}}}$", description=(
@@ -142,14 +153,20 @@ class OutputEvent(_Frozen):
 
     @model_validator(mode="after")
     def _names_its_schema(self) -> OutputEvent:
-        if self.dataschema != SCHEMA_IDS[self.type.split(".")[1]]:
-            raise ValueError(f"a {self.type} event's dataschema is "
-                             f"{SCHEMA_IDS[self.type.split('.')[1]]}, not {self.dataschema}")
+        wanted = SCHEMA_IDS[kind_of(self.type).split(".")[0]]
+        if self.dataschema != wanted:
+            raise ValueError(f"a {self.type} event's dataschema is {wanted}, not "
+                             f"{self.dataschema}")
         return self
 
     @property
+    def canonical_type(self) -> str:
+        """The type under the canonical prefix (`tierstream.tier.upgraded`)."""
+        return f"{CANONICAL_PREFIX}.{kind_of(self.type)}"
+
+    @property
     def topic_kind(self) -> Literal["tier-changes", "churn-warnings"]:
-        return "churn-warnings" if self.type in CHURN_TYPES else "tier-changes"
+        return "churn-warnings" if self.canonical_type in CHURN_TYPES else "tier-changes"
 
 
 class PolicyName(msgspec.Struct, frozen=True, gc=False):
@@ -220,40 +237,58 @@ class Output(msgspec.Struct, frozen=True, kw_only=True, gc=False):
     def topic_kind(self) -> Literal["tier-changes", "churn-warnings"]:
         return "churn-warnings" if self.type in CHURN_TYPES else "tier-changes"
 
-    def record(self) -> bytes:
-        """The event's JSON, as `OutputEvent.model_dump_json()` writes it."""
-        return _encoder.encode(self._written())
+    def record(self, prefix: str = DEFAULT_TYPE_PREFIX) -> bytes:
+        """The event's JSON, as `OutputEvent.model_dump_json()` writes it, its type under
+        `prefix`."""
+        return _encoder.encode(self._written(prefix))
 
-    def kafka_record(self, binary: bool) -> tuple[bytes, list[tuple[str, bytes]]]:
+    def kafka_record(self, binary: bool, prefix: str = DEFAULT_TYPE_PREFIX
+                     ) -> tuple[bytes, list[tuple[str, bytes]]]:
         """The Kafka value and headers of the event in structured or binary mode."""
         if not binary:
-            return self.record(), [("content-type", STRUCTURED_CONTENT_TYPE)]
-        written = self._written()
+            return self.record(prefix), [("content-type", STRUCTURED_CONTENT_TYPE)]
+        written = self._written(prefix)
         return _encoder.encode(written.data), [
             ("ce_specversion", b"1.0"), ("ce_id", self.id.encode()),
-            ("ce_source", self.source.encode()), ("ce_type", self.type.encode()),
+            ("ce_source", self.source.encode()), ("ce_type", written.type.encode()),
             ("ce_subject", self.subject.encode()), ("ce_time", self.time.encode()),
             ("ce_sequence", self.sequence.encode()),
             ("ce_partitionkey", self.partitionkey.encode()),
             ("ce_dataschema", self.dataschema.encode()),
             ("content-type", self.datacontenttype.encode())]
 
-    def _written(self) -> Output:
-        """The event as encoded: floats of metrics written as pydantic writes them."""
+    def _typed(self, prefix: str) -> Output:
+        """The event with its type under `prefix`."""
+        return self if prefix == CANONICAL_PREFIX else \
+            replace(self, type=prefix + self.type[len(CANONICAL_PREFIX):])
+
+    def _written(self, prefix: str) -> Output:
+        """The event as encoded: its type under `prefix`, floats of metrics written as pydantic
+        writes them."""
+        written = self._typed(prefix)
         if isinstance(self.data, Followup):
-            return self
+            return written
         metrics = self.data.metrics
         if any(type(v) is float and abs(v) >= _EXPONENT_FROM for v in metrics.values()):
             # pydantic writes such floats as repr does (1e+16), msgspec without the `+`
             raw = {k: msgspec.Raw(repr(v).encode())
                    if type(v) is float and _EXPONENT_FROM <= abs(v) < math.inf else v
                    for k, v in metrics.items()}
-            return replace(self, data=replace(self.data, metrics=raw))
-        return self
+            return replace(written, data=replace(self.data, metrics=raw))
+        return written
 
-    def document(self) -> dict:
+    def document(self, prefix: str = DEFAULT_TYPE_PREFIX) -> dict:
         """The event as a JSON object."""
-        return msgspec.to_builtins(self)
+        return msgspec.to_builtins(self._typed(prefix))
+
+
+def kind_of(event_type: str) -> str:
+    """`io.github.tierstream.tier.upgraded` -> `tier.upgraded`, whatever the prefix."""
+    head, _, group = event_type.rpartition(".")[0].rpartition(".")
+    kind = f"{group}.{event_type.rpartition('.')[2]}"
+    if kind not in KINDS or not head:
+        raise ValueError(f"{event_type!r} is not an output type (<prefix>.<kind>)")
+    return kind
 
 
 def source_of(policy_name: str, customer_id: str) -> str:

@@ -12,6 +12,8 @@ from typing import Literal
 from pydantic import AliasChoices, Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from models.outputs import DEFAULT_TYPE_PREFIX, TYPE_PREFIX_PATTERN
+
 TABLE_NAME = "customers"
 
 
@@ -68,6 +70,8 @@ class Settings(BaseSettings):
     redis_prefix: str = "tierstream:v1"
     # outputs on Kafka: the JSON envelope as the value, or ce_* headers and `data` as the value
     cloudevents_mode: Literal["structured", "binary"] = "structured"
+    # outputs' `type` is <prefix>.<kind>; `tierstream` gives the names before format 2
+    event_type_prefix: str = Field(default=DEFAULT_TYPE_PREFIX, pattern=TYPE_PREFIX_PATTERN)
     # `tierstream ingest`, the HTTP ingress (streams/ingest/)
     ingest_host: str = "127.0.0.1"                    # 0.0.0.0 in containers
     ingest_port: int = Field(default=6070, ge=1, le=65535)

@@ -125,9 +125,12 @@ def test_ids_are_deterministic_and_unique() -> None:
 
 
 def format_1(record: bytes) -> bytes:
-    """An output as the envelope's format 1 wrote it: one source per policy, the sequence not
-    padded, no partitionkey and no dataschema (the rest is compared byte for byte)."""
+    """An output as the envelope's format 1 wrote it: types under `tierstream.`, one source per
+    policy, the sequence not padded, no partitionkey and no dataschema (the rest is compared
+    byte for byte)."""
     event = json.loads(record)
+    assert event["type"].startswith("io.github.tierstream.")
+    event["type"] = event["type"].replace("io.github.", "", 1)
     assert event.pop("partitionkey") == event["subject"]
     assert event.pop("dataschema").startswith("urn:tierstream:schema:")
     policy_source, _, customer = event["source"].rpartition("/customers/")

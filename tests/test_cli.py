@@ -56,12 +56,12 @@ def test_replay_writes_outputs_dead_letters_and_states(tmp_path: Path) -> None:
     outputs = read_jsonl(tmp_path / "out.jsonl")
     assert [(o["subject"], o["type"], o["data"].get("to_tier", o["data"].get("to_class")))
             for o in outputs] == [
-        ("c1", "tierstream.tier.assigned", "B"),
-        ("c1", "tierstream.axis.assigned", "new"),
-        ("c2", "tierstream.tier.assigned", "D"),
-        ("c2", "tierstream.axis.assigned", "prospect"),
-        ("c2", "tierstream.tier.upgraded", "C"),
-        ("c2", "tierstream.axis.upgraded", "new"),
+        ("c1", "io.github.tierstream.tier.assigned", "B"),
+        ("c1", "io.github.tierstream.axis.assigned", "new"),
+        ("c2", "io.github.tierstream.tier.assigned", "D"),
+        ("c2", "io.github.tierstream.axis.assigned", "prospect"),
+        ("c2", "io.github.tierstream.tier.upgraded", "C"),
+        ("c2", "io.github.tierstream.axis.upgraded", "new"),
     ]
     first = outputs[0]
     assert first["specversion"] == "1.0" and first["time"] == "2026-01-05T02:00:00Z"
@@ -116,7 +116,7 @@ def test_csv_with_column_mapping(tmp_path: Path) -> None:
                    "--dead-letters", str(tmp_path / "dead.jsonl")])
     assert status == 0
     assert [o["data"]["to_tier"] for o in read_jsonl(tmp_path / "out.jsonl")
-            if o["type"].startswith("tierstream.tier.")] == ["B"]
+            if o["type"].startswith("io.github.tierstream.tier.")] == ["B"]
     dead = read_jsonl(tmp_path / "dead.jsonl")
     assert dead[0]["line"] == 3 and "amount" in dead[0]["error"]
 
@@ -297,7 +297,8 @@ def test_csv_line_items_are_one_order_and_local_times_take_the_time_zone(tmp_pat
     out, dead = tmp_path / "out.jsonl", tmp_path / "dead.jsonl"
     assert main(["replay", str(export), "--columns", SHOP_COLUMNS, "--timezone", "Asia/Shanghai",
                  "--out", str(out), "--dead-letters", str(dead), "--strict"]) == 0
-    assigned = {e["subject"]: e for e in read_jsonl(out) if e["type"] == "tierstream.tier.assigned"}
+    assigned = {e["subject"]: e for e in read_jsonl(out)
+                if e["type"] == "io.github.tierstream.tier.assigned"}
     assert {c: e["time"] for c, e in assigned.items()} == {
         "alice@example.com": "2026-01-05T02:00:00Z",   # 10:00 in Shanghai
         "bob@example.com": "2026-01-05T16:00:00Z",     # the day's midnight in Shanghai

@@ -140,7 +140,8 @@ def test_simulated_history_replays_into_a_spread_of_tiers_and_churn_warnings(
     kinds = defaultdict(int)
     for line in outputs.read_text().splitlines():
         kinds[json.loads(line)["type"]] += 1
-    assert kinds["tierstream.churn.warning"] > 0 and kinds["tierstream.tier.downgraded"] > 0
+    assert kinds["io.github.tierstream.churn.warning"] > 0
+    assert kinds["io.github.tierstream.tier.downgraded"] > 0
 
 
 def test_limit_and_stdout(capsysbinary) -> None:

@@ -16,7 +16,7 @@ def outputs() -> tuple[OutputEvent, ...]:
 
 
 def first(kind: str) -> OutputEvent:
-    return next(o for o in outputs() if o.type == kind)
+    return next(o for o in outputs() if o.canonical_type == kind)
 
 
 def plain(event: OutputEvent) -> str:
@@ -74,7 +74,7 @@ def test_filters(wanted: Filter, expected: set[str] | None) -> None:
 
 
 def test_tier_filter_matches_from_or_to() -> None:
-    shown = [(o.subject, o.type, *((o.data.tier,) * 2 if isinstance(o.data, FollowupData)
+    shown = [(o.subject, o.canonical_type, *((o.data.tier,) * 2 if isinstance(o.data, FollowupData)
                                    else (o.data.from_tier, o.data.to_tier)))
              for o in outputs() if Filter.of(tiers=["B"]).matches(o)]
     assert ("alice", "tierstream.tier.upgraded", "C", "B") in shown
@@ -84,14 +84,14 @@ def test_tier_filter_matches_from_or_to() -> None:
 
 def test_axis_filter_keeps_one_axis() -> None:
     lifecycle = [o for o in outputs() if Filter.of(axes=["lifecycle"]).matches(o)]
-    assert lifecycle and all(o.type.startswith("tierstream.axis.") for o in lifecycle)
+    assert lifecycle and all(o.canonical_type.startswith("tierstream.axis.") for o in lifecycle)
     value = [o for o in outputs() if Filter.of(axes=["tier"]).matches(o)]
     assert len(value) + len(lifecycle) == len(outputs())
-    assert not any(o.type.startswith("tierstream.axis.") for o in value)
+    assert not any(o.canonical_type.startswith("tierstream.axis.") for o in value)
 
 
 def test_axis_line_names_the_axis() -> None:
-    text = plain(next(o for o in outputs() if o.type == "tierstream.axis.downgraded"
+    text = plain(next(o for o in outputs() if o.canonical_type == "tierstream.axis.downgraded"
                       and o.data.to_class == "at_risk"))
     assert text.split()[2:7] == ["downgrade", "lifecycle", "active", "→", "at_risk"]
     assert "qualifies for at_risk: orders_365d >= 1" in text

@@ -396,6 +396,7 @@ def _demo(args: argparse.Namespace, err: Console) -> int:
 
 
 def _replay(args: argparse.Namespace, err: Console) -> int:
+    settings = Settings()
     policy = load_policy(args.policy)
     layout = csv_layout(args.format, args.columns, args.date_format, args.timezone)
     _check_files(args.events)
@@ -408,12 +409,13 @@ def _replay(args: argparse.Namespace, err: Console) -> int:
             return files.enter_context(path.open("w", encoding="utf-8")) if path else None
         sinks = replay_job.Sinks(out=open_out(args.out) or sys.stdout,
                                  dead_letters=open_out(args.dead_letters),
-                                 state_out=open_out(args.state_out))
+                                 state_out=open_out(args.state_out),
+                                 type_prefix=settings.event_type_prefix)
         with replay_job.progress_for(err) as progress:
             records = replay_job.read_inputs(args.events, args.format, layout, progress)
             summary = replay_job.run(records, policy, sinks, args.as_of, progress,
                                      wall=time.time_ns() // 1000,
-                                     max_future=int(Settings().max_future_s * MICROS_PER_SECOND),
+                                     max_future=int(settings.max_future_s * MICROS_PER_SECOND),
                                      in_memory=replay_job.run_size(available),
                                      spill_dir=args.tmp_dir)
     if args.json:

@@ -24,7 +24,7 @@ from rich.table import Table
 
 from models.errors import InvalidEventError
 from models.instants import format_instant
-from models.outputs import Output
+from models.outputs import DEFAULT_TYPE_PREFIX, Output
 from rules.compiled import CompiledPolicy
 from rules.replay import Replay
 from streams import collector, engine_build
@@ -67,6 +67,7 @@ class Sinks:
     out: IO[str]
     dead_letters: IO[str] | None = None
     state_out: IO[str] | None = None
+    type_prefix: str = DEFAULT_TYPE_PREFIX  # of the outputs' types (TIERSTREAM_EVENT_TYPE_PREFIX)
 
 
 @dataclass(frozen=True)
@@ -268,7 +269,7 @@ def _failed(replay: Replay, line: Line | None, summary: Summary, sinks: Sinks) -
 def _write(outputs: list[Output], summary: Summary, sinks: Sinks) -> None:
     for output in outputs:
         summary.outputs[output.type.removeprefix("tierstream.")] += 1
-        sinks.out.write(output.record().decode() + "\n")
+        sinks.out.write(output.record(sinks.type_prefix).decode() + "\n")
 
 
 def _finish(replay: Replay, policy: CompiledPolicy, end: int, summary: Summary,

@@ -17,7 +17,9 @@ from models import event_contract
 from models.outputs import (
     AXIS_TYPES,
     CHURN_TYPES,
+    DEFAULT_TYPE_PREFIX,
     FOLLOWUP_TYPES,
+    TYPE_PREFIX_PATTERN,
     CustomerTier,
     OutputEvent,
     OutputType,
@@ -79,7 +81,10 @@ def _input_event() -> Schema:
 def _output_event(name: str, types: tuple[str, ...], data: str, description: str) -> Schema:
     """The envelope with the types given and its `data` of the model named `data`."""
     schema = OutputEvent.model_json_schema(mode="serialization")
-    schema["properties"]["type"] = {"enum": list(types), "title": "Type", "type": "string"}
+    kinds = "|".join(t.removeprefix("tierstream.").replace(".", r"\.") for t in types)
+    schema["properties"]["type"] = {
+        **schema["properties"]["type"], "pattern": TYPE_PREFIX_PATTERN[:-1] + rf"\.({kinds})$",
+        "examples": [f"{DEFAULT_TYPE_PREFIX}.{t.removeprefix('tierstream.')}" for t in types]}
     schema["properties"]["dataschema"]["const"] = schema_id(
         file_name(name).removesuffix(".schema.json"))
     schema["properties"]["data"] = {"$ref": f"#/$defs/{data}"}

@@ -72,7 +72,7 @@ class Filter:
     def matches(self, event: OutputEvent) -> bool:
         return ((not self.customers or event.subject in self.customers)
                 and (not self.tiers or bool(_tiers(event.data) & self.tiers))
-                and (not self.types or event.type in self.types)
+                and (not self.types or event.canonical_type in self.types)
                 and (not self.axes or _axis(event.data) in self.axes))
 
 
@@ -94,7 +94,7 @@ def line(event: OutputEvent) -> Text:
     """One readable line: time, customer, what happened, tiers and why (with the values seen,
     or a follow-up's owner)."""
     data = event.data
-    label, style = LOOKS[short_type(event.type).removeprefix("axis.")]
+    label, style = LOOKS[short_type(event.canonical_type).removeprefix("axis.")]
     if isinstance(data, FollowupData):
         tiers = data.tier
     elif isinstance(data, AxisChangeData):

@@ -279,9 +279,9 @@ class LiveView:
                         structured(record.value, record.headers))
                 except ValidationError:
                     continue
-                self.counts[event.type.removeprefix("tierstream.")] += 1
-                panel = self.changes if event.type.startswith(("tierstream.tier.",
-                                                               "tierstream.axis.")) \
+                self.counts[event.canonical_type.removeprefix("tierstream.")] += 1
+                panel = self.changes if event.canonical_type.startswith((
+                    "tierstream.tier.", "tierstream.axis.")) \
                     else self.warnings
                 panel.append(event)
         if time.monotonic() - self.latest.at >= REFRESH_S:

@@ -275,10 +275,11 @@ class Runtime:
         their producer batches, and how many they are."""
         names = self.settings.topics
         binary = self.settings.cloudevents_mode == "binary"
+        prefix = self.settings.event_type_prefix
         out: dict[str, list[Record]] = {}
         for partition, effects, tiers in done:
             for output in effects.outputs:
-                value, headers = output.kafka_record(binary)
+                value, headers = output.kafka_record(binary, prefix)
                 out.setdefault(names.tier_changes if output.topic_kind == "tier-changes"
                                else names.churn_warnings, []).append(
                     (output.subject.encode(), value, headers))

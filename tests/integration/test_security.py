@@ -52,7 +52,7 @@ def test_right_credentials_create_topics_and_run_a_worker(scram_broker: LocalKaf
                            "amount": 30000, "currency": "CNY"}).encode()
         produce(settings, [line])  # through the broker's plaintext listener
         emitted = collect(settings, until=lambda e: len(e.events) >= 1, timeout=60)
-        assert [e["type"] for e in emitted.events][:1] == ["tierstream.tier.assigned"], \
+        assert [e["type"] for e in emitted.events][:1] == ["io.github.tierstream.tier.assigned"], \
             worker.log_text()[-2000:]
     finally:
         worker.stop()

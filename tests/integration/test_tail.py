@@ -58,8 +58,8 @@ def test_tail_prints_history_as_json_and_filters(published: list,
     assert sorted(e["id"] for e in shown) == sorted(followups) and followups
 
     carol = tail(capsys, "--customer", "carol", "--tier", "D", "--timeout", "3")
-    assert [e["type"] for e in carol] == ["tierstream.tier.downgrade_warning",
-                                          "tierstream.tier.downgraded"]
+    assert [e["type"] for e in carol] == ["io.github.tierstream.tier.downgrade_warning",
+                                          "io.github.tierstream.tier.downgraded"]
 
 
 def test_tail_reads_lines_and_stops_on_its_own(published: list,

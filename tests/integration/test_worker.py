@@ -115,7 +115,7 @@ def test_downgrade_and_churn_warning_with_no_new_events(kafka_bootstrap: str, tm
     _, expected = reference(lines, load_policy(DEFAULT), now())
     emitted = collect(settings, until=lambda e: len(e.events) >= len(expected))
     kinds = {e["type"] for e in emitted.events}
-    assert {"tierstream.tier.downgraded", "tierstream.churn.warning"} <= kinds
+    assert {"io.github.tierstream.tier.downgraded", "io.github.tierstream.churn.warning"} <= kinds
     last_input = max(to_micros_of(line) for line in lines)
     timed = [e for e in emitted.events if e["time"] > format_instant(last_input)]
     assert timed, "time-driven changes after the last event must happen without new events"
