@@ -321,3 +321,29 @@ def test_an_unknown_time_zone_is_a_usage_error(tmp_path: Path, capsys) -> None:
     export.write_text(SHOP_EXPORT)
     assert main(["replay", str(export), "--columns", SHOP_COLUMNS, "--timezone", "Mars/Base"]) == 2
     assert "unknown time zone 'Mars/Base'" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(("prefix", "first_type"), [
+    (None, "io.github.tierstream.tier.assigned"),
+    ("com.example.crm", "com.example.crm.tier.assigned"),
+    ("tierstream", "tierstream.tier.assigned"),  # the names of contracts format 1
+])
+def test_output_types_take_the_configured_prefix_and_keep_their_ids(
+        tmp_path: Path, monkeypatch, prefix: str | None, first_type: str) -> None:
+    events = write_events(tmp_path / "events.jsonl", bad=False)
+    if prefix is not None:
+        monkeypatch.setenv("TIERSTREAM_EVENT_TYPE_PREFIX", prefix)
+    assert main(["replay", str(events), "--out", str(tmp_path / "out.jsonl")]) == 0
+    outputs = read_jsonl(tmp_path / "out.jsonl")
+    assert outputs[0]["type"] == first_type
+    monkeypatch.delenv("TIERSTREAM_EVENT_TYPE_PREFIX", raising=False)
+    assert main(["replay", str(events), "--out", str(tmp_path / "default.jsonl")]) == 0
+    assert [o["id"] for o in outputs] == [o["id"] for o in read_jsonl(tmp_path / "default.jsonl")]
+
+
+def test_a_prefix_that_is_no_reverse_dns_name_is_refused(tmp_path: Path, monkeypatch,
+                                                          capsys) -> None:
+    monkeypatch.setenv("TIERSTREAM_EVENT_TYPE_PREFIX", "Not A/Name")
+    events = write_events(tmp_path / "events.jsonl", bad=False)
+    assert main(["replay", str(events), "--out", str(tmp_path / "out.jsonl")]) == 2
+    assert "event_type_prefix" in capsys.readouterr().err
