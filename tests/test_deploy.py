@@ -1,7 +1,8 @@
 """Static checks of the deployment files: compose, Dockerfile, Prometheus, Grafana and Kubernetes.
 
-Nothing here needs Docker or a cluster. The promtool and `docker compose config` checks run only
-when those tools are on PATH and are skipped (with the reason) otherwise.
+Nothing here needs Docker or a cluster. The promtool (2.x and 3.x) and `docker compose config`
+checks run only when those tools are there and are skipped (with the reason) otherwise; in CI a
+missing promtool fails.
 """
 
 from __future__ import annotations
@@ -351,26 +352,37 @@ def test_alert_exprs_use_known_metrics(rule: dict) -> None:
     assert names <= known_metric_names(), f"unknown metrics: {names - known_metric_names()}"
 
 
-def promtool(*args: str) -> None:
-    if shutil.which("promtool") is None:
-        if os.environ.get("CI"):  # .ci/run installs it: never skip the check in CI
-            pytest.fail("promtool not on PATH in CI (Debian: apt-get install prometheus)")
-        pytest.skip("promtool not on PATH (Debian: apt-get install prometheus)")
-    result = subprocess.run(["promtool", *args], cwd=ROOT, capture_output=True, text=True,
+# The promtool of Prometheus 2 (Debian's) and of Prometheus 3, which .ci/run builds from the Go
+# module proxy: `go install -tags remove_all_sd
+# github.com/prometheus/prometheus/cmd/promtool@v0.316.0` with GOBIN=.cache/promtool3.
+PROMTOOLS = {"2": ("promtool", "Debian: apt-get install prometheus"),
+             "3": (str(ROOT / ".cache" / "promtool3" / "promtool"), "bash .ci/run builds it")}
+
+
+def promtool(major: str, *args: str) -> None:
+    command, how = PROMTOOLS[major]
+    if shutil.which(command) is None:
+        if os.environ.get("CI"):  # .ci/run installs both: never skip the check in CI
+            pytest.fail(f"promtool {major}.x not found in CI ({how})")
+        pytest.skip(f"promtool {major}.x not found ({how})")
+    result = subprocess.run([command, *args], cwd=ROOT, capture_output=True, text=True,
                             timeout=120, check=False)
     assert result.returncode == 0, result.stdout + result.stderr
 
 
-def test_promtool_check_config() -> None:
-    promtool("check", "config", "deploy/prometheus/prometheus.yml")
+@pytest.mark.parametrize("major", sorted(PROMTOOLS))
+def test_promtool_check_config(major: str) -> None:
+    promtool(major, "check", "config", "deploy/prometheus/prometheus.yml")
 
 
-def test_promtool_check_rules() -> None:
-    promtool("check", "rules", "deploy/prometheus/alerts.yml")
+@pytest.mark.parametrize("major", sorted(PROMTOOLS))
+def test_promtool_check_rules(major: str) -> None:
+    promtool(major, "check", "rules", "deploy/prometheus/alerts.yml")
 
 
-def test_promtool_test_rules() -> None:
-    promtool("test", "rules", "deploy/prometheus/alerts.test.yml")
+@pytest.mark.parametrize("major", sorted(PROMTOOLS))
+def test_promtool_test_rules(major: str) -> None:
+    promtool(major, "test", "rules", "deploy/prometheus/alerts.test.yml")
 
 
 # ---- Grafana ----------------------------------------------------------------------------------
