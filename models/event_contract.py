@@ -121,6 +121,11 @@ class OrderRefunded(_Event):
 
     @model_validator(mode="after")
     def _amount_in_a_currency(self) -> OrderRefunded:
+        nulls = [f for f in ("amount", "currency")
+                 if getattr(self, f) is None and f in self.model_fields_set]
+        if nulls:
+            raise ValueError(f"{nulls[0]} is null: a full refund leaves amount and currency "
+                             "out")
         if (self.amount is None) != (self.currency is None):
             raise PydanticCustomError("missing", "amount and currency go together: both for a "
                                                  "partial refund, neither for a full one")
@@ -154,10 +159,15 @@ SegmentCurrency = Annotated[Currency, BeforeValidator(
 
 
 class SegmentProduct(BaseModel):
+    """A product of an order, read only when the order's amount is its products' sum."""
+
     model_config = ConfigDict(frozen=True, extra="allow")
 
-    price: Amount | None = None  # (needed only when the order's amount is the products')
+    price: Amount
     quantity: Annotated[int, Field(ge=1, le=1_000_000)] = 1
+
+
+_PRODUCTS: TypeAdapter[list[SegmentProduct]] = TypeAdapter(list[SegmentProduct])
 
 
 class SegmentProperties(BaseModel):
@@ -167,7 +177,7 @@ class SegmentProperties(BaseModel):
     revenue: Amount | None = None
     total: Amount | None = None
     currency: SegmentCurrency = "USD"
-    products: list[SegmentProduct] | None = None
+    products: list[Any] | None = None  # (read as SegmentProduct where needed)
 
 
 # Segment e-commerce spec v2 events that are not orders: interactions of the kind named so.
@@ -210,16 +220,17 @@ class SegmentTrack(BaseModel):
         if self.event == "Order Cancelled":
             return OrderCancelled(**common)
         amount = props.revenue if props.revenue is not None else props.total
-        if amount is None and props.products is not None:
-            unpriced = [i for i, p in enumerate(props.products) if p.price is None]
-            if unpriced:
-                raise InvalidEventError(f"Segment {self.event!r} without revenue or total needs "
-                                        f"properties.products.{unpriced[0]}.price",
-                                        reason="missing_field")
-            amount = sum(p.price * p.quantity for p in props.products if p.price is not None)
+        if amount is None and props.products:  # (an empty list: none given)
+            try:
+                products = _PRODUCTS.validate_python(props.products)
+            except ValidationError as error:
+                raise InvalidEventError("Segment {!r} without revenue or total: {}".format(
+                    self.event, describe(error, "properties.products")),
+                    reason=_reason(error)) from None
+            amount = sum(p.price * p.quantity for p in products)
         if self.event == "Order Refunded":  # neither: a full refund
-            return OrderRefunded(**common, amount=amount,
-                                 currency=None if amount is None else props.currency)
+            return OrderRefunded(**common) if amount is None else \
+                OrderRefunded(**common, amount=amount, currency=props.currency)
         if amount is None:
             raise InvalidEventError(f"Segment {self.event!r} needs properties.revenue, "
                                     "properties.total or properties.products",
@@ -265,11 +276,12 @@ def _native(event: Event | SegmentTrack) -> Event:
     return event.to_native() if isinstance(event, SegmentTrack) else event
 
 
-def describe(error: ValidationError) -> str:
-    """One line per problem: `field: what was wrong (got value)`."""
+def describe(error: ValidationError, within: str = "") -> str:
+    """One line per problem: `field: what was wrong (got value)`; `within` names where the
+    validated value is."""
     parts = []
     for item in error.errors(include_url=False):
-        location = ".".join(str(p) for p in item["loc"]
+        location = ".".join(str(p) for p in (*filter(None, [within]), *item["loc"])
                             if p not in EVENT_TYPES and p not in ("track", "function-after"))
         got = item.get("input")
         shown = "" if item["type"] in ("missing", "json_invalid") or isinstance(got, dict) \

@@ -47,8 +47,14 @@ SEQUENCE_DIGITS = 20  # any 64-bit counter
 CANONICAL_PREFIX = "tierstream"
 DEFAULT_TYPE_PREFIX = "io.github.tierstream"
 TYPE_PREFIX_PATTERN = r"^[a-z][a-z0-9-]*(\.[a-z0-9-]+)*$"
-TYPE_PATTERN = TYPE_PREFIX_PATTERN[:-1] + r"\.(" + "|".join(
-    kind.replace(".", r"\.") for kind in KINDS) + ")$"
+
+
+def type_pattern(kinds: tuple[str, ...]) -> str:
+    """The pattern of the types of these kinds under any prefix."""
+    return TYPE_PREFIX_PATTERN[:-1] + r"\.(" + "|".join(k.replace(".", r"\.") for k in kinds) + ")$"
+
+
+TYPE_PATTERN = type_pattern(KINDS)
 # The contracts' format, the last part of each schema's `$id` (`schema_id`): changed with any
 # change a consumer must know of.
 FORMAT = 2

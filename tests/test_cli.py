@@ -271,8 +271,8 @@ def test_kafka_commands_take_the_brokers_and_exit_4_when_they_cannot_be_used(
     assert main(["topics", "describe", "--bootstrap-server", "k:1", "--json"]) == 4
     assert seen == ["from-env:9092", "kafka-1:9092,kafka-2:9092", "k:1"]
     assert "unavailable: cannot use Kafka at k:1" in capsys.readouterr().err
-    for command in (["worker"], ["tail"], ["redis", "rebuild"], ["topics", "create"],
-                    ["policy", "diff", "default", "rfm", "--live"]):
+    for command in (["worker"], ["ingest"], ["tail"], ["simulate"], ["redis", "rebuild"],
+                    ["topics", "create"], ["policy", "diff", "default", "rfm", "--live"]):
         with pytest.raises(SystemExit) as exit_:
             main([*command, "--help"])
         assert exit_.value.code == 0
@@ -347,3 +347,21 @@ def test_a_prefix_that_is_no_reverse_dns_name_is_refused(tmp_path: Path, monkeyp
     events = write_events(tmp_path / "events.jsonl", bad=False)
     assert main(["replay", str(events), "--out", str(tmp_path / "out.jsonl")]) == 2
     assert "event_type_prefix" in capsys.readouterr().err
+
+
+def test_rows_of_an_order_that_are_no_line_items_stay_events(tmp_path: Path, capsys) -> None:
+    export = tmp_path / "orders.csv"
+    export.write_text("type,event_id,order_id,customer_id,occurred_at,amount,currency\n"
+                      "order_completed,e1,o1,c1,2026-01-05T10:00:00Z,100,CNY\n"
+                      "order_completed,e2,o1,c1,2026-01-05T10:00:00Z,100,CNY\n"
+                      "order_refunded,e3,o1,c1,2026-01-06T10:00:00Z,40,CNY\n"
+                      "order_cancelled,e4,o1,c1,2026-01-07T10:00:00Z,,\n")
+    out = tmp_path / "out.jsonl"
+    assert main(["replay", str(export), "--out", str(out), "--json", "--strict"]) == 0
+    # the repeated row is a line item; the refund and the cancellation are events
+    summary = json.loads(capsys.readouterr().err.splitlines()[0])
+    assert (summary["lines"], summary["events"]) == (3, 3)
+    states = tmp_path / "states.jsonl"
+    assert main(["replay", str(export), "--out", str(out), "--state-out", str(states)]) == 0
+    (state,) = read_jsonl(states)
+    assert state["metrics"]["orders_total"] == 0  # cancelled

@@ -419,3 +419,19 @@ PLAIN = [as_json(ORDER), as_json(with_(amount=42)), as_json(with_(amount=0.5)),
 @pytest.mark.parametrize("raw", PLAIN)
 def test_plain_native_events_take_the_fast_way(raw: str) -> None:
     assert events._plain(raw.encode()) == _by_contract(raw.encode())
+
+
+@pytest.mark.parametrize(("products", "amount"), [([], None), ([{"price": 3, "quantity": 2}], 6.0)])
+def test_segment_refund_products_give_its_amount_and_none_a_full_refund(products: list,
+                                                                        amount: float | None
+                                                                        ) -> None:
+    event = parse_event(as_json(segment("Order Refunded", products=products)))
+    assert isinstance(event, OrderRefunded) and event.amount == amount
+
+
+def test_segment_products_are_not_read_where_the_amount_is_given() -> None:
+    odd = [{"sku": "x", "price": -5, "quantity": 0.5}]  # a discount line, a fraction
+    event = parse_event(as_json(segment("Order Completed", revenue=10, products=odd)))
+    assert isinstance(event, OrderCompleted) and event.amount == 10.0
+    viewed = parse_event(as_json(segment("Product Viewed", products=odd)))
+    assert isinstance(viewed, Interaction)

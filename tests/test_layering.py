@@ -385,13 +385,14 @@ ROLE_IMPORTS: dict[str, frozenset[str]] = {
     "streams.model_file": frozenset(),
     "streams.collector": frozenset(),
     "streams.engine_build": frozenset(),
+    "streams.http": frozenset(),
     "streams.policies": frozenset({"streams.model_file"}),
     "streams.kafka": frozenset({"streams.settings"}),
     "streams.view": frozenset({"streams.settings", "streams.kafka"}),
-    "streams.ingest": frozenset({"streams.settings", "streams.kafka"}),
+    "streams.ingest": frozenset({"streams.settings", "streams.kafka", "streams.http"}),
     "streams.worker": frozenset(
         {"streams.settings", "streams.collector", "streams.engine_build", "streams.policies",
-         "streams.kafka", "streams.view"}
+         "streams.kafka", "streams.view", "streams.http"}
     ),
     # The demo follows outputs the way `tierstream tail` does (streams.cli.tail) and runs the
     # worker as a process (`python -m streams.cli worker`), never in its own.

@@ -126,14 +126,14 @@ def test_ajv_strict_accepts_what_tierstream_writes_and_reads() -> None:
     for name, errors in results.items():
         if name != "input-event.schema.json":
             assert errors == [None] * len(documents[name]), name
-    accepted = []
+    parsed = []
     for line in lines:
         try:
-            accepted.append(parse_event(line) and None)
+            parse_event(line)
+            parsed.append(True)
         except InvalidEventError:
-            accepted.append(False)
-    assert [error is None for error in results["input-event.schema.json"]] == \
-        [a is None for a in accepted]
+            parsed.append(False)
+    assert [error is None for error in results["input-event.schema.json"]] == parsed
 
 
 @pytest.mark.parametrize("change", [

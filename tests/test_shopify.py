@@ -56,17 +56,29 @@ def test_an_order_without_customer_is_keyed_by_its_email_or_refused() -> None:
     assert shopify.events("orders/create", guest, {})[0]["customer_id"] == "jon@example.com"
     with pytest.raises(shopify.WebhookError) as caught:
         shopify.events("orders/create", {k: v for k, v in guest.items() if k != "email"}, {})
-    assert caught.value.status == 422
+    assert caught.value.reason == "missing_field"
 
 
-@pytest.mark.parametrize(("topic", "payload", "status", "fragment"), [
-    ("products/create", CREATED, 422, "not handled"),
-    ("refunds/create", {"id": 1, "order_id": 5, "created_at": "2026-03-06T09:00:00Z"}, 422,
-     "has not seen"),
-    ("orders/create", {"id": 1, "customer": {"id": 2}}, 400, "payload without"),
+@pytest.mark.parametrize(("topic", "payload", "reason", "fragment"), [
+    ("products/create", CREATED, "unknown_type", "not handled"),
+    ("refunds/create", {"id": 1, "order_id": 5, "created_at": "2026-03-06T09:00:00Z"},
+     "unknown_order", "has not seen"),
+    ("orders/create", {"id": 1, "customer": {"id": 2}}, "missing_field", "payload without"),
 ])
-def test_webhooks_that_cannot_be_events_say_why(topic: str, payload: dict, status: int,
+def test_webhooks_that_cannot_be_events_say_why(topic: str, payload: dict, reason: str,
                                                 fragment: str) -> None:
     with pytest.raises(shopify.WebhookError) as caught:
         shopify.events(topic, payload, {})
-    assert caught.value.status == status and fragment in str(caught.value)
+    assert caught.value.reason == reason and fragment in str(caught.value)
+
+
+def test_a_cancellation_goes_to_the_customer_its_order_was_keyed_by() -> None:
+    guest = {**{k: v for k, v in CREATED.items() if k != "customer"},
+             "cancelled_at": "2026-03-05T09:00:00Z"}
+    (cancelled,) = shopify.events("orders/cancelled", guest, {str(CREATED["id"]): "777"})
+    assert cancelled["customer_id"] == "777"
+
+
+@pytest.mark.parametrize("signature", ["not base64 at all", "ünïcödé", ""])
+def test_a_malformed_signature_is_not_verified(signature: str) -> None:
+    assert not shopify.verified(b"{}", signature, b"s3cret")

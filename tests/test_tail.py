@@ -33,6 +33,8 @@ def plain(event: OutputEvent) -> str:
     ("warning", {"tierstream.churn.warning"}),
     ("recovered", {"tierstream.churn.recovered"}),
     ("tierstream.tier.assigned", {"tierstream.tier.assigned"}),
+    ("io.github.tierstream.tier.assigned", {"tierstream.tier.assigned"}),
+    ("com.example.crm.churn.warning", {"tierstream.churn.warning"}),
     ("due", {"tierstream.followup.due"}),
     ("followup", {"tierstream.followup.due", "tierstream.followup.overdue",
                   "tierstream.followup.done"}),

@@ -7,9 +7,10 @@ an order id uses its event id. The `cdnow` preset reads the CDNOW master file (w
 separated: customer id, date YYYYMMDD, number of CDs, dollars; no header) as USD orders.
 
 Shop exports write an order as one row per line item: the first row has the order's fields, the
-rows after it repeat its order id and leave the rest blank (or repeat it). Consecutive rows of
-one order id (mapped from a column) are one order: the first row's, with the other rows' bytes
-in its record (so a rejected order keeps all of them). A timestamp without an offset, or a date
+rows after it repeat its order id and leave the amount blank (or repeat it). Such rows of a
+completed order (order id mapped from a column) are one order: the first row's, with the other
+rows' bytes in its record (so a rejected order keeps all of them). A row of another type or
+another amount is an event of its own. A timestamp without an offset, or a date
 alone, is read in the layout's `timezone` (`--timezone`; without one it is refused).
 """
 
@@ -27,7 +28,7 @@ from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from models.errors import InvalidEventError
-from models.events import Event, event_from_fields, parse_event
+from models.events import Event, OrderCompleted, event_from_fields, parse_event
 
 
 @dataclass(frozen=True)
@@ -98,8 +99,10 @@ def read_csv(path: Path, layout: CsvLayout, on_bytes: OnBytes = lambda _: None
                 names = [c.strip() for c in cells]
                 continue
             fields = _fields(cells, names, layout, f"{path.name}:{line.number}")
-            order_id = fields.get("order_id") if "order_id" in layout.mapped(names) else None
-            if pending is not None and order_id is not None and order_id == pending[2]:
+            order_id = fields.get("order_id") if "order_id" in layout.mapped(names) \
+                and fields.get("type") == "order_completed" else None
+            if pending is not None and order_id is not None and order_id == pending[2] \
+                    and _line_item(fields, pending[1]):
                 first, record, _ = pending  # a line item of the order before: part of it
                 pending = Line(first.source, first.number, first.raw + b"\n" + line.raw), \
                     record, order_id
@@ -117,6 +120,18 @@ def read_csv(path: Path, layout: CsvLayout, on_bytes: OnBytes = lambda _: None
         pending = line, record, order_id
     if pending is not None:
         yield pending[0], pending[1]
+
+
+def _line_item(fields: dict[str, Any], order: Event | InvalidEventError) -> bool:
+    """Whether a row of an order's id, after the order's row, is a line item of it: no amount,
+    or the order's own (exports that repeat the order's fields on every row)."""
+    amount = fields.get("amount")
+    if amount is None:
+        return True
+    try:
+        return isinstance(order, OrderCompleted) and float(amount) == order.amount
+    except ValueError:
+        return False
 
 
 def _lines(path: Path, on_bytes: OnBytes) -> Iterator[Line]:

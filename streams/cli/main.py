@@ -143,6 +143,7 @@ def build_parser() -> argparse.ArgumentParser:
                           help="stamp events with the wall-clock time they are sent")
     simulate.add_argument("--out", metavar="FILE",
                           help="write JSONL to FILE (- for stdout) instead of Kafka")
+    _kafka_options(simulate)
     simulate.add_argument("--malformed", type=float, default=0.0, metavar="FRACTION",
                           help="share of records that break the contract: truncated JSON, "
                                "wrong types, negative amounts, bad timestamps, invalid UTF-8, "
@@ -438,7 +439,7 @@ def _simulate(args: argparse.Namespace, err: Console) -> int:
     simulate_job.check_noise(args.malformed, args.duplicates)
     stream = simulate_job.records(population, args.malformed, args.duplicates, args.live,
                                   args.limit)
-    with simulate_job.open_sink(args.out) as (sink, destination):
+    with simulate_job.open_sink(args.out, lambda: _settings(args)) as (sink, destination):
         summary = simulate_job.run(simulate_job.paced(stream, args.rate), sink, population,
                                    args.live, err)
     err.print(simulate_job.summary_table(summary, destination))

@@ -19,11 +19,12 @@ from models.outputs import (
     CHURN_TYPES,
     DEFAULT_TYPE_PREFIX,
     FOLLOWUP_TYPES,
-    TYPE_PREFIX_PATTERN,
     CustomerTier,
     OutputEvent,
     OutputType,
+    kind_of,
     schema_id,
+    type_pattern,
 )
 
 DIALECT = "https://json-schema.org/draft/2020-12/schema"
@@ -81,10 +82,10 @@ def _input_event() -> Schema:
 def _output_event(name: str, types: tuple[str, ...], data: str, description: str) -> Schema:
     """The envelope with the types given and its `data` of the model named `data`."""
     schema = OutputEvent.model_json_schema(mode="serialization")
-    kinds = "|".join(t.removeprefix("tierstream.").replace(".", r"\.") for t in types)
+    kinds = tuple(kind_of(t) for t in types)
     schema["properties"]["type"] = {
-        **schema["properties"]["type"], "pattern": TYPE_PREFIX_PATTERN[:-1] + rf"\.({kinds})$",
-        "examples": [f"{DEFAULT_TYPE_PREFIX}.{t.removeprefix('tierstream.')}" for t in types]}
+        **schema["properties"]["type"], "pattern": type_pattern(kinds),
+        "examples": [f"{DEFAULT_TYPE_PREFIX}.{kind}" for kind in kinds]}
     schema["properties"]["dataschema"]["const"] = schema_id(
         file_name(name).removesuffix(".schema.json"))
     schema["properties"]["data"] = {"$ref": f"#/$defs/{data}"}

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import re
 import time
 from collections.abc import Iterable, Iterator
@@ -20,6 +21,7 @@ from models.outputs import (
     FollowupData,
     OutputEvent,
     OutputType,
+    kind_of,
     structured,
 )
 from streams.kafka import clients as kafka_clients
@@ -45,6 +47,8 @@ def full_types(name: str) -> frozenset[str]:
     """The output types a `--type` name means: a full type, a short one, a suffix after a dot
     (of a type not of an axis: `upgraded` is the tier's), or a group (`tier`, `churn`,
     `followup`, `axis`)."""
+    with contextlib.suppress(ValueError):  # a type as on the wire, under any prefix
+        name = f"tierstream.{kind_of(name)}"
     found = frozenset(t for t in TYPES if t == name or short_type(t) == name
                       or t.endswith(f".{name}") and not t.startswith("tierstream.axis.")
                       or t.startswith(f"tierstream.{name}."))

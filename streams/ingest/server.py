@@ -7,25 +7,31 @@ topics, keyed by customer id, before the answer (acks=all): a 2xx means Kafka ha
   auth user, if `TIERSTREAM_SEGMENT_WRITE_KEY` is set); calls other than e-commerce track calls
   (identify, page, other events) are ignored and counted.
 - `POST /webhooks/shopify`: orders/create, orders/cancelled, refunds/create, verified by HMAC
-  (`TIERSTREAM_SHOPIFY_SECRET`, required); a webhook id seen lately is answered without producing
-  again, and every event id derives from Shopify's ids, so a redelivery is applied once anyway.
+  (`TIERSTREAM_SHOPIFY_SECRET`, required); a webhook id seen lately by this process is answered
+  without producing again, and every event id derives from Shopify's ids, so a redelivery is
+  applied once anyway.
 - `/health/live`, `/health/ready`, `/metrics`.
 
-A request with any invalid event produces none of them and answers 400 naming each (index,
-reason, error); more events waiting for Kafka than TIERSTREAM_INGEST_MAX_PENDING answers 503 with
-Retry-After. Errors are RFC 9457 problem documents.
+An invalid event goes to the dead-letter topic with its original bytes and why (headers
+`source_topic` = `ingest/<source>`, `reason`, `error`), as the worker's dead letters do, and the
+answer lists it; the valid ones of the request are produced all the same. Only a body that is no
+JSON at all is refused (400). More events waiting for Kafka than TIERSTREAM_INGEST_MAX_PENDING
+answers 503 with Retry-After. Errors are RFC 9457 problem documents.
 """
 
 from __future__ import annotations
 
 import asyncio
 import base64
+import hashlib
 import hmac
 import json
 import logging
+import threading
+import time
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable
-from http import HTTPStatus
+from datetime import UTC, datetime
 from typing import Any
 
 from aiohttp import web
@@ -40,9 +46,10 @@ from prometheus_client import (
     generate_latest,
 )
 
-from models.errors import ConnectError, InvalidEventError
+from models.errors import ConnectError, InvalidEventError, RebuildError
 from models.event_contract import SEGMENT_INTERACTIONS, SEGMENT_ORDERS
 from models.events import Interaction, parse_event
+from streams import http
 from streams.ingest import shopify
 from streams.kafka import clients
 from streams.settings import Settings
@@ -50,8 +57,8 @@ from streams.settings import Settings
 log = logging.getLogger("tierstream.ingest")
 MAX_BODY_BYTES = 4 * 1024 * 1024
 RECENT_WEBHOOKS = 100_000  # Shopify webhook ids remembered, to answer a redelivery at once
-PROBLEM = "application/problem+json"
-Record = tuple[str, bytes, bytes]  # topic, key, value
+UNREADY_AFTER_FAILURE_S = 30.0  # /health/ready answers 503 this long after a failed send
+Record = tuple[str, bytes | None, bytes, list[tuple[str, bytes]]]  # topic, key, value, headers
 
 
 class Rejected(Exception):
@@ -74,7 +81,7 @@ class Ingest:
         self.pending_gauge = Gauge("tierstream_ingest_pending_events", "Events sent, waiting "
                                    "for Kafka's acknowledgement", registry=self.registry)
         self.pending = 0
-        self.failing = False  # the last send to Kafka failed
+        self.failed_at: float | None = None  # when a send to Kafka last failed
         self.producer: KafkaProducer | None = None
         self.orders: dict[str, str] = {}  # Shopify order id -> customer id
         self.recent: OrderedDict[str, None] = OrderedDict()  # Shopify webhook ids
@@ -96,24 +103,47 @@ class Ingest:
             self._load_index(config)
 
     def _load_index(self, config: dict[str, Any]) -> None:
+        """Read the order index to its end, then follow it in a thread (other replicas add
+        orders too)."""
         admin = clients.admin(self.settings)
+        consumer = None
         try:
             admin.create_topics([NewTopic(self.index_topic, 1, self.settings.replication,
                                           topic_configs={"cleanup.policy": "compact"})])
         except TopicAlreadyExistsError:
             pass
+        except KafkaError as error:
+            raise ConnectError(f"cannot create {self.index_topic}: {type(error).__name__}: "
+                               f"{error}") from None
         finally:
             admin.close()
-        consumer = KafkaConsumer(group_id=None, enable_auto_commit=False, **config)
         try:
+            consumer = KafkaConsumer(group_id=None, enable_auto_commit=False, **config)
             ends = clients.assign_from_beginning(consumer, self.index_topic,
                                                  self.settings.bootstrap_servers)
             for record in clients.read_to_end(consumer, ends, idle_timeout_s=30):
-                if record.value is not None:
-                    self.orders[record.key.decode()] = record.value.decode()
-        finally:
-            consumer.close()
+                self._indexed(record)
+        except (KafkaError, RebuildError) as error:
+            if consumer is not None:
+                consumer.close()
+            raise ConnectError(f"cannot read {self.index_topic}: {error}") from None
         log.info("shopify order index: %d orders from %s", len(self.orders), self.index_topic)
+        threading.Thread(target=self._follow_index, args=(consumer,), daemon=True,
+                         name="shopify-order-index").start()
+
+    def _follow_index(self, consumer: KafkaConsumer) -> None:
+        while True:
+            try:
+                for records in consumer.poll(timeout_ms=1000).values():
+                    for record in records:
+                        self._indexed(record)
+            except KafkaError as error:  # the consumer reconnects by itself
+                log.warning("following %s: %s", self.index_topic, error)
+                time.sleep(1)
+
+    def _indexed(self, record: Any) -> None:
+        if record.value is not None:
+            self.orders[record.key.decode()] = record.value.decode()
 
     async def close(self, _: web.Application) -> None:
         if self.producer is not None:
@@ -136,29 +166,33 @@ class Ingest:
     def _source(self, name: str, handler: Callable[[web.Request], Awaitable[web.Response]]
                 ) -> Callable[[web.Request], Awaitable[web.Response]]:
         async def counted(request: web.Request) -> web.Response:
+            status = 500
             try:
                 response = await handler(request)
+                status = response.status
+                return response
             except Rejected as rejected:
-                if rejected.status == 400 and "errors" in rejected.more:
-                    self.events.labels(name, "invalid").inc(len(rejected.more["errors"]))
-                self.requests.labels(name, str(rejected.status)).inc()
+                status = rejected.status
                 raise
-            self.requests.labels(name, str(response.status)).inc()
-            return response
+            except web.HTTPException as error:
+                status = error.status
+                raise
+            finally:
+                self.requests.labels(name, str(status)).inc()
         return counted
 
     async def native(self, request: web.Request) -> web.Response:
         self._bearer(request)
-        body = await request.read()
-        items = _items(body, request.content_type)
-        records = self._checked(items)
-        await self._produce(records)
-        self.events.labels("native", "produced").inc(len(records))
-        return web.json_response({"accepted": len(records)}, status=202)
+        items = _items(await request.read(), request.content_type)
+        answer = await self._ingest("native", items)
+        return web.json_response(answer, status=202)
 
     async def segment_track(self, request: web.Request) -> web.Response:
         self._write_key(request)
-        return await self._segment_calls([_json(await request.read())])
+        call = _json(await request.read())
+        if isinstance(call, dict):
+            call.setdefault("type", "track")  # the endpoint says it
+        return await self._segment_calls([call])
 
     async def segment_batch(self, request: web.Request) -> web.Response:
         self._write_key(request)
@@ -169,14 +203,13 @@ class Ingest:
         return await self._segment_calls(calls)
 
     async def _segment_calls(self, calls: list[Any]) -> web.Response:
-        wanted = [c for c in calls if isinstance(c, dict) and c.get("type") == "track"
+        wanted = [_segment_defaults(c) for c in calls
+                  if isinstance(c, dict) and c.get("type") == "track"
                   and c.get("event") in SEGMENT_ORDERS + SEGMENT_INTERACTIONS]
-        ignored = len(calls) - len(wanted)
-        records = self._checked([json.dumps(c).encode() for c in wanted])
-        await self._produce(records)
-        self.events.labels("segment", "produced").inc(len(records))
-        self.events.labels("segment", "ignored").inc(ignored)
-        return web.json_response({"success": True, "accepted": len(records), "ignored": ignored})
+        self.events.labels("segment", "ignored").inc(len(calls) - len(wanted))
+        answer = await self._ingest("segment", [json.dumps(c).encode() for c in wanted])
+        return web.json_response({"success": True, **answer,
+                                  "ignored": len(calls) - len(wanted)})
 
     async def shopify(self, request: web.Request) -> web.Response:
         secret = self.settings.shopify_secret
@@ -192,34 +225,48 @@ class Ingest:
             return web.json_response({"accepted": 0, "duplicate": True})
         topic = request.headers.get("X-Shopify-Topic", "")
         payload = _json(body)
-        if not isinstance(payload, dict):
-            raise Rejected(400, "a Shopify webhook body is a JSON object")
         try:
+            if not isinstance(payload, dict):
+                raise shopify.WebhookError("invalid_field", "the body is no JSON object")
             events = shopify.events(topic, payload, self.orders)
         except shopify.WebhookError as error:
-            raise Rejected(error.status, str(error)) from None
-        records = self._checked([json.dumps(e).encode() for e in events])
-        if topic == "orders/create":
+            if error.reason == "unknown_type":  # a subscription tierstream does not use
+                self.events.labels("shopify", "ignored").inc()
+                return web.json_response({"accepted": 0, "ignored": str(error)})
+            # answered 200 all the same: Shopify would retry, then drop the subscription
+            await self._send([self._dead_letter("shopify", body, error.reason, str(error))])
+            self.events.labels("shopify", "invalid").inc()
+            return web.json_response({"accepted": 0, "rejected": [
+                {"index": 0, "reason": error.reason, "error": str(error)}]})
+        records, rejected = self._checked("shopify", [json.dumps(e).encode() for e in events])
+        if topic == "orders/create" and not rejected:
             order, customer = events[0]["order_id"], events[0]["customer_id"]
-            records.append((self.index_topic, order.encode(), customer.encode()))
+            records.append((self.index_topic, order.encode(), customer.encode(), []))
             self.orders[order] = customer
-        await self._produce(records)
+        await self._send(records)
         if webhook is not None:
             self.recent[webhook] = None
             while len(self.recent) > RECENT_WEBHOOKS:
                 self.recent.popitem(last=False)
-        self.events.labels("shopify", "produced").inc(len(events))
-        return web.json_response({"accepted": len(events)})
+        self.events.labels("shopify", "produced").inc(len(events) - len(rejected))
+        self.events.labels("shopify", "invalid").inc(len(rejected))
+        return web.json_response({"accepted": len(events) - len(rejected),
+                                  "rejected": rejected})
+
+    async def _ingest(self, source: str, items: list[bytes]) -> dict[str, Any]:
+        """Produce the valid events and dead-letter the others; the answer's body."""
+        records, rejected = self._checked(source, items)
+        await self._send(records)
+        self.events.labels(source, "produced").inc(len(items) - len(rejected))
+        self.events.labels(source, "invalid").inc(len(rejected))
+        return {"accepted": len(items) - len(rejected), "rejected": rejected}
 
     # -- checks ----------------------------------------------------------------------------
 
     def _bearer(self, request: web.Request) -> None:
         token = self.settings.ingest_token
-        if token is None:
-            return
-        scheme, _, given = request.headers.get("Authorization", "").partition(" ")
-        if not (scheme.lower() == "bearer" and hmac.compare_digest(
-                given.strip().encode(), token.get_secret_value().encode())):
+        if token is not None and not http.bearer_matches(
+                request.headers.get("Authorization", ""), token.get_secret_value()):
             raise Rejected(401, "a bearer token is required (TIERSTREAM_INGEST_TOKEN)",
                            headers={"WWW-Authenticate": 'Bearer realm="tierstream-ingest"'})
 
@@ -237,45 +284,58 @@ class Ingest:
             raise Rejected(401, "Segment's write key is required as the basic auth user",
                            headers={"WWW-Authenticate": 'Basic realm="tierstream-ingest"'})
 
-    def _checked(self, items: list[bytes]) -> list[Record]:
-        """Each event's record, or Rejected naming every invalid one."""
+    def _checked(self, source: str, items: list[bytes]) -> tuple[list[Record], list[dict]]:
+        """The records of the events: the valid ones' for the inputs, the others' for the
+        dead-letter topic; and what was wrong with each of those."""
         names = self.settings.topics
-        records, errors = [], []
+        records, rejected = [], []
         for index, raw in enumerate(items):
             try:
                 event = parse_event(raw)
             except InvalidEventError as error:
-                errors.append({"index": index, "reason": error.reason, "error": str(error)})
+                rejected.append({"index": index, "reason": error.reason, "error": str(error)})
+                records.append(self._dead_letter(source, raw, error.reason, str(error)))
                 continue
             topic = names.interactions if isinstance(event, Interaction) else names.orders
-            records.append((topic, event.customer_id.encode(), raw))
-        if errors:
-            raise Rejected(400, f"{len(errors)} of {len(items)} events are invalid; none was "
-                                "accepted", errors=errors)
-        return records
+            records.append((topic, event.customer_id.encode(), raw, []))
+        return records, rejected
 
-    async def _produce(self, records: list[Record]) -> None:
-        """Send the records and wait for Kafka's acknowledgement of all of them."""
+    def _dead_letter(self, source: str, raw: bytes, reason: str, error: str) -> Record:
+        return (self.settings.topics.dead_letters, None, raw,
+                [("source_topic", f"ingest/{source}".encode()), ("reason", reason.encode()),
+                 ("error", error[:1000].encode())])
+
+    async def _send(self, records: list[Record]) -> None:
+        """Send the records and wait for Kafka's acknowledgement of all of them (a failure
+        part way leaves some sent: the client's retry repeats them, and the worker applies a
+        repeated event once)."""
+        if len(records) > self.settings.ingest_max_pending:
+            raise Rejected(413, f"{len(records)} records in one request, more than "
+                                "TIERSTREAM_INGEST_MAX_PENDING allows waiting for Kafka "
+                                f"({self.settings.ingest_max_pending})")
         if self.pending + len(records) > self.settings.ingest_max_pending:
             raise Rejected(503, f"{self.pending} events are waiting for Kafka; retry later",
                            headers={"Retry-After": "1"})
-        assert self.producer is not None
+        producer = self.producer
+        assert producer is not None
         loop = asyncio.get_running_loop()
-        waiting = []
-        self._pending(len(records))
-        try:
-            for topic, key, value in records:
-                done = loop.create_future()
-                sent = self.producer.send(topic, key=key, value=value)
-                sent.add_callback(lambda _, done=done: loop.call_soon_threadsafe(_settle, done,
-                                                                                 None))
+        waiting = [loop.create_future() for _ in records]
+
+        def send() -> None:  # in a thread: send() blocks while the producer's buffer is full
+            for (topic, key, value, headers), done in zip(records, waiting, strict=True):
+                sent = producer.send(topic, key=key, value=value, headers=headers)
+                sent.add_callback(lambda _, done=done: loop.call_soon_threadsafe(
+                    _settle, done, None))
                 sent.add_errback(lambda error, done=done: loop.call_soon_threadsafe(
                     _settle, done, error))
-                waiting.append(done)
+
+        self._pending(len(records))
+        try:
+            await asyncio.to_thread(send)
             await asyncio.gather(*waiting)
-            self.failing = False
+            self.failed_at = None
         except KafkaError as error:
-            self.failing = True
+            self.failed_at = time.monotonic()
             raise Rejected(503, f"Kafka did not take the events: {type(error).__name__}: "
                                 f"{error}", headers={"Retry-After": "5"}) from None
         finally:
@@ -291,8 +351,11 @@ class Ingest:
         return web.json_response({"status": "ok"})
 
     async def ready(self, request: web.Request) -> web.Response:
-        """200 once connected, until a send fails (and again after one succeeds)."""
-        ready = self.producer is not None and not self.failing
+        """200 once connected; 503 for UNREADY_AFTER_FAILURE_S after a send failed (then it
+        takes requests again: the next failure starts another such pause)."""
+        ready = self.producer is not None and (
+            self.failed_at is None
+            or time.monotonic() - self.failed_at > UNREADY_AFTER_FAILURE_S)
         return web.json_response({"status": "ok" if ready else "kafka_failing",
                                   "pending": self.pending}, status=200 if ready else 503)
 
@@ -313,7 +376,7 @@ class Ingest:
         except web.HTTPException as error:
             if error.status < 400:
                 raise
-            return _problem(error.status, error.reason, {})
+            return _problem(error.status, error.reason, dict(error.headers))
 
 
 def _settle(done: asyncio.Future, error: BaseException | None) -> None:
@@ -326,10 +389,22 @@ def _settle(done: asyncio.Future, error: BaseException | None) -> None:
 
 
 def _problem(status: int, detail: str, headers: dict[str, str], **more: Any) -> web.Response:
-    body = {"type": "about:blank", "title": HTTPStatus(status).phrase, "status": status,
-            "detail": detail, **more}
-    return web.Response(body=json.dumps(body).encode(), status=status, headers=headers,
-                        content_type=PROBLEM)
+    headers = {k: v for k, v in headers.items() if k.lower() != "content-type"}
+    return web.Response(body=http.problem(status, detail, **more), status=status,
+                        headers=headers, content_type=http.PROBLEM)
+
+
+def _segment_defaults(call: dict[str, Any]) -> dict[str, Any]:
+    """A Segment call with what Segment's API makes optional: `messageId` (a digest of the
+    call, so a resend is the same event) and `timestamp` (sentAt or receivedAt, else now)."""
+    call = dict(call)
+    if not call.get("messageId"):
+        digest = hashlib.sha256(json.dumps(call, sort_keys=True).encode()).hexdigest()
+        call["messageId"] = f"ingest:{digest[:32]}"
+    if not call.get("timestamp"):
+        call["timestamp"] = call.get("sentAt") or call.get("receivedAt") or \
+            datetime.now(UTC).isoformat()
+    return call
 
 
 def _json(body: bytes) -> Any:
@@ -345,12 +420,16 @@ def _items(body: bytes, content_type: str) -> list[bytes]:
     text = body.strip()
     if not text:
         raise Rejected(400, "the body is empty: send a JSON event, an array of them or NDJSON")
-    if "ndjson" in content_type or (text[:1] == b"{" and b"\n" in text):
-        return [line for line in text.split(b"\n") if line.strip()]
-    if text[:1] == b"[":
-        events = _json(text)
-        return [json.dumps(e, ensure_ascii=False).encode() for e in events]
-    return [text]
+    if "ndjson" not in content_type:
+        try:
+            whole = json.loads(text)
+        except ValueError:
+            whole = None  # NDJSON sent as something else, or no JSON: by line
+        if isinstance(whole, list):
+            return [json.dumps(e, ensure_ascii=False).encode() for e in whole]
+        if whole is not None:
+            return [text]
+    return [line for line in text.split(b"\n") if line.strip()]
 
 
 def run(settings: Settings) -> None:

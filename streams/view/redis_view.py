@@ -448,8 +448,8 @@ class RedisView:
 
     async def tier_page(self, tier: str, cursor: int, count: int) -> tuple[list[str], int]:
         """One page of the customers in a tier (SSCAN of its set: a customer in the tier for
-        the whole scan is listed once; `count` is a hint) and the cursor of the next, 0 at the
-        end."""
+        the whole scan is listed at least once, rarely twice; `count` is a hint) and the cursor
+        of the next, 0 at the end."""
         cursor, members = await self.client.sscan(self.keys.tier(tier), cursor=cursor,
                                                   count=count)
         return sorted(_text(member) for member in members), cursor

@@ -3,8 +3,9 @@
 
 from __future__ import annotations
 
-from importlib.metadata import version
 from typing import Any
+
+from models.outputs import FORMAT
 
 Doc = dict[str, Any]
 
@@ -120,7 +121,7 @@ _SECURED = [{}, {"bearer": []}]  # the token is required only where one is set
 def document() -> Doc:
     return {
         "openapi": "3.1.0",
-        "info": {"title": "tierstream worker", "version": version("tierstream"),
+        "info": {"title": "tierstream worker", "version": str(FORMAT),
                  "license": {"name": "Apache-2.0", "identifier": "Apache-2.0"},
                  "description": "Each worker answers for every customer: a lookup on a worker "
                                 "that does not own the customer's partition is forwarded to "

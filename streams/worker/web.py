@@ -16,11 +16,9 @@ an `application/problem+json` document (RFC 9457).
 from __future__ import annotations
 
 import asyncio
-import hmac
 import json
 import time
 from collections.abc import Mapping
-from http import HTTPStatus
 from typing import TYPE_CHECKING, Any
 from urllib.parse import quote, unquote
 
@@ -31,7 +29,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from yarl import URL
 
 from rules.decisions import explain
-from streams import engine_build
+from streams import engine_build, http
 from streams.worker import openapi
 
 if TYPE_CHECKING:
@@ -39,14 +37,13 @@ if TYPE_CHECKING:
 
 CUSTOMERS = "/customers/"
 BATCH = "/customers:batchGet"
-PROBLEM = "application/problem+json"
 BATCH_MAX_IDS = 1000
 PAGE_DEFAULT, PAGE_MAX = 100, 1000
 FORWARD_TIMEOUT_S = 10.0
 # A worker rebalancing (not recovering its table) for this long is stuck, a known faust failure:
 # /health/live says so, and the orchestrator restarts it.
 LIVE_STALL_S = 300.0
-FORWARDED = "X-Tierstream-Forwarded"  # a forwarded batch is answered where it arrives
+FORWARDED = "X-Tierstream-Forwarded"  # a forwarded batch is never forwarded again
 
 
 def install(runtime: Runtime) -> None:
@@ -83,7 +80,7 @@ class Api:
     def __init__(self, runtime: Runtime) -> None:
         self.runtime, self.app, self.settings = runtime, runtime.app, runtime.settings
         token = runtime.settings.api_token
-        self.token = None if token is None else token.get_secret_value().encode()
+        self.token = None if token is None else token.get_secret_value()
         self.stalled_since: float | None = None  # seen rebalancing, not recovering, since
 
     async def ready(self, web: Any, request: Any) -> Any:
@@ -118,10 +115,10 @@ class Api:
         """401 unless the request carries the bearer token (when one is set)."""
         if self.token is None:
             return None
-        scheme, _, given = request.headers.get("Authorization", "").partition(" ")
-        if scheme.lower() == "bearer" and hmac.compare_digest(given.strip().encode(),
-                                                              self.token):
+        header = request.headers.get("Authorization", "")
+        if http.bearer_matches(header, self.token):
             return None
+        given = header.partition(" ")[2].strip()
         challenge = 'Bearer realm="tierstream"' + (', error="invalid_token"' if given else "")
         return problem(web, 401, "a bearer token is required (Authorization: Bearer <token>)"
                        if not given else "the bearer token is not the API's",
@@ -189,12 +186,14 @@ class Api:
         ids = list(dict.fromkeys(ids))
         here, elsewhere, found = URL(self.settings.web_url), {}, {}
         for customer_id in ids:
-            owner = None if request.headers.get(FORWARDED) else \
-                owner_url(self.runtime, customer_id)
+            owner = owner_url(self.runtime, customer_id)
             if owner is not None and owner != here:
                 elsewhere.setdefault(owner, []).append(customer_id)
             elif (answer := self.explained(customer_id)) is not None:
                 found[customer_id] = answer
+        if elsewhere and request.headers.get(FORWARDED):  # forwarded here, owned elsewhere
+            return problem(web, 503, "the owners of these customers are changing (a "
+                                     "rebalance): retry")
         for status, body, content_type in await asyncio.gather(*(
                 self.forward("POST", owner.with_path(BATCH), request,
                              json.dumps({"ids": wanted}).encode())
@@ -233,9 +232,7 @@ class Api:
 
 def problem_parts(status: int, detail: str) -> tuple[int, bytes, str]:
     """An RFC 9457 problem document: status, body, content type."""
-    body = {"type": "about:blank", "title": HTTPStatus(status).phrase, "status": status,
-            "detail": detail}
-    return status, json.dumps(body).encode(), PROBLEM
+    return status, http.problem(status, detail), http.PROBLEM
 
 
 def problem(web: Any, status: int, detail: str,

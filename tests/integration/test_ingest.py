@@ -71,7 +71,11 @@ def ingest(kafka_bootstrap: str, tmp_path: Path) -> Iterator[tuple[Ingest, objec
 
 
 def read_inputs(settings, expected: int) -> list:
-    consumer = KafkaConsumer(settings.topics.orders, settings.topics.interactions,
+    return read_topic(settings, settings.topics.orders, expected, settings.topics.interactions)
+
+
+def read_topic(settings, topic: str, expected: int, *more: str) -> list:
+    consumer = KafkaConsumer(topic, *more,
                              bootstrap_servers=settings.bootstrap_servers, group_id=None,
                              auto_offset_reset="earliest", consumer_timeout_ms=2000)
     try:
@@ -103,19 +107,23 @@ def test_events_of_every_source_land_on_their_input_keyed_by_customer(ingest) ->
         [order("n2", "bob"), {"type": "interaction", "event_id": "n3", "customer_id": "bob",
                               "occurred_at": "2026-03-02T10:00:00Z", "kind": "call"}]).encode(),
         **bearer)
-    assert (status, body) == (202, {"accepted": 2})
+    assert (status, body) == (202, {"accepted": 2, "rejected": []})
     ndjson = b"\n".join(json.dumps(order(f"n{i}", "carol")).encode() for i in (4, 5)) + b"\n"
     assert server.post("/events", ndjson, **{**bearer, "Content-Type": "application/x-ndjson"}
-                       )[2] == {"accepted": 2}
-    # refused whole, each invalid event named; without the token, 401
-    status, headers, problem = server.post("/events", json.dumps(
+                       )[2] == {"accepted": 2, "rejected": []}
+    # the invalid ones dead-lettered and named, the valid one produced; without the token, 401
+    status, _, body = server.post("/events", json.dumps(
         [order("n6", "dave"), {**order("n7", "dave"), "amount": "-1"}, {"type": "x"}]).encode(),
         **bearer)
-    assert status == 400 and headers["Content-Type"].startswith("application/problem+json")
-    assert [(e["index"], e["reason"]) for e in problem["errors"]] == [
+    assert status == 202 and body["accepted"] == 1
+    assert [(e["index"], e["reason"]) for e in body["rejected"]] == [
         (1, "invalid_field"), (2, "unknown_type")]
-    status, headers, _ = server.post("/events", json.dumps(order("n8", "erin")).encode())
+    status, headers, problem = server.post("/events", json.dumps(order("n8", "erin")).encode())
     assert status == 401 and headers["WWW-Authenticate"].startswith("Bearer")
+    assert headers["Content-Type"].startswith("application/problem+json") and \
+        problem["status"] == 401
+    pretty = json.dumps(order("n9", "erin"), indent=2).encode()  # one object over lines
+    assert server.post("/events", pretty, **bearer)[2] == {"accepted": 1, "rejected": []}
 
     # Segment: a batch with calls that are not e-commerce track calls, ignored
     basic = {"Authorization": "Basic " + base64.b64encode(f"{WRITE_KEY}:".encode()).decode()}
@@ -126,8 +134,11 @@ def test_events_of_every_source_land_on_their_input_keyed_by_customer(ingest) ->
                         "properties": {"order_id": 9, "total": 30, "currency": "cny"}},
                        {**track, "event": "Signed Up", "messageId": "s3"}]}
     status, _, body = server.post("/v1/batch", json.dumps(batch).encode(), **basic)
-    assert (status, body) == (200, {"success": True, "accepted": 2, "ignored": 2})
+    assert (status, body) == (200, {"success": True, "accepted": 2, "rejected": [],
+                                    "ignored": 2})
     assert server.post("/v1/track", json.dumps(track).encode())[0] == 401
+    bare = {"event": "Checkout Started", "userId": "gina", "properties": {}}  # no type, id, time
+    assert server.post("/v1/track", json.dumps(bare).encode(), **basic)[2]["accepted"] == 1
 
     # Shopify: an order, its refund (keyed by the order's customer), a cancellation
     created = {"id": 5001, "created_at": "2026-03-04T09:00:00-05:00", "total_price": "59.90",
@@ -150,18 +161,30 @@ def test_events_of_every_source_land_on_their_input_keyed_by_customer(ingest) ->
         "X-Shopify-Topic": "orders/create", "X-Shopify-Hmac-Sha256": signed(body, "wrong")}
     )[0] == 401
     unknown = json.dumps({**refund, "id": 62, "order_id": 9999}).encode()
-    status, _, problem = server.post("/webhooks/shopify", unknown, **{
+    status, _, answer = server.post("/webhooks/shopify", unknown, **{
         "X-Shopify-Topic": "refunds/create", "X-Shopify-Hmac-Sha256": signed(unknown)})
-    assert status == 422 and "9999" in problem["detail"]
+    assert status == 200 and answer["rejected"][0]["reason"] == "unknown_order"
+    status, _, answer = server.post("/webhooks/shopify", b"{}", **{
+        "X-Shopify-Topic": "products/create", "X-Shopify-Hmac-Sha256": signed(b"{}")})
+    assert status == 200 and "not handled" in answer["ignored"]
 
-    records = read_inputs(settings, expected=10)
+    dead = read_topic(settings, settings.topics.dead_letters, expected=3)
+    reasons = sorted((dict(r.headers)["source_topic"], dict(r.headers)["reason"]) for r in dead)
+    assert reasons == [(b"ingest/native", b"invalid_field"), (b"ingest/native", b"unknown_type"),
+                       (b"ingest/shopify", b"unknown_order")]
+    assert any(r.value == unknown for r in dead)  # the original bytes
+
+    records = read_inputs(settings, expected=13)
     events = [(r.topic, r.key.decode(), parse_event(r.value)) for r in records]
     assert all(key == event.customer_id for _, key, event in events)
     assert all((topic == settings.topics.interactions) == isinstance(event, Interaction)
                for topic, _, event in events)
     assert sorted(e.event_id for _, _, e in events) == sorted(
-        ["n1", "n2", "n3", "n4", "n5", "s1", "s2", "shopify:order:5001",
-         "shopify:refund:61:71", "shopify:cancel:5002"])
+        ["n1", "n2", "n3", "n4", "n5", "n6", "n9", "s1", "s2", "shopify:order:5001",
+         "shopify:refund:61:71", "shopify:cancel:5002"] + [
+            e.event_id for _, _, e in events if e.event_id.startswith("ingest:")])
+    assert [e.kind for _, _, e in events if e.event_id.startswith("ingest:")] == \
+        ["checkout_started"]
     by_id = {e.event_id: e for _, _, e in events}
     assert by_id["s1"] == Interaction("s1", "42", by_id["s1"].at, "product_viewed")
     assert isinstance(by_id["s2"], OrderCompleted) and by_id["s2"].currency == "CNY"
