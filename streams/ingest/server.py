@@ -238,7 +238,8 @@ class Ingest:
             self.events.labels("shopify", "invalid").inc()
             return web.json_response({"accepted": 0, "rejected": [
                 {"index": 0, "reason": error.reason, "error": str(error)}]})
-        records, rejected = self._checked("shopify", [json.dumps(e).encode() for e in events])
+        records, rejected = self._checked("shopify", [json.dumps(e).encode() for e in events],
+                                          original=body)
         if topic == "orders/create" and not rejected:
             order, customer = events[0]["order_id"], events[0]["customer_id"]
             records.append((self.index_topic, order.encode(), customer.encode(), []))
@@ -284,9 +285,11 @@ class Ingest:
             raise Rejected(401, "Segment's write key is required as the basic auth user",
                            headers={"WWW-Authenticate": 'Basic realm="tierstream-ingest"'})
 
-    def _checked(self, source: str, items: list[bytes]) -> tuple[list[Record], list[dict]]:
+    def _checked(self, source: str, items: list[bytes], original: bytes | None = None
+                 ) -> tuple[list[Record], list[dict]]:
         """The records of the events: the valid ones' for the inputs, the others' for the
-        dead-letter topic; and what was wrong with each of those."""
+        dead-letter topic (with `original`, the bytes they were made from, if not their own);
+        and what was wrong with each of those."""
         names = self.settings.topics
         records, rejected = [], []
         for index, raw in enumerate(items):
@@ -294,7 +297,8 @@ class Ingest:
                 event = parse_event(raw)
             except InvalidEventError as error:
                 rejected.append({"index": index, "reason": error.reason, "error": str(error)})
-                records.append(self._dead_letter(source, raw, error.reason, str(error)))
+                records.append(self._dead_letter(source, original or raw, error.reason,
+                                                 str(error)))
                 continue
             topic = names.interactions if isinstance(event, Interaction) else names.orders
             records.append((topic, event.customer_id.encode(), raw, []))
