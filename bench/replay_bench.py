@@ -211,7 +211,7 @@ def redo(policy: CompiledPolicy, events: list, trace: list[tuple[str, int, int]]
         churn = next((rule for rule, c in policy.churn_conditions if c.holds(values)), None)
         made = [{"specversion": "1.0", "id": decisions.uuid5(
                     f"{policy.name}\n{policy.version}\n{customer}\n{sequence}\n{t}"),
-                 "source": source_of(policy.name, customer),
+                 "source": source_of(policy.sources, customer),
                  "type": f"{DEFAULT_TYPE_PREFIX}.tier.upgraded", "subject": customer,
                  "time": format_instant(t), "sequence": format_sequence(sequence),
                  "partitionkey": customer, "dataschema": SCHEMA_IDS["tier"],

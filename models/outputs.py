@@ -39,12 +39,12 @@ OutputType = Literal["tierstream.tier.assigned", "tierstream.tier.upgraded",
                      "tierstream.axis.upgraded", "tierstream.axis.downgraded",
                      "tierstream.axis.downgrade_warning"]
 MetricValue = float | int | str
-KINDS = tuple(t.removeprefix("tierstream.") for t in OutputType.__args__)  # tier.upgraded, ...
 SEQUENCE_DIGITS = 20  # any 64-bit counter
 # Types on the wire are `<prefix>.<kind>` (`io.github.tierstream.tier.upgraded`): a reverse-DNS
 # prefix, TIERSTREAM_EVENT_TYPE_PREFIX; `tierstream` gives the names of format 1. The engine and
 # the metrics use the canonical names, `tierstream.<kind>` (OutputType).
 CANONICAL_PREFIX = "tierstream"
+KINDS = tuple(t.removeprefix(f"{CANONICAL_PREFIX}.") for t in OutputType.__args__)  # tier.assigned
 DEFAULT_TYPE_PREFIX = "io.github.tierstream"
 TYPE_PREFIX_PATTERN = r"^[a-z][a-z0-9-]*(\.[a-z0-9-]+)*$"
 
@@ -297,10 +297,14 @@ def kind_of(event_type: str) -> str:
     return kind
 
 
-def source_of(policy_name: str, customer_id: str) -> str:
-    """The CloudEvents source of a customer's outputs under a policy."""
-    return f"/tierstream/policies/{quote(policy_name, safe='')}/customers/" \
-           f"{quote(customer_id, safe='')}"
+def sources_of(policy_name: str) -> str:
+    """What the CloudEvents sources of a policy's customers start with (`source_of`)."""
+    return f"/tierstream/policies/{quote(policy_name, safe='')}/customers/"
+
+
+def source_of(sources: str, customer_id: str) -> str:
+    """The CloudEvents source of a customer's outputs: `sources` (of its policy) and its id."""
+    return sources + quote(customer_id, safe="")
 
 
 def format_sequence(sequence: int) -> str:

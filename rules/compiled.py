@@ -11,7 +11,7 @@ import cel
 
 from models.errors import PolicyError
 from models.instants import parse_duration
-from models.outputs import PolicyName
+from models.outputs import PolicyName, sources_of
 from models.policy import Downgrade, Policy, TierRule
 from rules import followup, horizon, metrics, relative
 from rules.comparisons import comparisons, tokens
@@ -40,6 +40,7 @@ class CompiledPolicy:
         self.policy, self.file = policy, file
         self.name, self.version = policy.name, policy.version
         self.reference = PolicyName(policy.name, policy.version)
+        self.sources = sources_of(policy.name)  # of its customers' outputs
         self.tier_ids = policy.tier_ids
         self.windows = tuple(policy.windows)
         self.rates = {policy.currency: 1.0, **policy.rates}

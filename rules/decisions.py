@@ -83,7 +83,7 @@ class _Decision:
                                   sequence, kind, from_tier, to_tier, rule, self.t,
                                   *((axis,) if axis else ()))))
         self.outputs.append(Output(
-            id=uuid5(key), source=source_of(policy.name, customer),
+            id=uuid5(key), source=source_of(policy.sources, customer),
             type=f"tierstream.{kind}", subject=customer, time=format_instant(self.t),
             sequence=format_sequence(sequence), partitionkey=customer,
             dataschema=SCHEMA_IDS[kind.partition(".")[0]], data=data))

@@ -56,7 +56,7 @@ def json_schemas() -> dict[str, Schema]:
         "CustomerTier": _customer_tier(),
     }
     for name, schema in schemas.items():
-        schema["$id"] = schema_id(file_name(name).removesuffix(".schema.json"))
+        schema["$id"] = _id(name)
     return schemas
 
 
@@ -86,14 +86,17 @@ def _output_event(name: str, types: tuple[str, ...], data: str, description: str
     schema["properties"]["type"] = {
         **schema["properties"]["type"], "pattern": type_pattern(kinds),
         "examples": [f"{DEFAULT_TYPE_PREFIX}.{kind}" for kind in kinds]}
-    schema["properties"]["dataschema"]["const"] = schema_id(
-        file_name(name).removesuffix(".schema.json"))
+    schema["properties"]["dataschema"]["const"] = _id(name)
     schema["properties"]["data"] = {"$ref": f"#/$defs/{data}"}
     for other in _DATA:
         if other != data:
             del schema["$defs"][other]
     schema.update(title=name, description=f"{description} {schema['description']}")
     return schema
+
+
+def _id(schema_name: str) -> str:
+    return schema_id(file_name(schema_name).removesuffix(".schema.json"))
 
 
 def file_name(schema_name: str) -> str:

@@ -118,6 +118,13 @@ _FORWARDED = {"502": _problem("the owning worker could not be reached"),
 _SECURED = [{}, {"bearer": []}]  # the token is required only where one is set
 
 
+def _ready(operation: str, summary: str) -> Doc:
+    return {"get": {"operationId": operation, "summary": summary, "responses": {
+        "200": _json("Ready", "ready"),
+        "503": _json("Ready", "recovering, rebalancing, or a topic is missing or has the wrong "
+                              "partitions")}}}
+
+
 def document() -> Doc:
     return {
         "openapi": "3.1.0",
@@ -171,15 +178,8 @@ def document() -> Doc:
                 "operationId": "live", "summary": "Liveness: 503 only when stuck rebalancing",
                 "responses": {"200": _json("Live", "alive"),
                               "503": _json("Live", "stuck in a rebalance: restart it")}}},
-            "/health/ready": {"get": {
-                "operationId": "ready", "summary": "Readiness: 200 once the table is recovered",
-                "responses": {"200": _json("Ready", "ready"),
-                              "503": _json("Ready", "recovering, rebalancing, or a topic is "
-                                                    "missing or has the wrong partitions")}}},
-            "/health": {"get": {
-                "operationId": "health", "summary": "The same as /health/ready",
-                "responses": {"200": _json("Ready", "ready"),
-                              "503": _json("Ready", "not ready")}}},
+            "/health/ready": _ready("ready", "Readiness: 200 once the table is recovered"),
+            "/health": _ready("health", "The same as /health/ready"),
             "/metrics": {"get": {
                 "operationId": "metrics", "summary": "Prometheus metrics",
                 "responses": {"200": {"description": "the text exposition format",
