@@ -79,6 +79,9 @@ class Settings(BaseSettings):
     ingest_max_pending: int = Field(default=20_000, ge=1)  # events awaiting Kafka, then 503
     segment_write_key: SecretStr | None = None        # Segment's HTTP API: basic auth user
     shopify_secret: SecretStr | None = None           # Shopify webhooks: the HMAC key
+    # exactly_once: each partition's part of a batch commits in one Kafka transaction
+    processing_guarantee: Literal["at_least_once", "exactly_once"] = "at_least_once"
+    transaction_timeout_s: float = Field(default=10.0, gt=0)  # an abandoned one is aborted then
     topics: Topics = Field(default_factory=Topics)
 
     @property

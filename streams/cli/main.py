@@ -568,7 +568,8 @@ def _latest_values(settings: Settings, progress: Progress) -> list[bytes | None]
     from streams.kafka import clients as kafka_clients
     topic = settings.changelog_topic
     config = kafka_clients.kafka_python_config(settings)
-    consumer = KafkaConsumer(**config, group_id=None, enable_auto_commit=False)
+    consumer = KafkaConsumer(**config, group_id=None, enable_auto_commit=False,
+                             isolation_level="read_committed")
     try:
         ends = kafka_clients.assign_from_beginning(consumer, topic, settings.bootstrap_servers)
         starts = consumer.beginning_offsets(list(ends))

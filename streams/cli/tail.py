@@ -187,6 +187,7 @@ def output_consumer(settings: Settings, from_beginning: bool) -> KafkaConsumer:
     """A consumer without a group, on every partition of both topics, at their start or end."""
     try:
         consumer = KafkaConsumer(group_id=None, enable_auto_commit=False,
+                                 isolation_level="read_committed",
                                  client_id=f"{settings.app_id}-tail",
                                  **kafka_clients.kafka_python_config(settings))
     except KafkaError as error:

@@ -563,7 +563,7 @@ def rebuild(kafka: Mapping[str, Any], topic: str, client: redis.Redis, *,
     token, _, _, _ = client.register_script(GENERATION_LUA)(
         keys=generation, args=[secrets.token_hex(8), "", 0])
     consumer = KafkaConsumer(**kafka, group_id=None, enable_auto_commit=False,
-                             auto_offset_reset="earliest")
+                             auto_offset_reset="earliest", isolation_level="read_committed")
     try:
         ends = assign_from_beginning(consumer, topic, kafka["bootstrap_servers"])
         starts = consumer.beginning_offsets(list(ends))

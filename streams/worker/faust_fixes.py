@@ -57,7 +57,14 @@ own recovery, record by record. A rebalance during the read cancels it: what it 
 each key, a record the changelog holds for it, and the next recovery reads again from faust's
 offsets.
 
-5. Reaching into the clients (the rest of this module): aiokafka's client asks for metadata
+5. Exactly-once (streams/worker/transactions.py): every consumer faust creates reads committed
+records only (under at-least-once nothing is transactional, so that changes nothing), and a
+hook runs at each assignment before the tables start to recover (`before_recovery`): there the
+partitions' transactional producers are started, which fences their previous owners and ends
+their open transactions before the changelogs and committed offsets are read. The producers are
+built as faust builds its own (`transactional_producer`).
+
+6. Reaching into the clients (the rest of this module): aiokafka's client asks for metadata
 again as soon as an answer comes while a queued batch's topic is missing (~1,800 requests and log
 lines a second), so `install` makes it wait its retry backoff between refreshes, as the Java
 client does; the topic watch (streams/worker/topic_watch.py) has faust's consumer refresh its
@@ -87,6 +94,7 @@ import faust
 from aiokafka.client import AIOKafkaClient
 from faust.app.base import App
 from faust.streams import _current_event
+from faust.tables.manager import TableManager
 from faust.tables.recovery import Recovery
 from faust.transport.consumer import Consumer
 from faust.transport.drivers.aiokafka import (
@@ -479,6 +487,55 @@ async def commit(app: faust.App, offsets: Mapping[Any, int]) -> bool:
     return await app.consumer._commit(offsets)
 
 
+_create_worker_consumer = AIOKafkaConsumerThread._create_worker_consumer
+
+
+def _create_worker_consumer_reading_committed(self: AIOKafkaConsumerThread,
+                                              transport: Any) -> aiokafka.AIOKafkaConsumer:
+    """faust's consumer, with the isolation level it gives a transactional app: a batch of
+    inputs, its changelog records and its committed offsets are one transaction under
+    exactly-once, and an aborted one must be read by no one."""
+    consumer = self.consumer
+    if consumer.in_transaction:
+        return _create_worker_consumer(self, transport)
+    consumer.in_transaction = True  # (read by faust only to pick the isolation level here)
+    try:
+        return _create_worker_consumer(self, transport)
+    finally:
+        consumer.in_transaction = False
+
+
+_BEFORE_RECOVERY = "_tierstream_before_recovery"
+_tables_on_rebalance = TableManager.on_rebalance
+
+
+async def _tables_on_rebalance_after_hook(self: TableManager, assigned: Any, revoked: Any,
+                                          newly_assigned: Any, generation_id: int = 0) -> None:
+    hook = getattr(self.app, _BEFORE_RECOVERY, None)
+    if hook is not None:
+        await hook(assigned)
+    await _tables_on_rebalance(self, assigned, revoked, newly_assigned, generation_id)
+
+
+def before_recovery(app: faust.App, hook: Callable[[AbstractSet[Any]], Awaitable[None]]
+                    ) -> None:
+    """Await `hook(assigned TopicPartitions)` at each assignment, before the tables start to
+    recover and before the stream partitions are sought to their committed offsets."""
+    setattr(app, _BEFORE_RECOVERY, hook)
+
+
+def transactional_producer(app: faust.App, transactional_id: str,
+                           transaction_timeout_s: float) -> aiokafka.AIOKafkaProducer:
+    """An aiokafka producer configured as faust configures its own (servers, credentials,
+    timeouts), transactional."""
+    producer = app.producer
+    settings = {**producer._settings_default(), **producer._settings_auth(),
+                "acks": "all", "enable_idempotence": True}
+    return aiokafka.AIOKafkaProducer(
+        **settings, transactional_id=transactional_id,
+        transaction_timeout_ms=int(transaction_timeout_s * 1000))
+
+
 def install() -> None:
     if not faust.__version__.startswith(WRITTEN_FOR):
         raise RuntimeError(f"streams/worker/faust_fixes.py was written for faust-streaming "
@@ -489,4 +546,6 @@ def install() -> None:
     Consumer._wait_next_records = _wait_next_records_in_batches
     Recovery._build_offsets = _build_offsets_restoring_in_bulk
     App._stop_fetcher = _stop_fetcher_and_batches
+    AIOKafkaConsumerThread._create_worker_consumer = _create_worker_consumer_reading_committed
+    TableManager.on_rebalance = _tables_on_rebalance_after_hook
     install_metadata_backoff()

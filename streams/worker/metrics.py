@@ -40,6 +40,7 @@ class Metrics:
     redis_resets: Counter
     redis_rebuilding: Gauge
     topic_unusable: Gauge
+    transactions: Counter
 
     @classmethod
     def create(cls, registry: CollectorRegistry | None = None) -> Metrics:
@@ -102,4 +103,8 @@ class Metrics:
                                  "1 while a topic this worker needs is missing or has another "
                                  "partition count than it needs (streams/worker/topic_watch.py), "
                                  "else 0; checked every 10 s", ["topic"], registry=r),
+            transactions=Counter("tierstream_transactions_total",
+                                 "Kafka transactions of partitions' batches under exactly-once, "
+                                 "by outcome: committed, or dropped (the partition went to "
+                                 "another worker)", ["outcome"], registry=r),
         )

@@ -145,7 +145,7 @@ class Feed(threading.Thread):
         super().__init__(name="tierstream-population-feed", daemon=True)
         self.settings, self.reports = settings, reports
         self.consumer = KafkaConsumer(client_id=f"{settings.app_id}-population",
-                                      enable_auto_commit=False,
+                                      enable_auto_commit=False, isolation_level="read_committed",
                                       **kafka_clients.kafka_python_config(settings))
 
     def load(self) -> None:

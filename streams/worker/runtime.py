@@ -47,6 +47,7 @@ from streams.worker import faust_fixes, population, shutdown, web
 from streams.worker.metrics import Metrics
 from streams.worker.shutdown import GracefulWorker
 from streams.worker.topic_watch import TopicWatch
+from streams.worker.transactions import Transactions
 
 log = logging.getLogger("tierstream.worker")
 REDIS_FLUSH_INTERVAL_S = 0.5
@@ -153,6 +154,11 @@ class Runtime:
         self.store = TableStore(self.table)
         self.app.timer(interval=settings.tick_interval_s)(self._send_ticks)
         self.table.on_recover(self._recovered)
+        self.transactions = None
+        if settings.processing_guarantee == "exactly_once":
+            self.transactions = Transactions(self.app, settings.app_id,
+                                             settings.transaction_timeout_s)
+            faust_fixes.before_recovery(self.app, self._assigning)
         self.app.on_partitions_revoked.connect(self._revoked)
         self.redis = None if settings.redis_url is None else RedisView.from_url(
             settings.redis_url.get_secret_value(), prefix=settings.redis_prefix,
@@ -177,6 +183,8 @@ class Runtime:
         delivered, send its outputs; the batch then completes (`_complete`) while the next
         fetch is decided. Any failure stops the worker: nothing is sent after a batch not
         delivered, and nothing is committed past a batch not stored."""
+        if self.transactions is not None:
+            return await self._batch_in_transactions(records)
         started, wall = time.perf_counter(), wall_micros()
         generation = self.app.consumer_generation_id
         previous = self._in_flight
@@ -237,6 +245,67 @@ class Runtime:
             self._in_flight.completed.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._in_flight.completed
+        if self.transactions is not None:
+            await self.transactions.stop()
+
+    async def _assigning(self, assigned: set) -> None:
+        """Exactly-once: the assigned partitions' producers, before their recovery (fencing
+        their previous owners)."""
+        assert self.transactions is not None
+        await self.transactions.assigned(
+            tp.partition for tp in assigned if tp.topic == self.settings.topics.ticks)
+
+    async def _batch_in_transactions(self, records: Mapping[Any, Sequence[Any]]) -> None:
+        """Exactly-once: decide a fetch, then commit each partition's part of it in a Kafka
+        transaction (streams/worker/transactions.py) and, once committed, write its states to
+        the table and offer the Redis view its records; one batch at a time. A partition no
+        longer this worker's commits nothing: its next owner reads the batch again."""
+        started, wall = time.perf_counter(), wall_micros()
+        generation = self.app.consumer_generation_id
+        done: list[Done] = []
+        count = 0
+        try:
+            done, offsets, count = self._decide(records, wall)
+            self._storing = asyncio.get_running_loop().create_future()
+            try:
+                await asyncio.gather(*(self._transact(item, offsets, generation)
+                                       for item in done))
+            finally:
+                self._storing.set_result(None)
+                self._storing = None
+        except Exception as error:
+            await _stop(error)
+        self._count(done, count, time.perf_counter() - started)
+
+    async def _transact(self, item: Done, offsets: Mapping[Any, int], generation: int) -> None:
+        assert self.transactions is not None
+        out, values = self._records(item), self._encoded(item)
+        changelog = self.table.changelog_topic.get_topic_name()
+        written: list[Any] = []
+
+        async def send(producer: Any) -> None:
+            futures = [future for topic, records in out.items()
+                       for future in await self._send(topic, records, producer=producer)]
+            logged = await self._send(changelog, self._changelog(values), item.partition,
+                                      producer)
+            await asyncio.gather(*futures)
+            written.extend(await asyncio.gather(*logged))
+
+        count = sum(len(records) for records in out.values()) + len(values)
+        self.metrics.undelivered.inc(count)
+        try:
+            committed = await self.transactions.run(
+                item.partition, send,
+                {tp: offset for tp, offset in offsets.items() if tp.partition == item.partition},
+                lambda: self.app.consumer.flow_active and
+                self.app.consumer_generation_id == generation)
+        finally:
+            self.metrics.undelivered.dec(count)
+        self.metrics.transactions.labels("committed" if committed else "dropped").inc()
+        if committed:
+            self._write(item, values)
+            for delivered in written:
+                faust_fixes.persisted(self.table, delivered)
 
     def _decide(self, records: Mapping[Any, Sequence[Any]], wall: int
                 ) -> tuple[list[Done], dict[Any, int], int]:
@@ -273,42 +342,54 @@ class Runtime:
     async def _deliver(self, done: list[Done]) -> tuple[list[asyncio.Future], int]:
         """Send every output, record and dead letter of the batch: the delivery futures of
         their producer batches, and how many they are."""
-        names = self.settings.topics
-        binary = self.settings.cloudevents_mode == "binary"
-        prefix = self.settings.event_type_prefix
         out: dict[str, list[Record]] = {}
-        for partition, effects, tiers in done:
-            for output in effects.outputs:
-                value, headers = output.kafka_record(binary, prefix)
-                out.setdefault(names.tier_changes if output.topic_kind == "tier-changes"
-                               else names.churn_warnings, []).append(
-                    (output.subject.encode(), value, headers))
-            for customer, record in tiers.items():
-                out.setdefault(names.customer_tiers, []).append((customer.encode(), record, []))
-            for dead in effects.dead_letters:
-                out.setdefault(names.dead_letters, []).append(self._dead_letter(dead, partition))
-            for record in effects.reports:
-                out.setdefault(names.population, []).append(
-                    (str(partition).encode(), record, []))
+        for item in done:
+            for topic, records in self._records(item).items():
+                out.setdefault(topic, []).extend(records)
         count = sum(len(records) for records in out.values())
         self.metrics.undelivered.inc(count)
         return [future for topic, records in out.items()
                 for future in await self._send(topic, records)], count
 
+    def _records(self, done: Done) -> dict[str, list[Record]]:
+        """A partition's outputs, `customer-tiers` records, dead letters and population
+        reports, by topic."""
+        names = self.settings.topics
+        binary = self.settings.cloudevents_mode == "binary"
+        prefix = self.settings.event_type_prefix
+        partition, effects, tiers = done
+        out: dict[str, list[Record]] = {}
+        for output in effects.outputs:
+            value, headers = output.kafka_record(binary, prefix)
+            out.setdefault(names.tier_changes if output.topic_kind == "tier-changes"
+                           else names.churn_warnings, []).append(
+                (output.subject.encode(), value, headers))
+        for customer, record in tiers.items():
+            out.setdefault(names.customer_tiers, []).append((customer.encode(), record, []))
+        for dead in effects.dead_letters:
+            out.setdefault(names.dead_letters, []).append(self._dead_letter(dead, partition))
+        for record in effects.reports:
+            out.setdefault(names.population, []).append((str(partition).encode(), record, []))
+        return out
+
     async def _store_all(self, done: list[Done]) -> None:
         """Write the batch's changed states to the table and send their changelog records,
         then wait for all of them: a revocation waits for this (`_revoked`)."""
         changelog = self.table.changelog_topic.get_topic_name()
-        written = [future for item in done
-                   for future in await self._send(changelog, self._store(item), item.partition)]
+        written = []
+        for item in done:
+            values = self._encoded(item)
+            self._write(item, values)
+            written += await self._send(changelog, self._changelog(values), item.partition)
         for delivered in await asyncio.gather(*written):
             faust_fixes.persisted(self.table, delivered)
 
-    async def _send(self, topic: str, records: list[Record],
-                    partition: int | None = None) -> list[asyncio.Future]:
-        """Send records in producer batches, to `partition` or by key as Kafka's default
-        partitioner places them; one delivery future per batch."""
-        producer = faust_fixes.aiokafka_producer(self.app)
+    async def _send(self, topic: str, records: list[Record], partition: int | None = None,
+                    producer: Any = None) -> list[asyncio.Future]:
+        """Send records in producer batches (with faust's producer unless given another), to
+        `partition` or by key as Kafka's default partitioner places them; one delivery future
+        per batch."""
+        producer = producer or faust_fixes.aiokafka_producer(self.app)
         by_partition: dict[int, list[Record]] = {}
         if not records:
             return []
@@ -330,21 +411,28 @@ class Runtime:
             sent.append(await producer.send_batch(batch, topic, partition=partition))
         return sent
 
-    def _store(self, done: Done) -> list[Record]:
-        """Write the batch's changed states to the table, once per customer, and offer the
-        Redis view the new `customer-tiers` records; the changelog records to send."""
-        partition, effects = done.partition, done.effects
-        changelog: list[Record] = []
-        with faust_fixes.writing_partition(self.settings.topics.orders, partition):
-            for customer, state in effects.states.items():
-                value = None if state is None else stored.encode(partition, state)
+    def _encoded(self, done: Done) -> dict[str, bytes | None]:
+        """The table values of a partition's changed customers (None: erased)."""
+        partition = done.partition
+        return {customer: None if state is None else stored.encode(partition, state)
+                for customer, state in done.effects.states.items()}
+
+    def _changelog(self, values: Mapping[str, bytes | None]) -> list[Record]:
+        return [(faust_fixes.changelog_key(self.table, customer), value, [])
+                for customer, value in values.items()]
+
+    def _write(self, done: Done, values: Mapping[str, bytes | None]) -> None:
+        """Write a partition's changed states to the table (its local store: the changelog
+        records are the caller's to send), once per customer, and offer the Redis view the new
+        `customer-tiers` records."""
+        with faust_fixes.writing_partition(self.settings.topics.orders, done.partition):
+            for customer, value in values.items():
                 faust_fixes.write_locally(self.table, customer, value)
-                changelog.append((faust_fixes.changelog_key(self.table, customer), value, []))
+        effects = done.effects
         if self.redis is not None and effects.tiers:  # derived: written behind
             for customer, record in done.tiers.items():
                 self.redis.offer(customer, record, effects.erased_created_at.get(customer))
             self._flush_redis()
-        return changelog
 
     def _count(self, done: list[Done], count: int, seconds: float) -> None:
         metrics = self.metrics

@@ -75,6 +75,7 @@ def workers() -> Iterator[list[Worker]]:
 class FaultRow:
     """One line of the fault-injection table: what went in, what came out, what went wrong."""
 
+    guarantee: str = ""                # the workers' processing guarantee
     events_in: int | None = None       # input messages produced (re-sends and malformed included)
     dead_letters: int | None = None    # distinct input messages dead-lettered
     outputs: int | None = None         # distinct output event ids

@@ -60,7 +60,8 @@ def environment(settings: Settings, policy: Path) -> dict[str, str]:
                 "TIERSTREAM_TICK_INTERVAL_S": str(settings.tick_interval_s),
                 "TIERSTREAM_IDLE_AFTER_S": str(settings.idle_after_s),
                 "TIERSTREAM_LATENESS_S": str(settings.lateness_s),
-                "TIERSTREAM_MAX_FUTURE_S": str(settings.max_future_s)})
+                "TIERSTREAM_MAX_FUTURE_S": str(settings.max_future_s),
+                "TIERSTREAM_PROCESSING_GUARANTEE": settings.processing_guarantee})
     for name, value in settings.topics.model_dump().items():
         env[f"TIERSTREAM_TOPIC_{name.upper()}"] = value
     return env
@@ -213,7 +214,8 @@ def collect(settings: Settings, until: callable, timeout: float = 90.0,
     consumer = KafkaConsumer(names.tier_changes, names.churn_warnings, names.dead_letters,
                              names.customer_tiers, bootstrap_servers=settings.bootstrap_servers,
                              auto_offset_reset="earliest", enable_auto_commit=False,
-                             group_id=None, consumer_timeout_ms=500)
+                             group_id=None, consumer_timeout_ms=500,
+                             isolation_level="read_committed")
     emitted, deadline, last_new = Emitted(), time.monotonic() + timeout, time.monotonic()
     try:
         while time.monotonic() < deadline:
@@ -269,7 +271,7 @@ def reference_in_arrival_order(lines: list[bytes], policy: CompiledPolicy, as_of
 def table_states(settings: Settings) -> dict[str, CustomerState]:
     """Every customer's state in the workers' table, read from its changelog topic."""
     consumer = KafkaConsumer(**kafka_clients.kafka_python_config(settings), group_id=None,
-                             enable_auto_commit=False)
+                             enable_auto_commit=False, isolation_level="read_committed")
     try:
         topic = f"{settings.app_id}-{TABLE_NAME}-changelog"
         ends = kafka_clients.assign_from_beginning(consumer, topic, settings.bootstrap_servers)
@@ -332,13 +334,15 @@ def redis_view(url: str, prefix: str) -> dict[str, dict]:
         return found
 
 
-def wait_for(condition: Callable[[], bool], timeout: float = 120.0) -> bool:
-    """Poll `condition` until it holds or `timeout` s passed; its last answer."""
+def wait_for(condition: Callable[[], bool], timeout: float = 120.0,
+             interval: float = 0.5) -> bool:
+    """Poll `condition` every `interval` s until it holds or `timeout` s passed; its last
+    answer."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if condition():
             return True
-        time.sleep(0.5)
+        time.sleep(interval)
     return condition()
 
 
