@@ -216,16 +216,14 @@ def test_duplicate_flood(kafka_bootstrap: str, tmp_path: Path, workers: list[Wor
 
 # -- 1. worker SIGKILLed mid-stream, again and again ---------------------------------------------
 
-@pytest.mark.parametrize("store, guarantee", [
-    ("memory://", "at_least_once"), ("memory://", "exactly_once"),
-    pytest.param("rocksdb://", "at_least_once", marks=pytest.mark.stress)])
+@pytest.mark.parametrize("store", ["memory://",
+                                   pytest.param("rocksdb://", marks=pytest.mark.stress)])
 def test_worker_sigkilled_mid_stream_three_times(kafka_bootstrap: str, tmp_path: Path,
                                                  workers: list[Worker], fault_row: FaultRow,
-                                                 store: str, guarantee: str) -> None:
+                                                 store: str) -> None:
     """Input in four parts; after each of the first three, SIGKILL the worker as soon as it has
     emitted something new, and start it again at once."""
-    settings = isolated_settings(kafka_bootstrap, tmp_path, store=store,
-                                 processing_guarantee=guarantee)
+    settings = isolated_settings(kafka_bootstrap, tmp_path, store=store)
     create_topics(settings)
     lines = simulated(customers=120, seed=31)
     fault_row.events_in = len(lines)
@@ -450,13 +448,15 @@ def test_malformed_corpus_dead_lettered_while_valid_events_match_replay(
 # -- 2. the broker stopped and restarted during load -----------------------------------------
 
 @pytest.mark.stress
+@pytest.mark.parametrize("guarantee", ["at_least_once", "exactly_once"])
 def test_broker_stopped_and_restarted_during_load(tmp_path: Path, workers: list[Worker],
-                                                  fault_row: FaultRow) -> None:
+                                                  fault_row: FaultRow, guarantee: str) -> None:
     """A broker of this test's own (the session's is shared): stopped with SIGTERM while the
     worker works through the first third of the input, and later SIGKILLed during the second;
     each time started again on the same port and log dirs."""
     with LocalKafka(workdir=tmp_path / "kafka") as broker:
-        settings = isolated_settings(broker.bootstrap_servers, tmp_path)
+        settings = isolated_settings(broker.bootstrap_servers, tmp_path,
+                                     processing_guarantee=guarantee)
         create_topics(settings)
         lines = simulated(customers=120, seed=71)
         fault_row.events_in = len(lines)
@@ -543,12 +543,15 @@ def test_redis_unavailable_during_load(kafka_bootstrap: str, tmp_path: Path,
 # -- 4. workers joining and leaving ----------------------------------------------------------
 
 @pytest.mark.stress
+@pytest.mark.parametrize("guarantee", ["at_least_once", "exactly_once"])
 def test_third_worker_joins_and_one_leaves_during_load(kafka_bootstrap: str, tmp_path: Path,
                                                        workers: list[Worker],
-                                                       fault_row: FaultRow) -> None:
+                                                       fault_row: FaultRow,
+                                                       guarantee: str) -> None:
     """Two workers on six partitions; a third joins during the first part of the input, the
     first leaves (SIGTERM) during the second: two rebalances under load."""
-    settings = isolated_settings(kafka_bootstrap, tmp_path, partitions=6)
+    settings = isolated_settings(kafka_bootstrap, tmp_path, partitions=6,
+                                 processing_guarantee=guarantee)
     create_topics(settings)
     lines = simulated(customers=150, seed=91)
     fault_row.events_in = len(lines)
