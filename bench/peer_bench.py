@@ -13,7 +13,8 @@ bench/peers/quix_tier.py (stateful apply, RocksDB state with changelog), tierstr
 bench/peers/peer.yaml (the default tiers, grace 0d, no churn rules). The peers decide only at
 orders; tierstream also when a window forgets an order, so each system's final tiers are checked
 against a pure-Python reference of its own kind: at each customer's last order for the peers, at
-the last event time of the customer's partition for tierstream. One more row,
+the last event time of the customer's partition for tierstream; `tierstream-eos` is the same
+worker with TIERSTREAM_PROCESSING_GUARANTEE=exactly_once. One more row,
 `tierstream-default`, runs the worker on the same input with the shipped default policy (grace,
 warnings, churn rules) and the Redis view on (a local redis-server), the setting of the
 batch-first target "at least half of Quix's rate"; no reference checks its final tiers. And
@@ -79,6 +80,7 @@ LABELS = {"raw": "raw aiokafka consume + json (ceiling)",
           "ks-eos": "Kafka Streams{kstreams}, exactly_once_v2",
           "quix": "Quix Streams{quix}",
           "tierstream": "tierstream worker (1, memory:// + changelog)",
+          "tierstream-eos": "tierstream worker, the same with exactly_once",
           "tierstream-default": "tierstream worker, shipped default policy + Redis view (1, "
                                 "memory:// + changelog)",
           "tierstream-default-tiers": "tierstream worker, the same less its follow-up plan and "
@@ -325,6 +327,8 @@ class Bench:
             path = self.workdir / "default-tiers.yaml"
             path.write_text(yaml.safe_dump(policy, allow_unicode=True), encoding="utf-8")
             return self.tierstream(name, path, self.redis_url)
+        if system == "tierstream-eos":
+            return self.tierstream(name, guarantee="exactly_once")
         return self.tierstream(name)
 
     def output(self, name: str) -> str:
@@ -368,7 +372,8 @@ class Bench:
                  "TIERSTREAM_REDIS_PREFIX": settings.redis_prefix} if settings.redis_url else {}
         return Worker(settings, policy, workdir, env_overrides=redis).start()
 
-    def tierstream(self, name: str, policy: Path = POLICY, redis_url: str | None = None) -> dict:
+    def tierstream(self, name: str, policy: Path = POLICY, redis_url: str | None = None,
+                   guarantee: str = "at_least_once") -> dict:
         """One `tierstream worker` over the whole input: from its last "not ready" answer (it
         processes nothing before; the first batch can be the whole input, so the events counter
         cannot say when processing began) until the counter reaches the input size. Then until
@@ -379,7 +384,8 @@ class Bench:
                             data_dir=self.workdir / name,
                             topics=names.model_copy(update={"orders": self.topic}),
                             tick_interval_s=1.0, idle_after_s=1e9,  # never the wall clock
-                            redis_url=redis_url, redis_prefix=name)
+                            redis_url=redis_url, redis_prefix=name,
+                            processing_guarantee=guarantee)
         create_topics(settings)
         worker = self.worker(settings, "w0", policy)
         pid, deadline = worker.process.pid, time.monotonic() + TIMEOUT_S
