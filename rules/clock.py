@@ -25,9 +25,11 @@ class PartitionClocks:
         self._watermark[partition] = max(self._watermark.get(partition, event_time), event_time)
         self._last_event_wall[partition] = wall
 
-    def read(self, partition: int, wall: int) -> None:
-        """An input message of the partition was read, valid or not: a partition reading a
-        long run of dead letters is busy, not quiet, and must not follow the wall clock."""
+    def busy(self, partition: int, wall: int) -> None:
+        """The partition is not quiet: an input message of it was read, valid or not (a
+        partition reading a long run of dead letters must not follow the wall clock), or the
+        runtime knows input of it is waiting (past the consumer's position, or behind a fetch
+        its leader does not answer: a broker down or cut off while others still send ticks)."""
         self._last_event_wall[partition] = wall
 
     def assigned(self, partitions: Iterable[int], wall: int) -> None:

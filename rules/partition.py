@@ -159,7 +159,7 @@ class Partition:
         return states[customer] if customer in states else self.store.get(customer)
 
     def message(self, message: Message, wall: int) -> None:
-        self.clocks.read(self.partition, wall)
+        self.clocks.busy(self.partition, wall)
         try:
             event = parse_event(message.value or b"")
             admit(event, self.policy, wall=wall, max_future=self.max_future, key=message.key)

@@ -34,7 +34,7 @@ def test_idle_partition_follows_the_wall_clock() -> None:
 def test_a_partition_reading_dead_letters_is_not_idle() -> None:
     clocks = PartitionClocks(idle_after=IDLE)
     clocks.observe(0, event_time=500, wall=1_000)
-    clocks.read(0, wall=1_000 + IDLE - 1)             # an invalid message: no event time
+    clocks.busy(0, wall=1_000 + IDLE - 1)             # an invalid message: no event time
     assert clocks.now(0, wall=1_000 + IDLE) == 500
     assert clocks.now(0, wall=1_000 + 2 * IDLE - 2) == 500
 

@@ -209,8 +209,14 @@ def build_parser() -> argparse.ArgumentParser:
         description="Topics and their partitions come from the environment (TIERSTREAM_*, "
                     "KAFKA_BOOTSTRAP_SERVERS); creating is idempotent.")
     topic_commands = topics.add_subparsers(title="topics commands", metavar="COMMAND")
-    create = topic_commands.add_parser("create", help="create the missing topics")
+    create = topic_commands.add_parser(
+        "create", help="create the missing topics",
+        description="Create the topics tierstream uses that are missing; with a replication "
+                    "factor of 3 or more they get min.insync.replicas=2, so a write needs two "
+                    "copies and one broker can be down without stopping writes.")
     _kafka_options(create)
+    create.add_argument("--replication", type=int, metavar="N",
+                        help="replication factor (default: TIERSTREAM_REPLICATION, else 1)")
     create.set_defaults(run=_topics_create)
     describe = topic_commands.add_parser("describe", help="show the topics and their partitions")
     _kafka_options(describe)
@@ -306,9 +312,11 @@ def _kafka_options(command: argparse.ArgumentParser) -> None:
 
 
 def _settings(args: argparse.Namespace) -> Settings:
-    """The settings from the environment, with the brokers of -b if given."""
-    server = getattr(args, "bootstrap_server", None)
-    return Settings() if server is None else Settings(bootstrap_servers=server)
+    """The settings from the environment, with the brokers of -b and the replication factor of
+    --replication if given."""
+    given = {"bootstrap_servers": getattr(args, "bootstrap_server", None),
+             "replication": getattr(args, "replication", None)}
+    return Settings(**{name: value for name, value in given.items() if value is not None})
 
 
 def _version() -> str:

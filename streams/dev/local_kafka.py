@@ -1,4 +1,6 @@
-"""Test/dev Apache Kafka: a single-node KRaft broker run from the Maven Central jars."""
+"""Test/dev Apache Kafka run from the Maven Central jars: a single-node KRaft broker
+(`LocalKafka`), or a cluster of three combined broker+controller nodes replicating every topic
+three times (`LocalKafkaCluster`)."""
 
 from __future__ import annotations
 
@@ -17,6 +19,7 @@ import tempfile
 import time
 import uuid
 from collections.abc import Mapping
+from dataclasses import dataclass
 from pathlib import Path
 from types import FrameType, TracebackType
 
@@ -162,8 +165,25 @@ def api_versions_answered(host: str, port: int, timeout: float = 2.0) -> bool:
     return correlation_id == 7
 
 
+@dataclass(frozen=True)
+class Quorum:
+    """What the nodes of a cluster share: its id and every node's id and ports."""
+
+    cluster_id: str
+    ports: dict[int, tuple[int, int]]  # node id -> (broker port, controller port)
+
+    @property
+    def voters(self) -> str:
+        return ",".join(f"{node}@127.0.0.1:{c}" for node, (_, c) in sorted(self.ports.items()))
+
+    @property
+    def replication(self) -> int:
+        return len(self.ports)
+
+
 class LocalKafka:
-    """A single combined broker+controller KRaft node on free 127.0.0.1 ports.
+    """A combined broker+controller KRaft node on free 127.0.0.1 ports: alone, or node
+    `node_id` of a `quorum` (LocalKafkaCluster).
 
     ``start()`` formats storage once and launches the broker; ``kill()`` SIGKILLs it and
     ``restart()`` brings it back on the same ports and log dirs (no reformat); ``stop()`` ends it
@@ -178,7 +198,10 @@ class LocalKafka:
         libs: Path | None = None,
         start_timeout: float = START_TIMEOUT_S,
         scram_users: Mapping[str, str] | None = None,
+        node_id: int = 1,
+        quorum: Quorum | None = None,
     ) -> None:
+        self.node_id, self.quorum = node_id, quorum
         self._owns_workdir = workdir is None
         self._workdir_arg = Path(workdir) if workdir is not None else None
         self.workdir: Path | None = None
@@ -194,6 +217,7 @@ class LocalKafka:
         self.startup_seconds: float | None = None
         self._proc: subprocess.Popen[bytes] | None = None
         self._formatted = False
+        self._began = 0.0
 
     # -- public API ------------------------------------------------------------------------
 
@@ -224,18 +248,37 @@ class LocalKafka:
 
     def start(self) -> LocalKafka:
         """Format storage (first start only), launch the broker and wait until it answers."""
+        self.launch()
+        self.wait_ready()
+        return self
+
+    def launch(self) -> None:
+        """Format storage (first start only) and start the process, not waiting for it: a node
+        of a cluster answers only once a majority of the quorum runs."""
         if self.running:
             raise RuntimeError("LocalKafka is already running")
         workdir = self._workdir()
         if not self._formatted:
-            self.port, self.controller_port, self.sasl_port = free_ports(3)
+            if self.quorum is not None:
+                self.port, self.controller_port = self.quorum.ports[self.node_id]
+                self.cluster_id = self.quorum.cluster_id
+            else:
+                self.port, self.controller_port, self.sasl_port = free_ports(3)
+                self.cluster_id = new_cluster_id()
             if not self.scram_users:
                 self.sasl_port = None
             self._write_properties(workdir / "server.properties")
             self._format()
             self._formatted = True
-        self._launch()
-        return self
+        self._spawn()
+
+    def pause(self) -> None:
+        """SIGSTOP the node: it answers nothing and misses its heartbeats, as if cut off."""
+        self._signal(signal.SIGSTOP)
+
+    def resume(self) -> None:
+        if self._proc is not None:
+            self._signal(signal.SIGCONT)
 
     def restart(self) -> LocalKafka:
         """Stop the broker if it runs, then start it again on the same ports and log dirs."""
@@ -243,7 +286,8 @@ class LocalKafka:
             raise RuntimeError("restart() before start()")
         if self.running:
             self._terminate()
-        self._launch()
+        self._spawn()
+        self.wait_ready()
         return self
 
     def kill(self) -> None:
@@ -316,21 +360,26 @@ class LocalKafka:
 
     def _write_properties(self, path: Path) -> None:
         p, c = self.port, self.controller_port
+        replication = 1 if self.quorum is None else self.quorum.replication
+        in_sync = str(min(2, replication))
         props = {
             "process.roles": "broker,controller",
-            "node.id": "1",
-            "controller.quorum.voters": f"1@127.0.0.1:{c}",
+            "node.id": str(self.node_id),
+            "controller.quorum.voters": self.quorum.voters if self.quorum is not None
+            else f"{self.node_id}@127.0.0.1:{c}",
             "listeners": f"PLAINTEXT://127.0.0.1:{p},CONTROLLER://127.0.0.1:{c}",
             "advertised.listeners": f"PLAINTEXT://127.0.0.1:{p}",
             "inter.broker.listener.name": "PLAINTEXT",
             "controller.listener.names": "CONTROLLER",
             "listener.security.protocol.map": "CONTROLLER:PLAINTEXT,PLAINTEXT:PLAINTEXT",
             "log.dirs": str(self._workdir() / "data"),
-            "offsets.topic.replication.factor": "1",
-            "transaction.state.log.replication.factor": "1",
-            "transaction.state.log.min.isr": "1",
-            "share.coordinator.state.topic.replication.factor": "1",
-            "share.coordinator.state.topic.min.isr": "1",
+            "offsets.topic.replication.factor": str(replication),
+            "transaction.state.log.replication.factor": str(replication),
+            "transaction.state.log.min.isr": in_sync,
+            "share.coordinator.state.topic.replication.factor": str(replication),
+            "share.coordinator.state.topic.min.isr": in_sync,
+            "default.replication.factor": str(replication),
+            "min.insync.replicas": in_sync,
             "group.initial.rebalance.delay.ms": "0",
             "auto.create.topics.enable": "false",
             "num.partitions": "1",
@@ -353,7 +402,6 @@ class LocalKafka:
         path.write_text("".join(f"{k}={v}\n" for k, v in props.items()))
 
     def _format(self) -> None:
-        self.cluster_id = new_cluster_id()
         workdir = self._workdir()
         cmd = [*self._java_base(), "kafka.tools.StorageTool", "format",
                "-t", self.cluster_id, "-c", str(workdir / "server.properties")]
@@ -367,10 +415,10 @@ class LocalKafka:
                 f"{_tail(proc.stdout + proc.stderr)}"
             )
 
-    def _launch(self) -> None:
+    def _spawn(self) -> None:
         workdir = self._workdir()
         cmd = [*self._java_base(), "kafka.Kafka", str(workdir / "server.properties")]
-        began = time.monotonic()
+        self._began = time.monotonic()
         with open(self.log_path, "ab") as log:
             log.write(f"\n=== tierstream: starting kafka at {time.ctime()} ===\n".encode())
             log.flush()
@@ -379,12 +427,15 @@ class LocalKafka:
                 stderr=subprocess.STDOUT, start_new_session=True,
             )
         atexit.register(self._atexit_kill)
+
+    def wait_ready(self) -> None:
+        """Wait until the node, started by `launch`, answers; killed if it never does."""
         try:
-            self._wait_ready(began + self.start_timeout)
+            self._wait_ready(self._began + self.start_timeout)
         except BaseException:
             self.kill()
             raise
-        self.startup_seconds = time.monotonic() - began
+        self.startup_seconds = time.monotonic() - self._began
 
     def _wait_ready(self, deadline: float) -> None:
         # 1. the broker process answers requests at all (stdlib probe: cheap, leaks nothing),
@@ -462,6 +513,55 @@ class LocalKafka:
         if self._proc is not None and self._proc.poll() is None:
             self._signal(signal.SIGKILL)
             self._proc.wait()
+
+
+class LocalKafkaCluster:
+    """`size` combined broker+controller KRaft nodes on free 127.0.0.1 ports, one quorum:
+    every topic (internal ones included) replicated `size` times with min.insync.replicas 2,
+    for fault cases where brokers fail and roll. `nodes[i]` can be killed, restarted, paused.
+    """
+
+    def __init__(self, size: int = 3, workdir: Path | None = None, heap: str = "512m") -> None:
+        self._owns_workdir = workdir is None
+        self.workdir = Path(workdir or tempfile.mkdtemp(prefix="tierstream-kafka-cluster-"))
+        ports = free_ports(2 * size)
+        self.quorum = Quorum(new_cluster_id(), {node: (ports[2 * i], ports[2 * i + 1])
+                                                for i, node in enumerate(range(1, size + 1))})
+        self.nodes = [LocalKafka(workdir=self.workdir / f"node-{node}", heap=heap, node_id=node,
+                                 quorum=self.quorum) for node in self.quorum.ports]
+
+    @property
+    def bootstrap_servers(self) -> str:
+        return ",".join(f"127.0.0.1:{port}" for port, _ in self.quorum.ports.values())
+
+    def node(self, node_id: int) -> LocalKafka:
+        return self.nodes[node_id - 1]
+
+    def start(self) -> LocalKafkaCluster:
+        """Launch every node, then wait until each answers."""
+        for node in self.nodes:
+            node.launch()
+        for node in self.nodes:
+            node.wait_ready()
+        return self
+
+    def stop(self) -> None:
+        for node in self.nodes:
+            node.resume()  # a paused JVM ignores SIGTERM until continued
+            node.stop()
+        if self._owns_workdir:
+            shutil.rmtree(self.workdir, ignore_errors=True)
+
+    def __enter__(self) -> LocalKafkaCluster:
+        try:
+            return self.start()
+        except BaseException:
+            self.stop()
+            raise
+
+    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
+                 tb: TracebackType | None) -> None:
+        self.stop()
 
 
 # -- CLI -------------------------------------------------------------------------------------

@@ -21,19 +21,27 @@ class TopicSpec:
     role: str
 
 
+def replicated(replication: int) -> dict[str, str]:
+    """The topic configs of a replication factor: from 3 copies on, a write needs two in sync,
+    so one broker may fail without losing an acknowledged write and one may be down without
+    stopping writes (the worker's changelog gets the same)."""
+    return {"min.insync.replicas": "2"} if replication >= 3 else {}
+
+
 def specs(settings: Settings) -> list[TopicSpec]:
     """Inputs, ticks and the per-customer outputs share one partition count (co-partitioned)."""
     t, n, r = settings.topics, settings.partitions, settings.replication
-    compacted = {"cleanup.policy": "compact"}
+    plain = replicated(r)
+    compacted = {"cleanup.policy": "compact", **plain}
     return [
-        TopicSpec(t.orders, n, r, {}, "input: order events, key = customer id"),
-        TopicSpec(t.interactions, n, r, {}, "input: interaction events, key = customer id"),
-        TopicSpec(t.ticks, n, r, {"retention.ms": str(3_600_000)},
+        TopicSpec(t.orders, n, r, plain, "input: order events, key = customer id"),
+        TopicSpec(t.interactions, n, r, plain, "input: interaction events, key = customer id"),
+        TopicSpec(t.ticks, n, r, {"retention.ms": str(3_600_000), **plain},
                   "internal: clock ticks, one per partition"),
-        TopicSpec(t.tier_changes, n, r, {}, "output: tier.* and followup.* CloudEvents"),
-        TopicSpec(t.churn_warnings, n, r, {}, "output: churn.* CloudEvents"),
+        TopicSpec(t.tier_changes, n, r, plain, "output: tier.* and followup.* CloudEvents"),
+        TopicSpec(t.churn_warnings, n, r, plain, "output: churn.* CloudEvents"),
         TopicSpec(t.customer_tiers, n, r, compacted, "output: current tier per customer"),
-        TopicSpec(t.dead_letters, n, r, {}, "output: rejected input, original bytes"),
+        TopicSpec(t.dead_letters, n, r, plain, "output: rejected input, original bytes"),
         TopicSpec(t.population, 1, r, compacted,
                   "internal: per-partition population sketches for relative metrics"),
     ]

@@ -83,7 +83,7 @@ import json
 import operator
 import time
 import weakref
-from collections.abc import Awaitable, Callable, Iterator, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Iterator, Mapping, Sequence
 from collections.abc import Set as AbstractSet
 from json.encoder import encode_basestring_ascii
 from types import SimpleNamespace
@@ -455,6 +455,29 @@ async def refresh_consumer_metadata(app: faust.App) -> None:
         await client.force_metadata_update()
 
     await thread.call_thread(refresh)
+
+
+def input_waiting(app: faust.App, topics: Iterable[str], partition: int,
+                  stale_ms: float) -> bool:
+    """Whether input of `partition` of the `topics` may be waiting for this worker: the last
+    fetch answer for one is older than `stale_ms` (its leader unreachable) or showed records
+    past the consumer's position (aiokafka's state of each partition, read across the
+    consumer's thread: plain numbers)."""
+    consumer = app.consumer._thread._consumer if app.consumer else None
+    subscription = None if consumer is None else consumer._subscription.subscription
+    if subscription is None:
+        return False
+    now_ms = int(time.time() * 1000)  # (as aiokafka's fetcher stamps its answers)
+    for topic in topics:
+        state = subscription.assignment.state_value(aiokafka.TopicPartition(topic, partition))
+        if state is None or state.paused:
+            continue
+        if state.timestamp is None or now_ms - state.timestamp >= stale_ms:
+            return True
+        end = state.lso if state.lso is not None and state.lso >= 0 else state.highwater
+        if state.has_valid_position and end is not None and state.position < end:
+            return True
+    return False
 
 
 def started_producer(app: faust.App) -> Any:

@@ -149,7 +149,8 @@ class Runtime:
                                        self._drain)
         self.ticks = self.app.topic(names.ticks, key_serializer="raw", value_serializer="raw")
         self.table = self.app.Table(TABLE_NAME, partitions=settings.partitions,
-                                    value_type=bytes)
+                                    value_type=bytes,
+                                    extra_topic_configs=topics.replicated(settings.replication))
         faust_fixes.restore_in_bulk(self.table)
         self.store = TableStore(self.table)
         self.app.timer(interval=settings.tick_interval_s)(self._send_ticks)
@@ -332,6 +333,9 @@ class Runtime:
                 for r in heapq.merge(*inputs.get(partition, ()), key=_timestamp)]
             if partition in ticks:  # after the events: their time is the partition's clock
                 items.append(TICK)
+                if faust_fixes.input_waiting(self.app, self.settings.topics.inputs, partition,
+                                             self.settings.idle_after_s * 500):
+                    driver.clocks.busy(partition, wall)  # not idle: input is waiting
             with faust_fixes.writing_partition(self.settings.topics.orders, partition):
                 effects = driver.run(items, wall)  # reads from the table's partition
             done.append(Done(partition, effects, {

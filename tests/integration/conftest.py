@@ -83,6 +83,7 @@ class FaultRow:
     duplicate_ids: int | None = None   # outputs emitted more than once (always identical)
     result: str = "not run"
     seconds: float = 0.0               # of the test itself, without session fixtures
+    recovered_s: float | None = None   # from the end of the fault to every output emitted
     note: str = ""                     # what the fault was, e.g. input pending at each kill
 
 

@@ -56,6 +56,7 @@ def environment(settings: Settings, policy: Path) -> dict[str, str]:
     env.update({"KAFKA_BOOTSTRAP_SERVERS": settings.bootstrap_servers,
                 "TIERSTREAM_APP_ID": settings.app_id, "TIERSTREAM_POLICY": str(policy),
                 "TIERSTREAM_PARTITIONS": str(settings.partitions),
+                "TIERSTREAM_REPLICATION": str(settings.replication),
                 "TIERSTREAM_STORE": settings.store,
                 "TIERSTREAM_TICK_INTERVAL_S": str(settings.tick_interval_s),
                 "TIERSTREAM_IDLE_AFTER_S": str(settings.idle_after_s),
