@@ -13,6 +13,10 @@ the batches not committed again: either a customer's state is still the old one 
 outputs are produced again with the same ids, or the state already has the event and the engine
 ignores it as a duplicate. A batch whose delivery ends after a rebalance began is not stored
 (nor any after it): whoever owns its partitions next reads it again.
+
+Under exactly-once (`_batch_in_transactions`) each partition's part of a batch, its input offsets
+included, commits in one Kafka transaction (streams/worker/transactions.py) before its states
+are written to the table and the Redis view; batches go one at a time.
 """
 
 from __future__ import annotations
