@@ -81,7 +81,7 @@ class Settings(BaseSettings):
     shopify_secret: SecretStr | None = None           # Shopify webhooks: the HMAC key
     # exactly_once: each partition's part of a batch commits in one Kafka transaction
     processing_guarantee: Literal["at_least_once", "exactly_once"] = "at_least_once"
-    transaction_timeout_s: float = Field(default=10.0, gt=0)  # an abandoned one is aborted then
+    transaction_timeout_s: float = Field(default=60.0, gt=0)  # an abandoned one is aborted then
     topics: Topics = Field(default_factory=Topics)
 
     @property

@@ -158,3 +158,55 @@ def test_the_restore_decodes_keys_as_faust_does() -> None:
             faust_loads(raw)
         with pytest.raises(KeyDecodeError):
             load(raw)
+
+
+def _consumer_app(**states: dict[str, Any]) -> tuple[Any, Any]:
+    """An app whose faust consumer's aiokafka consumer has the orders partitions named
+    (orders-<n>) with the given fetch state, in aiokafka's own Assignment."""
+    from aiokafka.consumer.subscription_state import Assignment
+
+    async def made() -> Assignment:  # (aiokafka makes its futures in a running loop)
+        return Assignment([TopicPartition("orders", int(name.split("_")[1]))
+                           for name in states])
+
+    assignment = asyncio.run(made())
+    for name, values in states.items():
+        state = assignment.state_value(TopicPartition("orders", int(name.split("_")[1])))
+        if "position" in values:
+            state.seek(values.pop("position"))
+        for key, value in values.items():
+            setattr(state, key, value)
+    consumer = SimpleNamespace(_subscription=SimpleNamespace(
+        subscription=SimpleNamespace(assignment=assignment)))
+    return SimpleNamespace(consumer=SimpleNamespace(_thread=SimpleNamespace(_consumer=consumer))), \
+        assignment
+
+
+def test_input_is_waiting_past_the_position_or_behind_an_unanswered_fetch() -> None:
+    import time
+    now = int(time.time() * 1000)
+    app, _ = _consumer_app(
+        orders_0=dict(position=10, highwater=10, lso=10, timestamp=now),   # caught up, answered
+        orders_1=dict(position=7, highwater=10, lso=10, timestamp=now),    # records waiting
+        orders_2=dict(position=10, highwater=10, lso=10, timestamp=now - 9_000),  # unanswered
+        orders_3=dict(position=10, highwater=12, lso=10, timestamp=now))   # open transaction
+    waiting = {p for p in range(4) if faust_fixes.input_waiting(app, ["orders"], p, 5_000)}
+    assert waiting == {1, 2}
+    assert not faust_fixes.input_waiting(app, ["orders"], 9, 5_000)  # not assigned here
+
+
+def test_recovery_counts_a_changelog_read_past_its_marker_as_read() -> None:
+    """Read committed, the last offset of a changelog is a transaction marker: faust's offsets
+    never reach it, the consumer's position passes it."""
+    app, assignment = _consumer_app(orders_0=dict(position=101), orders_1=dict(position=90))
+    recovery = SimpleNamespace(app=app, active_highwaters={TP("orders", 0): 100,
+                                                           TP("orders", 1): 100},
+                               active_offsets={TP("orders", 0): 99, TP("orders", 1): 89})
+    recovery.active_remaining = functools.partial(faust.tables.recovery.Recovery.active_remaining,
+                                                  recovery)
+    assert faust_fixes._need_recovery_past_markers(recovery)  # partition 1 is 10 behind
+    assert recovery.active_offsets == {TP("orders", 0): 100, TP("orders", 1): 89}
+    recovery.active_offsets[TP("orders", 1)] = 99  # its last event read, the marker not yet
+    assert faust_fixes._need_recovery_past_markers(recovery)
+    assignment.state_value(TopicPartition("orders", 1)).seek(101)  # read past the marker
+    assert not faust_fixes._need_recovery_past_markers(recovery)

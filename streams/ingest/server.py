@@ -51,7 +51,7 @@ from models.event_contract import SEGMENT_INTERACTIONS, SEGMENT_ORDERS
 from models.events import Interaction, parse_event
 from streams import http
 from streams.ingest import shopify
-from streams.kafka import clients
+from streams.kafka import clients, topics
 from streams.settings import Settings
 
 log = logging.getLogger("tierstream.ingest")
@@ -109,7 +109,9 @@ class Ingest:
         consumer = None
         try:
             admin.create_topics([NewTopic(self.index_topic, 1, self.settings.replication,
-                                          topic_configs={"cleanup.policy": "compact"})])
+                                          topic_configs={"cleanup.policy": "compact",
+                                                         **topics.replicated(
+                                                             self.settings.replication)})])
         except TopicAlreadyExistsError:
             pass
         except KafkaError as error:

@@ -58,7 +58,9 @@ each key, a record the changelog holds for it, and the next recovery reads again
 offsets.
 
 5. Exactly-once (streams/worker/transactions.py): every consumer faust creates reads committed
-records only (under at-least-once nothing is transactional, so that changes nothing), and a
+records only (under at-least-once nothing is transactional, so that changes nothing; its
+recovery then counts a changelog partition read past its highwater, a transaction marker, as
+read), and a
 hook runs at each assignment before the tables start to recover (`before_recovery`): there the
 partitions' transactional producers are started, which fences their previous owners and ends
 their open transactions before the changelogs and committed offsets are read. The producers are
@@ -457,27 +459,44 @@ async def refresh_consumer_metadata(app: faust.App) -> None:
     await thread.call_thread(refresh)
 
 
+def _partition_state(app: faust.App, topic: str, partition: int) -> Any:
+    """aiokafka's state of an assigned partition in faust's consumer (its thread's; what is read
+    of it here are plain values, each read once), or None."""
+    consumer = getattr(app.consumer._thread, "_consumer", None) if app.consumer else None
+    subscription = None if consumer is None else consumer._subscription.subscription
+    assignment = None if subscription is None else subscription.assignment
+    if assignment is None:
+        return None
+    return assignment.state_value(aiokafka.TopicPartition(topic, partition))
+
+
 def input_waiting(app: faust.App, topics: Iterable[str], partition: int,
                   stale_ms: float) -> bool:
     """Whether input of `partition` of the `topics` may be waiting for this worker: the last
     fetch answer for one is older than `stale_ms` (its leader unreachable) or showed records
-    past the consumer's position (aiokafka's state of each partition, read across the
-    consumer's thread: plain numbers)."""
-    consumer = app.consumer._thread._consumer if app.consumer else None
-    subscription = None if consumer is None else consumer._subscription.subscription
-    if subscription is None:
-        return False
+    past the consumer's position."""
     now_ms = int(time.time() * 1000)  # (as aiokafka's fetcher stamps its answers)
     for topic in topics:
-        state = subscription.assignment.state_value(aiokafka.TopicPartition(topic, partition))
+        state = _partition_state(app, topic, partition)
         if state is None or state.paused:
             continue
-        if state.timestamp is None or now_ms - state.timestamp >= stale_ms:
+        answered, position = state.timestamp, state._position
+        if answered is None or now_ms - answered >= stale_ms:
             return True
         end = state.lso if state.lso is not None and state.lso >= 0 else state.highwater
-        if state.has_valid_position and end is not None and state.position < end:
+        if position is not None and end is not None and position < end:
             return True
     return False
+
+
+async def request_rebalance(app: faust.App) -> None:
+    """Have faust's consumer rejoin its group (in its own thread): a new assignment."""
+    thread = app.consumer._thread
+
+    async def rejoin() -> None:
+        thread._ensure_consumer()._coordinator.request_rejoin()
+
+    await thread.call_thread(rejoin)
 
 
 def started_producer(app: faust.App) -> Any:
@@ -519,13 +538,29 @@ def _create_worker_consumer_reading_committed(self: AIOKafkaConsumerThread,
     inputs, its changelog records and its committed offsets are one transaction under
     exactly-once, and an aborted one must be read by no one."""
     consumer = self.consumer
-    if consumer.in_transaction:
-        return _create_worker_consumer(self, transport)
     consumer.in_transaction = True  # (read by faust only to pick the isolation level here)
     try:
         return _create_worker_consumer(self, transport)
     finally:
         consumer.in_transaction = False
+
+
+_need_recovery = Recovery.need_recovery
+
+
+def _need_recovery_past_markers(self: Recovery) -> bool:
+    """faust's check, with a changelog partition its consumer has read past the highwater
+    counted as read to there. Read committed, the highwater faust waits for is a transaction's
+    marker, never an event (faust's own `detect_aborted_tx` runs only in its exactly-once mode);
+    it matters when the restore in bulk leaves the rest to faust's recovery."""
+    offsets = self.active_offsets
+    for tp, highwater in self.active_highwaters.items():
+        if highwater is not None and offsets[tp] is not None and offsets[tp] < highwater:
+            state = _partition_state(self.app, tp.topic, tp.partition)
+            position = None if state is None else state._position
+            if position is not None and position > highwater:
+                offsets[tp] = highwater
+    return _need_recovery(self)
 
 
 _BEFORE_RECOVERY = "_tierstream_before_recovery"
@@ -571,4 +606,5 @@ def install() -> None:
     App._stop_fetcher = _stop_fetcher_and_batches
     AIOKafkaConsumerThread._create_worker_consumer = _create_worker_consumer_reading_committed
     TableManager.on_rebalance = _tables_on_rebalance_after_hook
+    Recovery.need_recovery = _need_recovery_past_markers
     install_metadata_backoff()

@@ -105,6 +105,7 @@ class Metrics:
                                  "else 0; checked every 10 s", ["topic"], registry=r),
             transactions=Counter("tierstream_transactions_total",
                                  "Kafka transactions of partitions' batches under exactly-once, "
-                                 "by outcome: committed, or dropped (the partition went to "
-                                 "another worker)", ["outcome"], registry=r),
+                                 "by outcome: committed, or dropped (a rebalance began, or the "
+                                 "producer was fenced: read again by the partition's next "
+                                 "owner)", ["outcome"], registry=r),
         )

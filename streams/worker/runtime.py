@@ -159,6 +159,9 @@ class Runtime:
         self.store = TableStore(self.table)
         self.app.timer(interval=settings.tick_interval_s)(self._send_ticks)
         self.table.on_recover(self._recovered)
+        # a fetch unanswered this long means its leader does not answer: half the idle time,
+        # and never less than two of faust's long polls (fetch_max_wait_ms 1500)
+        self._unanswered_ms = max(settings.idle_after_s * 500, 3000)
         self.transactions = None
         if settings.processing_guarantee == "exactly_once":
             self.transactions = Transactions(self.app, settings.app_id,
@@ -224,8 +227,7 @@ class Runtime:
             delivered.set_result(None)
             if previous is not None:
                 await previous.completed
-            if not (self.app.consumer.flow_active and
-                    self.app.consumer_generation_id == generation):
+            if not self._still_ours(generation):
                 return
             self._storing = asyncio.get_running_loop().create_future()
             try:
@@ -267,22 +269,30 @@ class Runtime:
         longer this worker's commits nothing: its next owner reads the batch again."""
         started, wall = time.perf_counter(), wall_micros()
         generation = self.app.consumer_generation_id
-        done: list[Done] = []
-        count = 0
         try:
             done, offsets, count = self._decide(records, wall)
             self._storing = asyncio.get_running_loop().create_future()
-            try:
-                await asyncio.gather(*(self._transact(item, offsets, generation)
-                                       for item in done))
+            try:  # every transaction ends before a revocation may go on (`_revoked`)
+                results = await asyncio.gather(*(self._transact(item, offsets, generation)
+                                                 for item in done), return_exceptions=True)
             finally:
                 self._storing.set_result(None)
                 self._storing = None
+            for result in results:
+                if isinstance(result, BaseException):
+                    raise result
         except Exception as error:
             await _stop(error)
-        self._count(done, count, time.perf_counter() - started)
+        # (what a dropped batch did is counted when its partition's next owner does it again)
+        self._count([item for item, result in zip(done, results, strict=True) if result is True],
+                    count, time.perf_counter() - started)
 
-    async def _transact(self, item: Done, offsets: Mapping[Any, int], generation: int) -> None:
+    def _still_ours(self, generation: int) -> bool:
+        """Whether the batch decided in consumer group `generation` may still be stored: no
+        rebalance began since."""
+        return self.app.consumer.flow_active and self.app.consumer_generation_id == generation
+
+    async def _transact(self, item: Done, offsets: Mapping[Any, int], generation: int) -> bool:
         assert self.transactions is not None
         out, values = self._records(item), self._encoded(item)
         changelog = self.table.changelog_topic.get_topic_name()
@@ -302,8 +312,7 @@ class Runtime:
             committed = await self.transactions.run(
                 item.partition, send,
                 {tp: offset for tp, offset in offsets.items() if tp.partition == item.partition},
-                lambda: self.app.consumer.flow_active and
-                self.app.consumer_generation_id == generation)
+                lambda: self._still_ours(generation))
         finally:
             self.metrics.undelivered.dec(count)
         self.metrics.transactions.labels("committed" if committed else "dropped").inc()
@@ -311,6 +320,7 @@ class Runtime:
             self._write(item, values)
             for delivered in written:
                 faust_fixes.persisted(self.table, delivered)
+        return committed
 
     def _decide(self, records: Mapping[Any, Sequence[Any]], wall: int
                 ) -> tuple[list[Done], dict[Any, int], int]:
@@ -338,7 +348,7 @@ class Runtime:
             if partition in ticks:  # after the events: their time is the partition's clock
                 items.append(TICK)
                 if faust_fixes.input_waiting(self.app, self.settings.topics.inputs, partition,
-                                             self.settings.idle_after_s * 500):
+                                             self._unanswered_ms):
                     driver.clocks.busy(partition, wall)  # not idle: input is waiting
             with faust_fixes.writing_partition(self.settings.topics.orders, partition):
                 effects = driver.run(items, wall)  # reads from the table's partition
@@ -397,7 +407,8 @@ class Runtime:
         """Send records in producer batches (with faust's producer unless given another), to
         `partition` or by key as Kafka's default partitioner places them; one delivery future
         per batch."""
-        producer = producer or faust_fixes.aiokafka_producer(self.app)
+        if producer is None:
+            producer = faust_fixes.aiokafka_producer(self.app)
         by_partition: dict[int, list[Record]] = {}
         if not records:
             return []

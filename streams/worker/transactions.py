@@ -14,12 +14,15 @@ so the group cannot fence a zombie; the transactional id does.
 
 The producers of one assignment live until the next: at each assignment all are stopped and those
 of the new one started, so a producer fenced while the partition was away is never used again.
+A producer fenced while this worker still takes the partition for its own (a zombie that has not
+seen the rebalance yet, or a transaction the broker aborted after TIERSTREAM_TRANSACTION_TIMEOUT_S)
+is stopped and the worker asks its group to rebalance: the next assignment starts a new producer,
+and the batches dropped meanwhile are read again from the committed offsets.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 from collections.abc import Awaitable, Callable, Iterable, Mapping
 from typing import Any
@@ -44,52 +47,69 @@ class Transactions:
 
     async def assigned(self, partitions: Iterable[int]) -> None:
         """Stop every producer, then start (and so fence the earlier owners of) one per
-        assigned partition."""
+        assigned partition: `start` gets the producer id, which ends the open transaction of
+        the id's previous producer."""
         await self.stop()
-        started = await asyncio.gather(*(self._start(p) for p in sorted(set(partitions))))
-        self.producers = dict(started)
-
-    async def _start(self, partition: int) -> tuple[int, Any]:
-        producer = faust_fixes.transactional_producer(
-            self.app, self.transactional_id(partition), self.timeout_s)
-        await producer.start()
-        # the producer id comes with the first transaction; getting it is what fences the
-        # earlier owners and ends their open transaction
-        await producer.begin_transaction()
-        await producer.abort_transaction()
-        return partition, producer
+        started: dict[int, Any] = {}
+        try:
+            for partition in sorted(set(partitions)):
+                started[partition] = faust_fixes.transactional_producer(
+                    self.app, self.transactional_id(partition), self.timeout_s)
+            await asyncio.gather(*(producer.start() for producer in started.values()))
+        except BaseException:
+            await _stopped(started.values())
+            raise
+        self.producers = started
 
     async def stop(self) -> None:
         producers, self.producers = list(self.producers.values()), {}
-        await asyncio.gather(*(producer.stop() for producer in producers))
+        await _stopped(producers)
 
     async def run(self, partition: int, send: Callable[[Any], Awaitable[None]],
                   offsets: Mapping[Any, int], still_ours: Callable[[], bool]) -> bool:
         """Send (`await send(producer)`) and commit, with the input `offsets`, in one
-        transaction of the partition's producer; False, with nothing committed, when the
-        partition is no longer this worker's (not assigned, `still_ours()` false before the
-        commit, or fenced). Any other failure aborts the transaction and is raised."""
+        transaction of the partition's producer, within the transaction timeout; False, with
+        nothing committed, when the partition is no longer this worker's (not assigned,
+        `still_ours()` false before the commit, or fenced). Any other failure aborts the
+        transaction and is raised."""
         producer = self.producers.get(partition)
         if producer is None:
             return False
-        await producer.begin_transaction()
         try:
-            await send(producer)
-            if not still_ours():
-                await producer.abort_transaction()
-                return False
-            await producer.send_offsets_to_transaction(
-                {TopicPartition(tp.topic, tp.partition): offset for tp, offset in offsets.items()},
-                self.app.conf.id)
-            await producer.commit_transaction()
+            return await asyncio.wait_for(
+                self._run(producer, send, offsets, still_ours), self.timeout_s)
         except ProducerFenced:
-            log.warning("partition %s's producer was fenced (the partition is another worker's "
-                        "now): its batch is not committed", partition)
-            self.producers.pop(partition, None)
+            log.warning("partition %s's transactional producer was fenced (another worker has "
+                        "the partition, or the broker aborted a transaction open longer than "
+                        "%s s): its batch is not committed; the group rebalances",
+                        partition, self.timeout_s)
+            if self.producers.get(partition) is producer:
+                del self.producers[partition]
+            await _stopped([producer])
+            if still_ours():
+                await faust_fixes.request_rebalance(self.app)
             return False
         except BaseException:
-            with contextlib.suppress(Exception):  # (a failed abort: the timeout ends it)
+            try:  # (the abort fails too when the broker is what failed: the timeout ends it)
                 await asyncio.wait_for(asyncio.shield(producer.abort_transaction()),
                                        self.timeout_s)
+            except Exception as error:
+                log.warning("abort of partition %s's transaction failed: %r", partition, error)
             raise
+
+    async def _run(self, producer: Any, send: Callable[[Any], Awaitable[None]],
+                   offsets: Mapping[Any, int], still_ours: Callable[[], bool]) -> bool:
+        await producer.begin_transaction()
+        await send(producer)
+        if not still_ours():
+            await producer.abort_transaction()
+            return False
+        await producer.send_offsets_to_transaction(
+            {TopicPartition(tp.topic, tp.partition): offset for tp, offset in offsets.items()},
+            self.app.conf.id)
+        await producer.commit_transaction()
         return True
+
+
+async def _stopped(producers: Iterable[Any]) -> None:
+    await asyncio.gather(*(producer.stop() for producer in producers), return_exceptions=True)

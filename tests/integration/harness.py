@@ -103,6 +103,15 @@ class Worker:
         os.killpg(self.process.pid, signal.SIGKILL)
         self.process.wait(timeout=10)
 
+    def pause(self) -> None:
+        """SIGSTOP: the worker answers nothing, its heartbeats included, as if frozen."""
+        assert self.process is not None
+        os.killpg(self.process.pid, signal.SIGSTOP)
+
+    def resume(self) -> None:
+        assert self.process is not None
+        os.killpg(self.process.pid, signal.SIGCONT)
+
     def stop(self) -> None:
         if self.process is None or self.process.poll() is not None:
             return
@@ -209,14 +218,15 @@ class Emitted:
 
 
 def collect(settings: Settings, until: callable, timeout: float = 90.0,
-            quiet: float = 3.0) -> Emitted:
-    """Read the output topics until `until(emitted)` holds and nothing new came for `quiet` s."""
+            quiet: float = 3.0, isolation_level: str = "read_committed") -> Emitted:
+    """Read the output topics until `until(emitted)` holds and nothing new came for `quiet` s
+    (committed records only, as consumers of exactly-once outputs read, unless told)."""
     names = settings.topics
     consumer = KafkaConsumer(names.tier_changes, names.churn_warnings, names.dead_letters,
                              names.customer_tiers, bootstrap_servers=settings.bootstrap_servers,
                              auto_offset_reset="earliest", enable_auto_commit=False,
                              group_id=None, consumer_timeout_ms=500,
-                             isolation_level="read_committed")
+                             isolation_level=isolation_level)
     emitted, deadline, last_new = Emitted(), time.monotonic() + timeout, time.monotonic()
     try:
         while time.monotonic() < deadline:

@@ -23,7 +23,7 @@ from kafka import KafkaAdminClient, KafkaProducer
 from kafka.admin import ConfigResource, ConfigResourceType
 
 from models.events import parse_event
-from streams.dev.local_kafka import LocalKafka, LocalKafkaCluster
+from streams.dev.local_kafka import BROKER_SESSION_TIMEOUT_MS, LocalKafka, LocalKafkaCluster
 from streams.settings import Settings
 from tests.integration.conftest import FaultRow
 from tests.integration.harness import (
@@ -39,7 +39,7 @@ from tests.integration.test_faults import in_parts, replayed, settle, start_work
 
 pytestmark = pytest.mark.stress
 GUARANTEES = ["at_least_once", "exactly_once"]
-SESSION_TIMEOUT_S = 3.0  # the cluster's broker.session.timeout.ms (local_kafka)
+SESSION_TIMEOUT_S = BROKER_SESSION_TIMEOUT_MS / 1000
 
 
 @pytest.fixture(scope="module")
