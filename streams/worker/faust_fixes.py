@@ -58,13 +58,12 @@ each key, a record the changelog holds for it, and the next recovery reads again
 offsets.
 
 5. Exactly-once (streams/worker/transactions.py): every consumer faust creates reads committed
-records only (under at-least-once nothing is transactional, so that changes nothing; its
-recovery then counts a changelog partition read past its highwater, a transaction marker, as
-read), and a
-hook runs at each assignment before the tables start to recover (`before_recovery`): there the
-partitions' transactional producers are started, which fences their previous owners and ends
-their open transactions before the changelogs and committed offsets are read. The producers are
-built as faust builds its own (`transactional_producer`).
+records only (under at-least-once nothing is transactional, so that changes nothing), and its
+recovery counts a changelog partition read past its highwater (then a transaction's marker,
+never an event) as read. A hook runs at each assignment before the tables start to recover
+(`before_recovery`): there the partitions' transactional producers are started, which fences
+their previous owners and ends their open transactions before the changelogs and committed
+offsets are read. The producers are built as faust builds its own (`transactional_producer`).
 
 6. Reaching into the clients (the rest of this module): aiokafka's client asks for metadata
 again as soon as an answer comes while a queued batch's topic is missing (~1,800 requests and log
@@ -490,13 +489,15 @@ def input_waiting(app: faust.App, topics: Iterable[str], partition: int,
 
 
 async def request_rebalance(app: faust.App) -> None:
-    """Have faust's consumer rejoin its group (in its own thread): a new assignment."""
+    """Have faust's consumer rejoin its group (in its own thread): a new assignment. Waits at
+    most 10 s for the thread: one busy with a rebalance may be waiting for the caller."""
     thread = app.consumer._thread
 
     async def rejoin() -> None:
         thread._ensure_consumer()._coordinator.request_rejoin()
 
-    await thread.call_thread(rejoin)
+    with contextlib.suppress(asyncio.TimeoutError):
+        await asyncio.wait_for(thread.call_thread(rejoin), 10)
 
 
 def started_producer(app: faust.App) -> Any:
