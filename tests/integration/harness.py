@@ -103,15 +103,6 @@ class Worker:
         os.killpg(self.process.pid, signal.SIGKILL)
         self.process.wait(timeout=10)
 
-    def pause(self) -> None:
-        """SIGSTOP: the worker answers nothing, its heartbeats included, as if frozen."""
-        assert self.process is not None
-        os.killpg(self.process.pid, signal.SIGSTOP)
-
-    def resume(self) -> None:
-        assert self.process is not None
-        os.killpg(self.process.pid, signal.SIGCONT)
-
     def stop(self) -> None:
         if self.process is None or self.process.poll() is not None:
             return
