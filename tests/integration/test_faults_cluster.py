@@ -134,9 +134,10 @@ def run_case(cluster: LocalKafkaCluster, tmp_path: Path, workers: list[Worker],
              row: FaultRow, guarantee: str, seed: int, flow_s: float,
              fault: Callable[[Settings], None]) -> None:
     """Input in three parts: the first gets the worker going, the second flows for `flow_s`
-    while the fault runs, the third follows once the fault is over; then the case is
-    verified. Partitions count as idle after 10 s without an event (not 6 as elsewhere):
-    leaders move within a few broker session timeouts."""
+    while the fault runs (longer than the fault: a pause in the input longer than the idle time
+    would move the partitions to the wall clock before the third part), the third follows once
+    the fault is over; then the case is verified. Partitions count as idle after 10 s without
+    an event (not 6 as elsewhere): leaders move within a few broker session timeouts."""
     settings = cluster_settings(cluster, tmp_path, guarantee)
     lines = simulated(customers=100, seed=seed)
     row.events_in = len(lines)
@@ -182,7 +183,7 @@ def test_rolling_restart_of_all_brokers(whole: LocalKafkaCluster, tmp_path: Path
             node.restart()
             assert wait_for(lambda: not under_replicated(whole), timeout=90, interval=0.2)
 
-    run_case(whole, tmp_path, workers, fault_row, guarantee, 121, 20.0, fault)
+    run_case(whole, tmp_path, workers, fault_row, guarantee, 121, 40.0, fault)
     fault_row.note = "brokers 1, 2, 3 restarted in turn"
 
 
