@@ -571,13 +571,9 @@ def _policy_diff(args: argparse.Namespace, err: Console) -> int:
 
 def _latest_values(settings: Settings, progress: Progress) -> list[bytes | None]:
     """The last value of every key of the worker's table changelog."""
-    from kafka import KafkaConsumer
-
     from streams.kafka import clients as kafka_clients
     topic = settings.changelog_topic
-    config = kafka_clients.kafka_python_config(settings)
-    consumer = KafkaConsumer(**config, group_id=None, enable_auto_commit=False,
-                             isolation_level="read_committed")
+    consumer = kafka_clients.committed_reader(kafka_clients.kafka_python_config(settings))
     try:
         ends = kafka_clients.assign_from_beginning(consumer, topic, settings.bootstrap_servers)
         starts = consumer.beginning_offsets(list(ends))

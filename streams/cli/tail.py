@@ -186,10 +186,8 @@ def _parse(value: bytes, err: Console) -> OutputEvent | None:
 def output_consumer(settings: Settings, from_beginning: bool) -> KafkaConsumer:
     """A consumer without a group, on every partition of both topics, at their start or end."""
     try:
-        consumer = KafkaConsumer(group_id=None, enable_auto_commit=False,
-                                 isolation_level="read_committed",
-                                 client_id=f"{settings.app_id}-tail",
-                                 **kafka_clients.kafka_python_config(settings))
+        consumer = kafka_clients.committed_reader(kafka_clients.kafka_python_config(settings),
+                                                  client_id=f"{settings.app_id}-tail")
     except KafkaError as error:
         raise ConnectError(f"cannot use Kafka at {settings.bootstrap_servers}: "
                            f"{type(error).__name__}: {error}") from None

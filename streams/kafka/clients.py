@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import ssl
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from typing import Any
 
 from kafka import KafkaAdminClient, KafkaConsumer, TopicPartition
@@ -58,6 +58,14 @@ def admin(settings: Settings) -> KafkaAdminClient:
         raise ConnectError(
             f"cannot use Kafka at {settings.bootstrap_servers}{who} "
             f"({settings.kafka_security_protocol}): {type(error).__name__}: {error}") from None
+
+
+def committed_reader(config: Mapping[str, Any], **options: Any) -> KafkaConsumer:
+    """A consumer in no group, committing nothing, that sees committed records only (what
+    exactly-once workers wrote, without their aborted transactions); `config` is
+    kafka_python_config's."""
+    return KafkaConsumer(**config, group_id=None, enable_auto_commit=False,
+                         isolation_level="read_committed", **options)
 
 
 def assign_from_beginning(consumer: KafkaConsumer, topic: str,

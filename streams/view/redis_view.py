@@ -23,7 +23,7 @@ from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 
 from models.errors import InvalidTierRecordError
-from streams.kafka.clients import assign_from_beginning, read_to_end
+from streams.kafka.clients import assign_from_beginning, committed_reader, read_to_end
 
 if TYPE_CHECKING:
     from prometheus_client import Counter, Gauge
@@ -562,8 +562,7 @@ def rebuild(kafka: Mapping[str, Any], topic: str, client: redis.Redis, *,
     generation = [keys.generation(), keys.rebuild_lock()]
     token, _, _, _ = client.register_script(GENERATION_LUA)(
         keys=generation, args=[secrets.token_hex(8), "", 0])
-    consumer = KafkaConsumer(**kafka, group_id=None, enable_auto_commit=False,
-                             auto_offset_reset="earliest", isolation_level="read_committed")
+    consumer = committed_reader(kafka, auto_offset_reset="earliest")
     try:
         ends = assign_from_beginning(consumer, topic, kafka["bootstrap_servers"])
         starts = consumer.beginning_offsets(list(ends))

@@ -20,8 +20,6 @@ import threading
 import time
 from dataclasses import dataclass
 
-from kafka import KafkaConsumer
-
 from rules import sketches
 from rules.relative import Population
 from streams.kafka import clients as kafka_clients
@@ -144,9 +142,8 @@ class Feed(threading.Thread):
     def __init__(self, settings: Settings, reports: Reports) -> None:
         super().__init__(name="tierstream-population-feed", daemon=True)
         self.settings, self.reports = settings, reports
-        self.consumer = KafkaConsumer(client_id=f"{settings.app_id}-population",
-                                      enable_auto_commit=False, isolation_level="read_committed",
-                                      **kafka_clients.kafka_python_config(settings))
+        self.consumer = kafka_clients.committed_reader(
+            kafka_clients.kafka_python_config(settings), client_id=f"{settings.app_id}-population")
 
     def load(self) -> None:
         topic = self.settings.topics.population

@@ -20,6 +20,7 @@ from pathlib import Path
 
 import redis
 from kafka import KafkaAdminClient, KafkaConsumer, KafkaProducer, TopicPartition
+from kafka.errors import CoordinatorNotAvailableError
 from prometheus_client.parser import text_string_to_metric_families
 
 from models.events import parse_event
@@ -102,6 +103,15 @@ class Worker:
         assert self.process is not None
         os.killpg(self.process.pid, signal.SIGKILL)
         self.process.wait(timeout=10)
+
+    def pause(self) -> None:
+        """SIGSTOP: the worker answers nothing, its heartbeats included, as if frozen."""
+        assert self.process is not None
+        os.killpg(self.process.pid, signal.SIGSTOP)
+
+    def resume(self) -> None:
+        assert self.process is not None
+        os.killpg(self.process.pid, signal.SIGCONT)
 
     def stop(self) -> None:
         if self.process is None or self.process.poll() is not None:
@@ -364,9 +374,13 @@ def pending_input(settings: Settings) -> int:
 
 
 def consumer_group_members(settings: Settings) -> int:
+    """Members of the workers' group; 0 while its coordinator is not yet available (a broker
+    just started)."""
     admin = KafkaAdminClient(bootstrap_servers=settings.bootstrap_servers)
     try:
         group = admin.describe_groups([settings.app_id])[settings.app_id]
         return len(group["members"])
+    except CoordinatorNotAvailableError:
+        return 0
     finally:
         admin.close()

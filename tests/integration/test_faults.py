@@ -293,6 +293,45 @@ def test_worker_sigkilled_while_busy(kafka_bootstrap: str, tmp_path: Path,
     verify(settings, expected, emitted, fault_row, workers)
 
 
+@pytest.mark.stress
+@pytest.mark.parametrize("guarantee", ["at_least_once", "exactly_once"])
+def test_worker_frozen_past_its_session_then_continued(kafka_bootstrap: str, tmp_path: Path,
+                                                       workers: list[Worker],
+                                                       fault_row: FaultRow,
+                                                       guarantee: str) -> None:
+    """Two workers; one is frozen (SIGSTOP) while events flow, for longer than its session,
+    so the group gives its partitions to the other, which fences its transactional producers
+    under exactly-once; then it is continued, a zombie that has not seen the rebalance: what it
+    was doing must not commit, and it rejoins the group and processes its partitions again.
+    No event is sent while it is frozen: a partition quiet for longer than its idle time
+    rightly follows the wall clock, so the idle time here is twice the freeze."""
+    settings = isolated_settings(kafka_bootstrap, tmp_path, processing_guarantee=guarantee,
+                                 idle_after_s=30.0)
+    create_topics(settings)
+    lines = simulated(customers=150, seed=51)
+    fault_row.events_in = len(lines)
+    parts = in_parts(lines, 4)
+    frozen, _ = (start_worker(settings, tmp_path, name, workers) for name in ("w1", "w2"))
+    assert wait_for(lambda: consumer_group_members(settings) == 2, timeout=120)
+    produce(settings, parts[0])
+    collect(settings, until=lambda e: len(e.events) > 0, quiet=0.0, timeout=120)
+    produce(settings, parts[1][:len(parts[1]) // 2])
+    frozen.pause()
+    try:
+        produce(settings, parts[1][len(parts[1]) // 2:])
+        time.sleep(1.5 * float(FAILOVER["BROKER_SESSION_TIMEOUT"]))
+        produce(settings, parts[2])
+    finally:
+        frozen.resume()
+    continued = time.monotonic()
+    produce(settings, parts[3])
+    expected = replayed(lines)
+    fault_row.note = "w1 frozen 15 s (session 10 s), then continued"
+    verify(settings, expected, settle(settings, expected, row=fault_row, since=continued),
+           fault_row, workers)
+    assert wait_for(lambda: consumer_group_members(settings) == 2, timeout=60)
+
+
 def output_offsets(settings: Settings, consumer: KafkaConsumer) -> int:
     """The end offsets of the output topics, summed: records of open transactions count."""
     tps = [TopicPartition(topic, p) for topic in (settings.topics.tier_changes,
@@ -492,6 +531,8 @@ def test_broker_stopped_and_restarted_during_load(tmp_path: Path, workers: list[
         expected = replayed(lines)
         verify(settings, expected, settle(settings, expected, timeout=240), fault_row, workers)
         assert all(w.process.poll() is None for w in workers), workers[0].log_text()[-3000:]
+        for worker in workers:  # while their broker is up (without it, each waits its grace)
+            worker.stop()
 
 
 # -- 3. Redis unavailable for a while --------------------------------------------------------
