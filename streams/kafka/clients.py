@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import logging
 import ssl
 import time
 from collections.abc import Iterator, Mapping
 from typing import Any
 
 from kafka import KafkaAdminClient, KafkaConsumer, TopicPartition
-from kafka.errors import KafkaError
+from kafka.errors import AuthorizationError, KafkaError, SaslAuthenticationFailedError
 
 from models.errors import ConnectError, RebuildError
 from streams.settings import Settings
@@ -50,14 +51,34 @@ def _password(settings: Settings) -> str | None:
 
 def admin(settings: Settings) -> KafkaAdminClient:
     """An admin client, or ConnectError saying why there is none (never the password)."""
+    refused = _Refusal()
+    logger = logging.getLogger("kafka")
+    logger.addHandler(refused)
     try:
         return KafkaAdminClient(client_id=f"{settings.app_id}-admin",
                                 request_timeout_ms=15_000, **kafka_python_config(settings))
     except KafkaError as error:
         who = f" as {settings.kafka_username!r}" if settings.kafka_username else ""
+        cause = error if refused.error is None else refused.error
         raise ConnectError(
             f"cannot use Kafka at {settings.bootstrap_servers}{who} "
-            f"({settings.kafka_security_protocol}): {type(error).__name__}: {error}") from None
+            f"({settings.kafka_security_protocol}): {type(cause).__name__}: {cause}") from None
+    finally:
+        logger.removeHandler(refused)
+
+
+class _Refusal(logging.Handler):
+    """The first refused login kafka-python logs while it retries: its bootstrap then reports
+    only a timeout, and a wrong password must say so."""
+
+    def __init__(self) -> None:
+        super().__init__(logging.WARNING)
+        self.error: KafkaError | None = None
+
+    def emit(self, record: logging.LogRecord) -> None:
+        if self.error is None and isinstance(record.args, tuple):
+            self.error = next((arg for arg in record.args if isinstance(
+                arg, SaslAuthenticationFailedError | AuthorizationError)), None)
 
 
 def committed_reader(config: Mapping[str, Any], **options: Any) -> KafkaConsumer:
