@@ -299,12 +299,12 @@ def test_worker_frozen_past_its_session_then_continued(kafka_bootstrap: str, tmp
                                                        workers: list[Worker],
                                                        fault_row: FaultRow,
                                                        guarantee: str) -> None:
-    """Two workers; one is frozen (SIGSTOP) while events flow, for longer than its session,
+    """Two workers; one is frozen (SIGSTOP) mid-stream for longer than its session,
     so the group gives its partitions to the other, which fences its transactional producers
     under exactly-once; then it is continued, a zombie that has not seen the rebalance: what it
     was doing must not commit, and it rejoins the group and processes its partitions again.
-    No event is sent while it is frozen: a partition quiet for longer than its idle time
-    rightly follows the wall clock, so the idle time here is twice the freeze."""
+    The test sends nothing for most of the freeze, and a partition quiet for longer than its
+    idle time rightly follows the wall clock: the idle time here is twice the freeze."""
     settings = isolated_settings(kafka_bootstrap, tmp_path, processing_guarantee=guarantee,
                                  idle_after_s=30.0)
     create_topics(settings)
