@@ -105,8 +105,10 @@ class KafkaSink:
 
         from streams.kafka import clients as kafka_clients
         try:
-            self.producer = KafkaProducer(client_id=f"{settings.app_id}-simulate", linger_ms=20,
-                                          **kafka_clients.kafka_python_config(settings))
+            with kafka_clients.refusals_named():
+                self.producer = KafkaProducer(client_id=f"{settings.app_id}-simulate",
+                                              linger_ms=20,
+                                              **kafka_clients.kafka_python_config(settings))
         except KafkaError as error:
             raise ConnectError(f"cannot use Kafka at {settings.bootstrap_servers}: "
                                f"{error}") from None

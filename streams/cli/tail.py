@@ -189,8 +189,7 @@ def output_consumer(settings: Settings, from_beginning: bool) -> KafkaConsumer:
         consumer = kafka_clients.committed_reader(kafka_clients.kafka_python_config(settings),
                                                   client_id=f"{settings.app_id}-tail")
     except KafkaError as error:
-        raise ConnectError(f"cannot use Kafka at {settings.bootstrap_servers}: "
-                           f"{type(error).__name__}: {error}") from None
+        raise ConnectError(f"cannot use Kafka at {settings.bootstrap_servers}: {error}") from None
     try:
         partitions = []
         for topic in (settings.topics.tier_changes, settings.topics.churn_warnings):

@@ -94,11 +94,13 @@ class Ingest:
         missing); ConnectError when Kafka cannot be used."""
         config = clients.kafka_python_config(self.settings)
         try:
-            self.producer = KafkaProducer(client_id=f"{self.settings.app_id}-ingest", acks="all",
-                                          linger_ms=5, max_block_ms=10_000, **config)
+            with clients.refusals_named():
+                self.producer = KafkaProducer(client_id=f"{self.settings.app_id}-ingest",
+                                              acks="all", linger_ms=5, max_block_ms=10_000,
+                                              **config)
         except KafkaError as error:
             raise ConnectError(f"cannot use Kafka at {self.settings.bootstrap_servers}: "
-                               f"{type(error).__name__}: {error}") from None
+                               f"{error}") from None
         if self.settings.shopify_secret is not None:
             self._load_index(config)
 

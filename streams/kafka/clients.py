@@ -6,10 +6,16 @@ import logging
 import ssl
 import time
 from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 from typing import Any
 
 from kafka import KafkaAdminClient, KafkaConsumer, TopicPartition
-from kafka.errors import AuthorizationError, KafkaError, SaslAuthenticationFailedError
+from kafka.errors import (
+    KafkaError,
+    KafkaTimeoutError,
+    SaslAuthenticationFailedError,
+    UnsupportedSaslMechanismError,
+)
 
 from models.errors import ConnectError, RebuildError
 from streams.settings import Settings
@@ -51,25 +57,46 @@ def _password(settings: Settings) -> str | None:
 
 def admin(settings: Settings) -> KafkaAdminClient:
     """An admin client, or ConnectError saying why there is none (never the password)."""
+    try:
+        with refusals_named():
+            return KafkaAdminClient(client_id=f"{settings.app_id}-admin",
+                                    request_timeout_ms=15_000, **kafka_python_config(settings))
+    except KafkaError as error:
+        who = f" as {settings.kafka_username!r}" if settings.kafka_username else ""
+        raise ConnectError(f"cannot use Kafka at {settings.bootstrap_servers}{who} "
+                           f"({settings.kafka_security_protocol}): {error}") from None
+
+
+def committed_reader(config: Mapping[str, Any], **options: Any) -> KafkaConsumer:
+    """A consumer in no group, committing nothing, that sees committed records only (what
+    exactly-once workers wrote, without their aborted transactions); `config` is
+    kafka_python_config's."""
+    with refusals_named():
+        return KafkaConsumer(**config, group_id=None, enable_auto_commit=False,
+                             isolation_level="read_committed", **options)
+
+
+@contextmanager
+def refusals_named() -> Iterator[None]:
+    """While a kafka-python client bootstraps: its timeout becomes the refused login it logged
+    meanwhile, if any. It retries a wrong password or SASL mechanism until its bootstrap
+    timeout and then reports only "Unable to bootstrap". Best effort: it sees what reaches the
+    "kafka" loggers at WARNING or above, as kafka-python logs a refusal by default."""
     refused = _Refusal()
     logger = logging.getLogger("kafka")
     logger.addHandler(refused)
     try:
-        return KafkaAdminClient(client_id=f"{settings.app_id}-admin",
-                                request_timeout_ms=15_000, **kafka_python_config(settings))
-    except KafkaError as error:
-        who = f" as {settings.kafka_username!r}" if settings.kafka_username else ""
-        cause = error if refused.error is None else refused.error
-        raise ConnectError(
-            f"cannot use Kafka at {settings.bootstrap_servers}{who} "
-            f"({settings.kafka_security_protocol}): {type(cause).__name__}: {cause}") from None
+        yield
+    except KafkaTimeoutError:
+        if refused.error is None:
+            raise
+        raise refused.error from None
     finally:
         logger.removeHandler(refused)
 
 
 class _Refusal(logging.Handler):
-    """The first refused login kafka-python logs while it retries: its bootstrap then reports
-    only a timeout, and a wrong password must say so."""
+    """Keeps the first refused login in the records it is handed."""
 
     def __init__(self) -> None:
         super().__init__(logging.WARNING)
@@ -78,15 +105,7 @@ class _Refusal(logging.Handler):
     def emit(self, record: logging.LogRecord) -> None:
         if self.error is None and isinstance(record.args, tuple):
             self.error = next((arg for arg in record.args if isinstance(
-                arg, SaslAuthenticationFailedError | AuthorizationError)), None)
-
-
-def committed_reader(config: Mapping[str, Any], **options: Any) -> KafkaConsumer:
-    """A consumer in no group, committing nothing, that sees committed records only (what
-    exactly-once workers wrote, without their aborted transactions); `config` is
-    kafka_python_config's."""
-    return KafkaConsumer(**config, group_id=None, enable_auto_commit=False,
-                         isolation_level="read_committed", **options)
+                arg, SaslAuthenticationFailedError | UnsupportedSaslMechanismError)), None)
 
 
 def assign_from_beginning(consumer: KafkaConsumer, topic: str,

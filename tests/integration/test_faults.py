@@ -299,10 +299,11 @@ def test_worker_frozen_past_its_session_then_continued(kafka_bootstrap: str, tmp
                                                        workers: list[Worker],
                                                        fault_row: FaultRow,
                                                        guarantee: str) -> None:
-    """Two workers; one is frozen (SIGSTOP) mid-stream for longer than its session,
-    so the group gives its partitions to the other, which fences its transactional producers
-    under exactly-once; then it is continued, a zombie that has not seen the rebalance: what it
-    was doing must not commit, and it rejoins the group and processes its partitions again.
+    """Two workers; one is frozen (SIGSTOP) mid-stream for longer than its session, so the
+    group gives its partitions to the other, which under exactly-once fences its transactional
+    producers; then it is continued, a zombie that has not seen the rebalance. Nothing it was
+    doing may change the result (under exactly-once none of it commits; under at-least-once
+    what it repeats are duplicates), and it rejoins the group and reads its partitions again.
     The test sends nothing for most of the freeze, and a partition quiet for longer than its
     idle time rightly follows the wall clock: the idle time here is twice the freeze."""
     settings = isolated_settings(kafka_bootstrap, tmp_path, processing_guarantee=guarantee,
@@ -315,21 +316,21 @@ def test_worker_frozen_past_its_session_then_continued(kafka_bootstrap: str, tmp
     assert wait_for(lambda: consumer_group_members(settings) == 2, timeout=120)
     produce(settings, parts[0])
     collect(settings, until=lambda e: len(e.events) > 0, quiet=0.0, timeout=120)
-    produce(settings, parts[1][:len(parts[1]) // 2])
-    frozen.pause()
     try:
-        produce(settings, parts[1][len(parts[1]) // 2:])
+        pending = during(settings, parts[1], frozen.pause)
         time.sleep(1.5 * float(FAILOVER["BROKER_SESSION_TIMEOUT"]))
         produce(settings, parts[2])
     finally:
         frozen.resume()
     continued = time.monotonic()
+    assert wait_for(lambda: consumer_group_members(settings) == 2, timeout=60)
+    read = metric_total(frozen, "tierstream_events_total")
     produce(settings, parts[3])
     expected = replayed(lines)
-    fault_row.note = "w1 frozen 15 s (session 10 s), then continued"
+    fault_row.note = f"w1 frozen 15 s (session 10 s), then continued; input pending {pending}"
     verify(settings, expected, settle(settings, expected, row=fault_row, since=continued),
            fault_row, workers)
-    assert wait_for(lambda: consumer_group_members(settings) == 2, timeout=60)
+    assert metric_total(frozen, "tierstream_events_total") > read  # it has partitions again
 
 
 def output_offsets(settings: Settings, consumer: KafkaConsumer) -> int:
@@ -529,10 +530,14 @@ def test_broker_stopped_and_restarted_during_load(tmp_path: Path, workers: list[
         produce(settings, parts[2])
         fault_row.note = f"SIGTERM, then SIGKILL; input pending: {pending[0]}/{pending[1]}"
         expected = replayed(lines)
-        verify(settings, expected, settle(settings, expected, timeout=240), fault_row, workers)
-        assert all(w.process.poll() is None for w in workers), workers[0].log_text()[-3000:]
-        for worker in workers:  # while their broker is up (without it, each waits its grace)
-            worker.stop()
+        try:
+            verify(settings, expected, settle(settings, expected, timeout=240), fault_row,
+                   workers)
+            assert all(w.process.poll() is None for w in workers), \
+                workers[0].log_text()[-3000:]
+        finally:
+            for worker in workers:  # while their broker is up (else each waits its grace)
+                worker.stop()
 
 
 # -- 3. Redis unavailable for a while --------------------------------------------------------
