@@ -113,11 +113,27 @@ def test_fenced_after_the_partition_went_away_asks_no_rebalance(rebalances: list
     assert producer.calls[-1] == ("stop",) and not rebalances
 
 
-def test_any_other_failure_aborts_and_is_raised() -> None:
-    producer = FakeProducer(fail={"commit": KafkaError("broker gone")})
-    with pytest.raises(KafkaError):
+def test_a_kafka_error_aborts_and_rebalances_as_fencing_does(rebalances: list) -> None:
+    producer = FakeProducer(fail={"commit": KafkaError("coordinator restarting")})
+    committed, transactions = run(producer)
+    assert not committed
+    assert producer.calls[-2:] == [("abort",), ("stop",)]
+    assert 3 not in transactions.producers and rebalances == [APP]
+
+
+def test_a_transaction_past_its_timeout_aborts_and_rebalances(rebalances: list) -> None:
+    producer = FakeProducer(fail={"send": TimeoutError()})
+    committed, transactions = run(producer)
+    assert not committed
+    assert producer.calls[-2:] == [("abort",), ("stop",)]
+    assert 3 not in transactions.producers and rebalances == [APP]
+
+
+def test_any_other_failure_aborts_and_is_raised(rebalances: list) -> None:
+    producer = FakeProducer(fail={"send": TypeError("a bug")})
+    with pytest.raises(TypeError):
         run(producer)
-    assert producer.calls[-1] == ("abort",)
+    assert producer.calls[-1] == ("abort",) and not rebalances
 
 
 def test_an_unassigned_partition_commits_nothing() -> None:

@@ -17,7 +17,10 @@ of the new one started, so a producer fenced while the partition was away is nev
 A producer fenced while this worker still takes the partition for its own (a zombie that has not
 seen the rebalance yet, or a transaction the broker aborted after TIERSTREAM_TRANSACTION_TIMEOUT_S)
 is stopped and the worker asks its group to rebalance: the next assignment starts a new producer,
-and the batches dropped meanwhile are read again from the committed offsets.
+and the batches dropped meanwhile are read again from the committed offsets. A transaction that
+fails with a Kafka error or does not end within that timeout (brokers restarting, leaders and
+coordinators moving) is aborted and handled the same way, so a rolling restart of the cluster
+does not stop the worker; any other failure (a bug) still does.
 """
 
 from __future__ import annotations
@@ -28,7 +31,7 @@ from collections.abc import Awaitable, Callable, Iterable, Mapping
 from typing import Any
 
 from aiokafka import TopicPartition
-from aiokafka.errors import ProducerFenced
+from aiokafka.errors import KafkaError, ProducerFenced
 
 from streams.worker import faust_fixes
 
@@ -70,8 +73,8 @@ class Transactions:
         """Send (`await send(producer)`) and commit, with the input `offsets`, in one
         transaction of the partition's producer, within the transaction timeout; False, with
         nothing committed, when the partition is no longer this worker's (not assigned,
-        `still_ours()` false before the commit, or fenced). Any other failure aborts the
-        transaction and is raised."""
+        `still_ours()` false before the commit, or fenced) or the transaction failed with a
+        Kafka error or timed out. Any other failure aborts the transaction and is raised."""
         producer = self.producers.get(partition)
         if producer is None:
             return False
@@ -81,21 +84,26 @@ class Transactions:
         except ProducerFenced:
             log.warning("partition %s's transactional producer was fenced (another worker has "
                         "the partition, or the broker aborted a transaction open longer than "
-                        "%s s): its batch is not committed; the group rebalances",
-                        partition, self.timeout_s)
-            if self.producers.get(partition) is producer:
-                del self.producers[partition]
-            await _stopped([producer])
-            if still_ours():
-                await faust_fixes.request_rebalance(self.app)
-            return False
+                        "%s s): its batch is not committed", partition, self.timeout_s)
+        except (TimeoutError, KafkaError) as error:
+            # A broker failing or moving its leaders or coordinators mid-transaction (a rolling
+            # restart): the worker goes on, as Kafka Streams does with a corrupted task.
+            log.warning("partition %s's transaction failed (%r): it is aborted and its batch "
+                        "not committed", partition, error)
+            await _aborted(producer, self.timeout_s)
         except BaseException:
-            try:  # (the abort fails too when the broker is what failed: the timeout ends it)
-                await asyncio.wait_for(asyncio.shield(producer.abort_transaction()),
-                                       self.timeout_s)
-            except Exception as error:
-                log.warning("abort of partition %s's transaction failed: %r", partition, error)
+            await _aborted(producer, self.timeout_s)
             raise
+        # The partition's batches read since are dropped until the next assignment (a new
+        # producer, the table and offsets as the last committed transaction left them).
+        if self.producers.get(partition) is producer:
+            del self.producers[partition]
+        await _stopped([producer])
+        if still_ours():
+            log.warning("partition %s: the group rebalances to read its input again from the "
+                        "last committed offsets", partition)
+            await faust_fixes.request_rebalance(self.app)
+        return False
 
     async def _run(self, producer: Any, send: Callable[[Any], Awaitable[None]],
                    offsets: Mapping[Any, int], still_ours: Callable[[], bool]) -> bool:
@@ -109,6 +117,13 @@ class Transactions:
             self.app.conf.id)
         await producer.commit_transaction()
         return True
+
+
+async def _aborted(producer: Any, timeout_s: float) -> None:
+    try:  # (the abort fails too when the broker is what failed: the timeout ends it)
+        await asyncio.wait_for(asyncio.shield(producer.abort_transaction()), timeout_s)
+    except Exception as error:
+        log.warning("abort of a transaction failed: %r", error)
 
 
 async def _stopped(producers: Iterable[Any]) -> None:

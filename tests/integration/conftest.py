@@ -62,6 +62,17 @@ def new_prefix(redis_url: str) -> Iterator[Callable[[], str]]:
                 client.delete(key)
 
 
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo
+                              ) -> Iterator[None]:
+    """A failed case's report ends with what its workers logged (CI keeps only the report)."""
+    report = yield
+    if report.failed and call.when == "call":
+        for worker in item.funcargs.get("workers", []) if hasattr(item, "funcargs") else []:
+            report.sections.append((f"worker {worker.workdir.name}", worker.log_summary()))
+    return report
+
+
 @pytest.fixture
 def workers() -> Iterator[list[Worker]]:
     """Workers started by the test (harness.new_worker), stopped at its end."""

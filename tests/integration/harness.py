@@ -69,6 +69,12 @@ def environment(settings: Settings, policy: Path) -> dict[str, str]:
     return env
 
 
+# what aiokafka logs at WARNING or ERROR each time a broker does not answer
+CONNECTION_NOISE = ("Unable connect", "Failed fetch", "Connection", "KafkaTCPTransport",
+                    "Metadata refresh", "Cannot send", "Marking the coordinator dead",
+                    "Heartbeat failed", "Group Coordinator Request failed")
+
+
 @dataclass
 class Worker:
     """One `tierstream worker` process with its own data dir and log file."""
@@ -124,6 +130,15 @@ class Worker:
 
     def log_text(self) -> str:
         return "\n".join(p.read_text(errors="replace") for p in self.logs if p.exists())
+
+    def log_summary(self, last: int = 40) -> str:
+        """Its warnings and errors (at most 60, without the clients' reports of brokers not
+        answering) and the last `last` lines of its log."""
+        lines = self.log_text().splitlines()
+        alarms = [line for line in lines if ("WARNING" in line or "ERROR" in line)
+                  and not any(noise in line for noise in CONNECTION_NOISE)]
+        return "\n".join([f"exit status {self.process and self.process.poll()}", *alarms[-60:],
+                          "-- last lines --", *lines[-last:]])
 
 
 def new_worker(settings: Settings, tmp_path: Path, name: str, started: list[Worker],

@@ -6,6 +6,7 @@ import json
 import subprocess
 import sys
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
@@ -58,11 +59,16 @@ def test_right_credentials_create_topics_and_run_a_worker(scram_broker: LocalKaf
         worker.stop()
 
 
-@pytest.mark.parametrize("command", [("topics", "create"), ("worker",)])
-def test_wrong_password_fails_with_a_clear_error(scram_broker: LocalKafka, tmp_path: Path,
-                                                 command: tuple[str, ...]) -> None:
+def test_wrong_password_fails_with_a_clear_error(scram_broker: LocalKafka, tmp_path: Path
+                                                 ) -> None:
+    """`topics create` and `worker`, run side by side: each waits out kafka-python's bootstrap
+    timeout (30 s) before it gives up."""
     settings = isolated_settings(scram_broker.bootstrap_servers, tmp_path)
-    result = tierstream(sasl_env(scram_broker, settings, "not-the-password"), *command)
-    assert result.returncode == 4, result.stdout + result.stderr  # unavailable
-    assert f"as '{USER}'" in result.stderr and "SASL" in result.stderr
-    assert "not-the-password" not in result.stdout + result.stderr
+    env = sasl_env(scram_broker, settings, "not-the-password")
+    with ThreadPoolExecutor() as pool:
+        results = list(pool.map(lambda command: tierstream(env, *command),
+                                [("topics", "create"), ("worker",)]))
+    for result in results:
+        assert result.returncode == 4, result.args + [result.stdout + result.stderr]  # unavailable
+        assert f"as '{USER}'" in result.stderr and "SASL" in result.stderr, result.stderr
+        assert "not-the-password" not in result.stdout + result.stderr
