@@ -27,6 +27,7 @@ from tests.integration.harness import (
     produce,
     reference,
 )
+from tests.integration.test_faults import FAILOVER
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples" / "events.jsonl"
 DEFAULT = Path(__file__).resolve().parents[2] / "rules" / "policies" / "default.yaml"
@@ -151,7 +152,7 @@ def test_worker_killed_mid_stream_loses_nothing(kafka_bootstrap: str, tmp_path: 
     settings = isolated_settings(kafka_bootstrap, tmp_path)
     create_topics(settings)
     lines = history(customers=400, seed=5)
-    worker = new_worker(settings, tmp_path, "w1", workers)
+    worker = new_worker(settings, tmp_path, "w1", workers, **FAILOVER)
     half = len(lines) // 2
     produce(settings, lines[:half])
     collect(settings, until=lambda e: len(e.events) > 0, quiet=0.0)
