@@ -13,6 +13,7 @@ from typing import Any
 import pytest
 from aiokafka import TopicPartition
 from aiokafka.errors import KafkaError, ProducerFenced
+from aiokafka.producer.transaction_manager import TransactionState
 
 from streams.worker import faust_fixes
 from streams.worker.transactions import Transactions
@@ -134,6 +135,20 @@ def test_any_other_failure_aborts_and_is_raised(rebalances: list) -> None:
     with pytest.raises(TypeError):
         run(producer)
     assert producer.calls[-1] == ("abort",) and not rebalances
+
+
+def test_no_abort_without_an_open_transaction(rebalances: list) -> None:
+    """A batch cancelled (the worker stopping) after its commit: nothing to abort."""
+    producer = FakeProducer(fail={"send": asyncio.CancelledError()})
+    producer._txn_manager = SimpleNamespace(state=TransactionState.READY)
+    with pytest.raises(asyncio.CancelledError):
+        run(producer)
+    assert ("abort",) not in producer.calls
+    producer = FakeProducer(fail={"send": asyncio.CancelledError()})
+    producer._txn_manager = SimpleNamespace(state=TransactionState.IN_TRANSACTION)
+    with pytest.raises(asyncio.CancelledError):
+        run(producer)
+    assert producer.calls[-1] == ("abort",)
 
 
 def test_an_unassigned_partition_commits_nothing() -> None:

@@ -32,10 +32,12 @@ from typing import Any
 
 from aiokafka import TopicPartition
 from aiokafka.errors import KafkaError, ProducerFenced
+from aiokafka.producer.transaction_manager import TransactionState
 
 from streams.worker import faust_fixes
 
 log = logging.getLogger("tierstream.worker")
+_ABORTABLE = (TransactionState.IN_TRANSACTION, TransactionState.ABORTABLE_ERROR)
 
 
 class Transactions:
@@ -120,6 +122,11 @@ class Transactions:
 
 
 async def _aborted(producer: Any, timeout_s: float) -> None:
+    """Abort the producer's open transaction, if it has one (none when cancelled before its
+    begin or after its commit; a commit under way is settled by the id's next producer)."""
+    manager = getattr(producer, "_txn_manager", None)  # (aiokafka raises outside one)
+    if manager is not None and manager.state not in _ABORTABLE:
+        return
     try:  # (the abort fails too when the broker is what failed: the timeout ends it)
         await asyncio.wait_for(asyncio.shield(producer.abort_transaction()), timeout_s)
     except Exception as error:
