@@ -16,7 +16,7 @@ from aiokafka.errors import KafkaError, ProducerFenced
 from aiokafka.producer.transaction_manager import TransactionState
 
 from streams.worker import faust_fixes
-from streams.worker.transactions import Transactions
+from streams.worker.transactions import MOST_FAILURES, Transactions
 
 APP = SimpleNamespace(conf=SimpleNamespace(id="tierstream-x"))
 Tp = namedtuple("Tp", "topic partition")
@@ -97,7 +97,7 @@ def test_a_fenced_producer_is_stopped_and_the_group_asked_to_rebalance(rebalance
     producer = FakeProducer(fail={"commit": ProducerFenced()})
     committed, transactions = run(producer)
     assert not committed
-    assert producer.calls[-1] == ("stop",)
+    assert producer.calls[-2:] == [("commit",), ("stop",)]  # (no abort: it is fenced)
     assert 3 not in transactions.producers  # later batches of the partition commit nothing
     assert rebalances == [APP]
 
@@ -123,11 +123,43 @@ def test_a_kafka_error_aborts_and_rebalances_as_fencing_does(rebalances: list) -
 
 
 def test_a_transaction_past_its_timeout_aborts_and_rebalances(rebalances: list) -> None:
-    producer = FakeProducer(fail={"send": TimeoutError()})
-    committed, transactions = run(producer)
-    assert not committed
-    assert producer.calls[-2:] == [("abort",), ("stop",)]
+    producer = FakeProducer()
+    transactions = Transactions(APP, "tierstream-x", timeout_s=0.05)
+    transactions.producers[3] = producer
+
+    async def send(given: Any) -> None:
+        await asyncio.sleep(1)
+
+    assert not asyncio.run(transactions.run(3, send, {}, lambda: True))
+    assert producer.calls == [("begin",), ("abort",), ("stop",)]
     assert 3 not in transactions.producers and rebalances == [APP]
+
+
+def test_a_failure_while_committing_stops_the_worker(rebalances: list) -> None:
+    """Whether the commit holds is not known: no abort, no rebalance, raised."""
+    producer = FakeProducer(fail={"commit": KafkaError("coordinator gone")})
+    producer._txn_manager = SimpleNamespace(state=TransactionState.COMMITTING_TRANSACTION)
+    with pytest.raises(KafkaError):
+        run(producer)
+    assert producer.calls[-2:] == [("commit",), ("stop",)] and not rebalances
+
+
+def test_failures_in_a_row_end_in_one_raised(rebalances: list) -> None:
+    transactions = Transactions(APP, "tierstream-x", timeout_s=5)
+
+    async def send(given: Any) -> None:
+        await given._call("send")
+
+    def attempt(fail: dict[str, BaseException]) -> bool:
+        transactions.producers[3] = FakeProducer(fail=fail)
+        return asyncio.run(transactions.run(3, send, {}, lambda: True))
+
+    broken = {"send": KafkaError("record too large")}
+    assert [attempt(broken) for _ in range(MOST_FAILURES - 1)] == [False] * (MOST_FAILURES - 1)
+    assert attempt({})  # a commit starts the count again
+    assert [attempt(broken) for _ in range(MOST_FAILURES - 1)] == [False] * (MOST_FAILURES - 1)
+    with pytest.raises(KafkaError):
+        attempt(broken)
 
 
 def test_any_other_failure_aborts_and_is_raised(rebalances: list) -> None:

@@ -20,7 +20,9 @@ is stopped and the worker asks its group to rebalance: the next assignment start
 and the batches dropped meanwhile are read again from the committed offsets. A transaction that
 fails with a Kafka error or does not end within that timeout (brokers restarting, leaders and
 coordinators moving) is aborted and handled the same way, so a rolling restart of the cluster
-does not stop the worker; any other failure (a bug) still does.
+does not stop the worker. Any other failure (a bug), the MOST_FAILURES-th failure of a partition
+in a row (one that lasts: an ACL, a record too large) and one during the commit (whether the
+commit holds is not known, and the Redis view would miss it) still stop the worker (exit 1).
 """
 
 from __future__ import annotations
@@ -38,6 +40,9 @@ from streams.worker import faust_fixes
 
 log = logging.getLogger("tierstream.worker")
 _ABORTABLE = (TransactionState.IN_TRANSACTION, TransactionState.ABORTABLE_ERROR)
+MOST_FAILURES = 5  # transactions of a partition failing in a row: then the worker stops
+ABORT_WAIT_S = 5.0
+STOP_WAIT_S = 10.0
 
 
 class Transactions:
@@ -46,6 +51,7 @@ class Transactions:
     def __init__(self, app: Any, app_id: str, timeout_s: float) -> None:
         self.app, self.app_id, self.timeout_s = app, app_id, timeout_s
         self.producers: dict[int, Any] = {}
+        self.failures: dict[int, int] = {}  # per partition, transactions failed in a row
 
     def transactional_id(self, partition: int) -> str:
         return f"{self.app_id}-tx-{partition}"
@@ -76,12 +82,14 @@ class Transactions:
         transaction of the partition's producer, within the transaction timeout; False, with
         nothing committed, when the partition is no longer this worker's (not assigned,
         `still_ours()` false before the commit, or fenced) or the transaction failed with a
-        Kafka error or timed out. Any other failure aborts the transaction and is raised."""
+        Kafka error or timed out before its commit (fewer than MOST_FAILURES times in a row). Any
+        other failure, or one while committing (whether the commit holds is not known), is
+        raised."""
         producer = self.producers.get(partition)
         if producer is None:
             return False
         try:
-            return await asyncio.wait_for(
+            committed = await asyncio.wait_for(
                 self._run(producer, send, offsets, still_ours), self.timeout_s)
         except ProducerFenced:
             log.warning("partition %s's transactional producer was fenced (another worker has "
@@ -90,12 +98,20 @@ class Transactions:
         except (TimeoutError, KafkaError) as error:
             # A broker failing or moving its leaders or coordinators mid-transaction (a rolling
             # restart): the worker goes on, as Kafka Streams does with a corrupted task.
-            log.warning("partition %s's transaction failed (%r): it is aborted and its batch "
-                        "not committed", partition, error)
-            await _aborted(producer, self.timeout_s)
+            self.failures[partition] = failures = self.failures.get(partition, 0) + 1
+            if _committing(producer) or failures >= MOST_FAILURES:
+                await _stopped([producer])
+                raise
+            log.warning("partition %s's transaction failed (%r, %s in a row): it is aborted "
+                        "and its batch not committed", partition, error, failures)
+            await _aborted(producer)
         except BaseException:
-            await _aborted(producer, self.timeout_s)
+            await _aborted(producer)
             raise
+        else:
+            if committed:
+                self.failures.pop(partition, None)
+            return committed
         # The partition's batches read since are dropped until the next assignment (a new
         # producer, the table and offsets as the last committed transaction left them).
         if self.producers.get(partition) is producer:
@@ -121,17 +137,32 @@ class Transactions:
         return True
 
 
-async def _aborted(producer: Any, timeout_s: float) -> None:
+async def _aborted(producer: Any) -> None:
     """Abort the producer's open transaction, if it has one (none when cancelled before its
-    begin or after its commit; a commit under way is settled by the id's next producer)."""
+    begin or after its commit), waiting ABORT_WAIT_S at most: when the broker is what failed,
+    the abort fails too, and the id's next producer aborts the transaction anyway."""
     manager = getattr(producer, "_txn_manager", None)  # (aiokafka raises outside one)
     if manager is not None and manager.state not in _ABORTABLE:
         return
-    try:  # (the abort fails too when the broker is what failed: the timeout ends it)
-        await asyncio.wait_for(asyncio.shield(producer.abort_transaction()), timeout_s)
+    try:
+        await asyncio.wait_for(producer.abort_transaction(), ABORT_WAIT_S)
     except Exception as error:
         log.warning("abort of a transaction failed: %r", error)
 
 
+def _committing(producer: Any) -> bool:
+    manager = getattr(producer, "_txn_manager", None)
+    return manager is not None and manager.state is TransactionState.COMMITTING_TRANSACTION
+
+
 async def _stopped(producers: Iterable[Any]) -> None:
-    await asyncio.gather(*(producer.stop() for producer in producers), return_exceptions=True)
+    """Stop the producers, giving up after STOP_WAIT_S on those not stopped by then: a producer
+    flushes first, and a transactional batch waits for its leader however long (the id's next
+    producer fences one left behind)."""
+    stopping = asyncio.gather(*(producer.stop() for producer in producers),
+                              return_exceptions=True)
+    try:
+        await asyncio.wait_for(stopping, STOP_WAIT_S)
+    except TimeoutError:
+        log.warning("a transactional producer did not stop within %s s: left behind",
+                    STOP_WAIT_S)

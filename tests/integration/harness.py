@@ -70,9 +70,10 @@ def environment(settings: Settings, policy: Path) -> dict[str, str]:
 
 
 # what aiokafka logs at WARNING or ERROR each time a broker does not answer
-CONNECTION_NOISE = ("Unable connect", "Failed fetch", "Connection", "KafkaTCPTransport",
-                    "Metadata refresh", "Cannot send", "Marking the coordinator dead",
-                    "Heartbeat failed", "Group Coordinator Request failed")
+CONNECTION_NOISE = ("Unable connect", "Failed fetch", "Connection lost", "Connection failed",
+                    "KafkaTCPTransport", "Metadata refresh", "Cannot send",
+                    "Marking the coordinator dead", "Heartbeat failed",
+                    "Group Coordinator Request failed")
 
 
 @dataclass
