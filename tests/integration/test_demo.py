@@ -58,7 +58,7 @@ def summary_counts(stderr: str) -> dict[str, int]:
 
 def test_demo_runs_for_its_duration_and_stops_everything() -> None:
     before = embedded_pids()
-    done = subprocess.run([sys.executable, "-m", "streams.cli", "demo", "--duration", "30",
+    done = subprocess.run([sys.executable, "-m", "streams.cli", "demo", "--duration", "45",
                            "--rate", "300"], env=demo_environment(), capture_output=True,
                           text=True, timeout=180)
     assert done.returncode == 0, done.stderr[-3000:]
