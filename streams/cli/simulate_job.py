@@ -16,7 +16,6 @@ from typing import BinaryIO, Protocol
 from rich.console import Console
 from rich.table import Table
 
-from models.errors import ConnectError
 from models.instants import MICROS_PER_DAY, from_micros, to_micros
 from streams.cli import replay_job
 from streams.dev.simulate import Population, Record, population_events, to_record, with_noise
@@ -101,17 +100,11 @@ class KafkaSink:
 
     def __init__(self, settings: Settings) -> None:
         from kafka import KafkaProducer
-        from kafka.errors import KafkaError
 
         from streams.kafka import clients as kafka_clients
-        try:
-            with kafka_clients.refusals_named():
-                self.producer = KafkaProducer(client_id=f"{settings.app_id}-simulate",
-                                              linger_ms=20,
-                                              **kafka_clients.kafka_python_config(settings))
-        except KafkaError as error:
-            raise ConnectError(f"cannot use Kafka at {settings.bootstrap_servers}: "
-                               f"{error}") from None
+        with kafka_clients.connecting(settings):
+            self.producer = KafkaProducer(client_id=f"{settings.app_id}-simulate", linger_ms=20,
+                                          **kafka_clients.kafka_python_config(settings))
         self.topics = {"orders": settings.topics.orders,
                        "interactions": settings.topics.interactions}
         self.failed = 0

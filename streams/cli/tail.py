@@ -9,7 +9,6 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 
 from kafka import KafkaConsumer, TopicPartition
-from kafka.errors import KafkaError
 from pydantic import ValidationError
 from rich.console import Console
 from rich.text import Text
@@ -185,11 +184,9 @@ def _parse(value: bytes, err: Console) -> OutputEvent | None:
 
 def output_consumer(settings: Settings, from_beginning: bool) -> KafkaConsumer:
     """A consumer without a group, on every partition of both topics, at their start or end."""
-    try:
+    with kafka_clients.connecting(settings):
         consumer = kafka_clients.committed_reader(kafka_clients.kafka_python_config(settings),
                                                   client_id=f"{settings.app_id}-tail")
-    except KafkaError as error:
-        raise ConnectError(f"cannot use Kafka at {settings.bootstrap_servers}: {error}") from None
     try:
         partitions = []
         for topic in (settings.topics.tier_changes, settings.topics.churn_warnings):

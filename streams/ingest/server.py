@@ -93,14 +93,9 @@ class Ingest:
         """The producer, and the Shopify order index read from its compacted topic (created if
         missing); ConnectError when Kafka cannot be used."""
         config = clients.kafka_python_config(self.settings)
-        try:
-            with clients.refusals_named():
-                self.producer = KafkaProducer(client_id=f"{self.settings.app_id}-ingest",
-                                              acks="all", linger_ms=5, max_block_ms=10_000,
-                                              **config)
-        except KafkaError as error:
-            raise ConnectError(f"cannot use Kafka at {self.settings.bootstrap_servers}: "
-                               f"{error}") from None
+        with clients.connecting(self.settings):
+            self.producer = KafkaProducer(client_id=f"{self.settings.app_id}-ingest", acks="all",
+                                          linger_ms=5, max_block_ms=10_000, **config)
         if self.settings.shopify_secret is not None:
             self._load_index(config)
 

@@ -57,10 +57,19 @@ def _password(settings: Settings) -> str | None:
 
 def admin(settings: Settings) -> KafkaAdminClient:
     """An admin client, or ConnectError saying why there is none (never the password)."""
+    with connecting(settings):
+        return KafkaAdminClient(client_id=f"{settings.app_id}-admin",
+                                request_timeout_ms=15_000, **kafka_python_config(settings))
+
+
+@contextmanager
+def connecting(settings: Settings) -> Iterator[None]:
+    """Around the start of a kafka-python client of `settings`: a KafkaError becomes
+    ConnectError saying where, as whom and why (a refused login named, `refusals_named`),
+    never with the password."""
     try:
         with refusals_named():
-            return KafkaAdminClient(client_id=f"{settings.app_id}-admin",
-                                    request_timeout_ms=15_000, **kafka_python_config(settings))
+            yield
     except KafkaError as error:
         who = f" as {settings.kafka_username!r}" if settings.kafka_username else ""
         raise ConnectError(f"cannot use Kafka at {settings.bootstrap_servers}{who} "

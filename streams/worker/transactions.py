@@ -99,7 +99,8 @@ class Transactions:
             # A broker failing or moving its leaders or coordinators mid-transaction (a rolling
             # restart): the worker goes on, as Kafka Streams does with a corrupted task.
             self.failures[partition] = failures = self.failures.get(partition, 0) + 1
-            if _committing(producer) or failures >= MOST_FAILURES:
+            if _state(producer) is TransactionState.COMMITTING_TRANSACTION or \
+                    failures >= MOST_FAILURES:
                 await _stopped([producer])
                 raise
             log.warning("partition %s's transaction failed (%r, %s in a row): it is aborted "
@@ -141,8 +142,7 @@ async def _aborted(producer: Any) -> None:
     """Abort the producer's open transaction, if it has one (none when cancelled before its
     begin or after its commit), waiting ABORT_WAIT_S at most: when the broker is what failed,
     the abort fails too, and the id's next producer aborts the transaction anyway."""
-    manager = getattr(producer, "_txn_manager", None)  # (aiokafka raises outside one)
-    if manager is not None and manager.state not in _ABORTABLE:
+    if _state(producer) not in (None, *_ABORTABLE):  # (aiokafka raises outside one)
         return
     try:
         await asyncio.wait_for(producer.abort_transaction(), ABORT_WAIT_S)
@@ -150,9 +150,10 @@ async def _aborted(producer: Any) -> None:
         log.warning("abort of a transaction failed: %r", error)
 
 
-def _committing(producer: Any) -> bool:
+def _state(producer: Any) -> TransactionState | None:
+    """aiokafka's transaction state of the producer (None: a stand-in that keeps none)."""
     manager = getattr(producer, "_txn_manager", None)
-    return manager is not None and manager.state is TransactionState.COMMITTING_TRANSACTION
+    return None if manager is None else manager.state
 
 
 async def _stopped(producers: Iterable[Any]) -> None:
