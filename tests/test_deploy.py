@@ -26,6 +26,7 @@ from pydantic_settings import BaseSettings
 from streams.settings import Settings
 from streams.worker import openapi
 from streams.worker.metrics import Metrics
+from tests import node_tools
 
 ROOT = Path(__file__).resolve().parents[1]
 DEPLOY = ROOT / "deploy"
@@ -554,6 +555,20 @@ def test_service_monitor_scrapes_each_worker_once_as_the_rules_job() -> None:
     assert endpoint["port"] in {p["name"] for p in chosen[0]["spec"]["ports"]}
     assert endpoint["path"] == "/metrics"
     assert {"targetLabel": "job", "replacement": "tierstream"} in endpoint["relabelings"]
+
+
+def test_the_operator_objects_pass_the_prometheus_operators_crd_schemas() -> None:
+    # @kubernetes-models/prometheus-operator: validators generated from the operator's own
+    # types (tests/node/monitors.mjs); like the API server, they do not flag unknown fields
+    monitors = [operator_object("servicemonitor"), operator_object("podmonitor")]
+    assert [m["kind"] for m in monitors] == ["ServiceMonitor", "PodMonitor"]
+    broken = json.loads(json.dumps(monitors))
+    broken[0]["spec"]["endpoints"][0]["interval"] = "15 seconds"
+    del broken[1]["spec"]["selector"]
+    results = json.loads(node_tools.run("monitors.mjs", json.dumps(monitors + broken)))
+    assert results[:2] == [None, None], results[:2]
+    assert "interval must match pattern" in results[2]
+    assert "must have required property selector" in results[3]
 
 
 def test_pod_monitor_scrapes_the_worker_pods_as_the_rules_job() -> None:
