@@ -32,8 +32,6 @@ LAYOUT = ("customer_id", "created_at", "clock", "orders", "folded", "touches", "
           "followup_due", "followup_from", "followup_overdue", "latest", "axes")
 # the item count of each older array version: its version
 _OLDER = {2 + LAYOUT.index(first): version for version, first in ((2, "contact_at"), (3, "axes"))}
-_TIER, _NEXT_CHANGE = 2 + LAYOUT.index("tier"), 2 + LAYOUT.index("next_change_at")
-_AXES = 2 + LAYOUT.index("axes")
 _FOLDED = LAYOUT.index("folded")
 _NOTHING_FOLDED = Folded()
 _RECENT = LAYOUT.index("recent")
@@ -72,7 +70,11 @@ def decode(raw: bytes) -> tuple[int, CustomerState]:
         return old.partition, _migrated(old.state)
     # (each array version: a MessagePack array of 16 to 65535 items, a 0xdc header and count)
     items = int.from_bytes(raw[1:3]) if raw[:1] == b"\xdc" else 2 + len(LAYOUT)
-    version, partition, *values = _decoders.get(items, _decoders[2 + len(LAYOUT)]).decode(raw)
+    decoder = _decoders.get(items)
+    if decoder is None:  # a newer version holds more items
+        raise ValueError(f"stored state of version {_peeker.decode(raw).version} with {items} "
+                         f"items; this worker reads 1 to {VERSION}")
+    version, partition, *values = decoder.decode(raw)
     if version != _OLDER.get(items, VERSION):
         raise ValueError(f"stored state of version {version} with {items} items; this worker "
                          f"reads 1 to {VERSION}")
@@ -99,10 +101,21 @@ def peek(raw: bytes) -> tuple[int, str | None, int | None, tuple[tuple[str, str]
         record: Any = msgspec.json.decode(raw)
         state = record["state"]
         return record["partition"], state["tier"], state.get("next_change_at"), ()
-    record = msgspec.msgpack.decode(raw)
-    if record[0] not in (*_OLDER.values(), VERSION):
-        raise ValueError(f"stored state of version {record[0]}; this worker reads 1 to "
+    record = _peeker.decode(raw)
+    if record.version not in (*_OLDER.values(), VERSION):
+        raise ValueError(f"stored state of version {record.version}; this worker reads 1 to "
                          f"{VERSION}")
-    places = record[_AXES] if len(record) > _AXES else ()
-    return record[1], record[_TIER], record[_NEXT_CHANGE], \
-        tuple((place[0], place[1]) for place in places)
+    return record.partition, record.tier, record.next_change_at, \
+        tuple((place[0], place[1]) for place in record.axes)
+
+
+# What `peek` reads of an array version; the rest is skipped undecoded (msgspec.Raw), and what
+# the older versions lack is missing.
+_PEEKED: dict[str, Any] = {"tier": str | None, "next_change_at": int | None,
+                           "axes": list[tuple[str, str, msgspec.Raw, msgspec.Raw, msgspec.Raw]]}
+_FIRST_MISSING = min(_OLDER) - 2  # the first field of the state the oldest array version lacks
+_peeker = msgspec.msgpack.Decoder(msgspec.defstruct("Peeked", [
+    ("version", int), ("partition", int),
+    *((name, _PEEKED.get(name, msgspec.Raw)) for name in LAYOUT[:_FIRST_MISSING]),
+    *((name, _PEEKED.get(name, msgspec.Raw), ()) for name in LAYOUT[_FIRST_MISSING:])],
+    array_like=True))

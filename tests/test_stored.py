@@ -108,6 +108,8 @@ def test_the_layout_is_frozen_for_version_4() -> None:
 
 
 def test_an_unknown_version_is_refused_clearly() -> None:
-    with pytest.raises(ValueError, match="version 5"):
-        stored.decode(msgspec.msgpack.encode([5, 0, *msgspec.msgpack.decode(
-            stored.encode(0, STATE))[2:]]))
+    newer = msgspec.msgpack.encode([5, 0, *msgspec.msgpack.decode(stored.encode(0, STATE))[2:],
+                                    "a field added later"])
+    for read in (stored.decode, stored.peek):
+        with pytest.raises(ValueError, match="version 5"):
+            read(newer)
