@@ -346,20 +346,21 @@ class CustomerTier(_Frozen):
     @classmethod
     def from_state(cls, state: CustomerState) -> CustomerTier:
         """The record as a model (the reference `record` is checked against)."""
-        return cls(**_tier_fields(state))
+        return cls(**tier_fields(state))
 
     @staticmethod
     def record(state: CustomerState) -> bytes:
         """What `from_state(state).model_dump_json(exclude_defaults=True)` writes (no `axes`
         when there are none: the record of a policy without axes is as it was before them),
         without building the model."""
-        return _encoder.encode(_tier_fields(state))
+        return _encoder.encode(tier_fields(state))
 
 
 _encoder = msgspec.json.Encoder()
 
 
-def _tier_fields(state: CustomerState) -> dict[str, Any]:
+def tier_fields(state: CustomerState) -> dict[str, Any]:
+    """The fields of the state's `customer-tiers` record (CustomerTier)."""
     since = state.tier_since
     return {"customer_id": state.customer_id, "tier": state.tier,
             "since": format_instant(since) if since is not None else None,

@@ -10,6 +10,7 @@ from collections import Counter
 import msgspec
 import pytest
 import yaml
+from msgspec.structs import replace
 
 from models import stored
 from models.errors import PolicyError
@@ -19,7 +20,7 @@ from rules.decisions import explain
 from rules.partition import Partition
 from streams.cli import policy_diff
 from streams.policies import load_policy
-from streams.view.redis_view import parse_record
+from streams.view.redis_view import parse_record, tier_record
 from tests.builders import US, day, erase, fold, order, policy, replay
 from tests.example_run import AS_OF, example_events
 
@@ -174,6 +175,8 @@ def test_outputs_and_records_write_their_contract() -> None:
     assert record == CustomerTier.from_state(state).model_dump_json().encode()
     assert json.loads(record)["axes"] == {"potential": "normal"}
     assert json.loads(parse_record("c", record).axes) == {"potential": "normal"}
+    for written in (state, replace(state, axes=(), tier_since=None)):  # (as the worker offers)
+        assert tier_record(written) == parse_record("c", CustomerTier.record(written))
     older = {k: v for k, v in json.loads(record).items() if k != "axes"}  # an older worker's
     assert parse_record("c", json.dumps(older).encode()).axes == "{}"
     assert CustomerTier.model_validate(older).axes == {}

@@ -23,11 +23,14 @@ from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 
 from models.errors import InvalidTierRecordError
+from models.outputs import tier_fields
 from streams.kafka.clients import assign_from_beginning, committed_reader, read_to_end
 
 if TYPE_CHECKING:
     from prometheus_client import Counter, Gauge
     from rich.progress import Progress
+
+    from models.state import CustomerState
 
 log = logging.getLogger("tierstream.redis")
 
@@ -207,9 +210,19 @@ def parse_record(customer_id: str, value: bytes | Mapping[str, Any]) -> TierReco
     if not isinstance(axes, dict) or not all(isinstance(v, str) for v in axes.values()):
         raise InvalidTierRecordError(f"customer {customer_id}: field 'axes' is {axes!r}, "
                                      f"expected an object of class names by axis")
+    return _of_fields(customer_id, data)
+
+
+def tier_record(state: CustomerState) -> TierRecord:
+    """What parse_record reads of the state's `customer-tiers` record, without writing and
+    reading its JSON (the worker's records are valid)."""
+    return _of_fields(state.customer_id, tier_fields(state))
+
+
+def _of_fields(customer_id: str, data: Mapping[str, Any]) -> TierRecord:
     return TierRecord(customer_id, data["tier"], data["since"], data["churn"],
                       data["churn_rule"], data["sequence"], data["created_at"], data["as_of"],
-                      json.dumps(axes, ensure_ascii=False, sort_keys=True))
+                      json.dumps(data.get("axes", {}), ensure_ascii=False, sort_keys=True))
 
 
 def _expect(customer_id: str, data: Mapping[str, Any], types: Mapping[str, Any]) -> None:
@@ -327,15 +340,16 @@ class RedisView:
         """The customers waiting to be written, the longest waiting first."""
         return list(self._backlog)
 
-    def offer(self, customer_id: str, record: bytes | Mapping[str, Any] | None,
+    def offer(self, customer_id: str, record: TierRecord | bytes | Mapping[str, Any] | None,
               created_at: int | None = None) -> None:
-        """Queue a `customer-tiers` record (None: the erasure tombstone) for the next flush.
+        """Queue a `customer-tiers` record (None: the erasure tombstone; bytes or a mapping are
+        checked first) for the next flush.
 
         An erasure given the `created_at` of the incarnation it erases leaves an erased marker
         even where Redis holds nothing of the customer (an emptied Redis being rebuilt), so an
         older record written after it (by the rebuild) does not bring the customer back."""
-        change = (Erasure(customer_id, created_at) if record is None
-                  else parse_record(customer_id, record))
+        change = (Erasure(customer_id, created_at) if record is None else record
+                  if isinstance(record, TierRecord) else parse_record(customer_id, record))
         self._backlog[customer_id] = _newer(self._backlog.pop(customer_id, None), change)
         while len(self._backlog) > self.max_backlog:
             self._backlog.popitem(last=False)

@@ -46,7 +46,7 @@ from streams import collector
 from streams.kafka import clients as kafka_clients
 from streams.kafka import topics
 from streams.settings import TABLE_NAME, Settings
-from streams.view.redis_view import RedisView
+from streams.view.redis_view import RedisView, tier_record
 from streams.worker import faust_fixes, population, shutdown, web
 from streams.worker.metrics import Metrics
 from streams.worker.shutdown import GracefulWorker
@@ -449,8 +449,9 @@ class Runtime:
                 faust_fixes.write_locally(self.table, customer, value)
         effects = done.effects
         if self.redis is not None and effects.tiers:  # derived: written behind
-            for customer, record in done.tiers.items():
-                self.redis.offer(customer, record, effects.erased_created_at.get(customer))
+            for customer, state in effects.tiers.items():
+                self.redis.offer(customer, None if state is None else tier_record(state),
+                                 effects.erased_created_at.get(customer))
             self._flush_redis()
 
     def _count(self, done: list[Done], count: int, seconds: float) -> None:
