@@ -32,6 +32,8 @@ from rules.compiled import CompiledPolicy, Ladder
 from rules.relative import Population
 
 _NAMESPACE = uuid.UUID("6f1f6bb0-4a7e-5a7e-9c55-7469657273f1")
+_NAMESPACE_BYTES = _NAMESPACE.bytes
+_VARIANT = "89ab"
 Values = dict[str, Any]
 
 
@@ -50,6 +52,7 @@ class _Decision:
         self.windows: dict[str, metrics.Window] = {}
         self.values = policy.values(state, t, population, self.orders, self.windows)
         self.outputs: list[Output] = []
+        self._time = self._source = ""  # of its outputs, once one is sent
 
     def update(self, **changes: Any) -> None:
         self.state = replace(self.state, **changes)
@@ -78,13 +81,14 @@ class _Decision:
         else:
             self.update(sequence=sequence)
         policy, customer = self.policy, self.state.customer_id
+        if not self._time:
+            self._time, self._source = format_instant(self.t), source_of(policy.sources, customer)
         # Same input, same id; a different decision under the same sequence, a different id.
-        key = "\n".join(map(str, (policy.name, policy.version, customer, self.state.created_at,
-                                  sequence, kind, from_tier, to_tier, rule, self.t,
-                                  *((axis,) if axis else ()))))
+        key = f"{policy.name}\n{policy.version}\n{customer}\n{self.state.created_at}\n" \
+              f"{sequence}\n{kind}\n{from_tier}\n{to_tier}\n{rule}\n{self.t}"
         self.outputs.append(Output(
-            id=uuid5(key), source=source_of(policy.sources, customer),
-            type=f"tierstream.{kind}", subject=customer, time=format_instant(self.t),
+            id=uuid5(f"{key}\n{axis}" if axis else key), source=self._source,
+            type=f"tierstream.{kind}", subject=customer, time=self._time,
             sequence=format_sequence(sequence), partitionkey=customer,
             dataschema=SCHEMA_IDS[kind.partition(".")[0]], data=data))
 
@@ -94,11 +98,9 @@ class _Decision:
 
 def uuid5(name: str) -> str:
     """str(uuid.uuid5(_NAMESPACE, name)) without building a UUID object."""
-    digest = bytearray(sha1(_NAMESPACE.bytes + name.encode(), usedforsecurity=False).digest())
-    digest[6] = digest[6] & 0x0F | 0x50  # version 5
-    digest[8] = digest[8] & 0x3F | 0x80  # RFC 4122 variant
-    x = digest[:16].hex()
-    return f"{x[:8]}-{x[8:12]}-{x[12:16]}-{x[16:20]}-{x[20:]}"
+    x = sha1(_NAMESPACE_BYTES + name.encode(), usedforsecurity=False).hexdigest()
+    # version 5 in the 13th digit, the RFC 4122 variant in the two top bits of the 17th
+    return f"{x[:8]}-{x[8:12]}-5{x[13:16]}-{_VARIANT[int(x[16], 16) & 3]}{x[17:20]}-{x[20:32]}"
 
 
 def evaluate(state: CustomerState, policy: CompiledPolicy, t: int,

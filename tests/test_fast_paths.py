@@ -195,7 +195,8 @@ def test_a_walk_given_a_limit_answers_the_same_before_it(avg: float, since: floa
 @pytest.mark.parametrize("name", ["", "cdnow\n1\ncustomer\n0\n1\ntier.assigned\nNone\nC\nC\n5",
                                   "ü" * 70])
 def test_output_ids_are_uuid5(name: str) -> None:
-    assert uuid5(name) == str(uuid.uuid5(_NAMESPACE, name))
+    for n in range(64):  # every variant digit (8, 9, a, b) among them
+        assert uuid5(f"{name}{n}") == str(uuid.uuid5(_NAMESPACE, f"{name}{n}"))
 
 
 @settings(max_examples=150, deadline=None)
