@@ -88,21 +88,23 @@ def next_change(state: CustomerState, policy: CompiledPolicy, values: dict[str, 
         candidates.append(followup.next_change(state, policy.followups.get(state.tier or "")))
     if orders is None:
         orders = metrics.counted_orders(state, t)
-    seen = {m: windows[m.name] if windows is not None else metrics.window(m, state, orders, t)
-            for m in policy.windowed}
-    expiries = {m: _window_change(m, policy, window, t) for m, window in seen.items()}
-    candidates += [_model_change(m, state, orders, policy, values, t) for m in policy.modelled]
+    # each windowed metric's Window at t and next expiry that matters, in policy.windowed order
+    seen = [windows[m.name] for m in policy.windowed] if windows is not None else \
+        [metrics.window(m, state, orders, t) for m in policy.windowed]
+    expiries = [_window_change(m, policy, window, t)
+                for m, window in zip(policy.windowed, seen, strict=True)]
+    for m in policy.modelled:
+        candidates.append(_model_change(m, state, orders, policy, values, t))
     if policy.time_bases and population is not None:
         anchors = metrics.time_anchors(state, policy.time_bases, orders)
         candidates += [relative.crossing(r, population, values[r.base], t,
                                          policy.thresholds.get(r.name))
                        for r in policy.relative if anchors.get(r.base) is not None]
-    earliest = min((c for c in candidates if c is not None and c > t), default=None)
+    earliest = _soonest(candidates, t)
     if policy.windows_alone:
         earliest = _decisive_expiry(state, policy, values, seen, expiries, earliest)
     else:
-        earliest = min((c for c in (earliest, *expiries.values()) if c is not None),
-                       default=None)
+        earliest = _earlier(earliest, _soonest(expiries, t))
     if policy.time_metrics:  # the walks over time conditions stop once past `earliest`
         anchors = metrics.time_anchors(state, policy.time_metrics, orders)
         for condition in policy.timed_conditions:
@@ -119,9 +121,17 @@ def _scheduled(warn_before: int, due: int | None, warned: bool) -> list[int | No
     return [due, due - warn_before] if warn_before and not warned else [due]
 
 
+def _soonest(instants: list[int | None], t: int = -1) -> int | None:
+    """The earliest of the instants after t (all of them by default: none is negative)."""
+    soonest = None
+    for at in instants:
+        if at is not None and at > t and (soonest is None or at < soonest):
+            soonest = at
+    return soonest
+
+
 def _decisive_expiry(state: CustomerState, policy: CompiledPolicy, values: dict[str, Any],
-                     seen: dict[metrics.Windowed, metrics.Window],
-                     expiries: dict[metrics.Windowed, int | None], before: int | None
+                     seen: list[metrics.Window], expiries: list[int | None], before: int | None
                      ) -> int | None:
     """The first window expiry that changes the customer's decision (its eligible tier, its
     churn rule, its eligible class on each axis) if it comes before `before` (the earliest other
@@ -137,7 +147,7 @@ def _decisive_expiry(state: CustomerState, policy: CompiledPolicy, values: dict[
     with a downgrade scheduled, which with its warning is among `before`. After EXPIRIES_TRIED
     expiries with the same decision, the next one is returned: the customer is woken there and
     decided, and tries the ones after it."""
-    soonest = min((c for c in expiries.values() if c is not None), default=None)
+    soonest = _soonest(expiries)
     try:
         decided = _decision(policy, values)
     except PolicyEvaluationError:  # (possible only once the tier moved as often as it may)
@@ -148,17 +158,17 @@ def _decisive_expiry(state: CustomerState, policy: CompiledPolicy, values: dict[
     for _ in range(EXPIRIES_TRIED):
         if soonest is None or (before is not None and soonest >= before):
             return before
-        for metric, at in expiries.items():
-            if at == soonest:
-                window = seen[metric] = _slide(metric, seen[metric], soonest)
+        for i, metric in enumerate(policy.windowed):
+            if expiries[i] == soonest:
+                window = seen[i] = _slide(metric, seen[i], soonest)
                 values[metric.name] = window.value
-                expiries[metric] = _window_change(metric, policy, window, soonest)
+                expiries[i] = _window_change(metric, policy, window, soonest)
         try:
             if _decision(policy, values) != decided:
                 return soonest
         except PolicyEvaluationError:
             return soonest  # decided there, where a failure is dealt with
-        soonest = min((c for c in expiries.values() if c is not None), default=None)
+        soonest = _soonest(expiries)
     return _earlier(soonest, before)
 
 
