@@ -1,6 +1,7 @@
 """The engine's fast paths equal the general ones: conditions compiled to Python agree with CEL,
 time comparisons behind a settled part need no wake-up, a window changes when forgetting an
-order first flips a comparison, output ids are UUIDv5."""
+order first flips a comparison, output ids are UUIDv5, outputs go to the partitions Kafka's
+default partitioner picks."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ from datetime import UTC, datetime
 
 import cel
 import pytest
+from aiokafka.partitioner import DefaultPartitioner
 from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
@@ -21,6 +23,7 @@ from rules.conditions import FLIPS_PASSED, Condition
 from rules.decisions import _NAMESPACE, uuid5
 from rules.engine import advance, apply
 from rules.native import compile_first, compile_predicate
+from streams.worker import runtime
 from tests.builders import T0, day, order, policy
 
 NATIVE = [
@@ -332,3 +335,11 @@ def test_a_window_expiry_that_decides_nothing_wakes_no_one() -> None:
           - {id: B, when: "orders_90d >= 3 && days_since_last_order < 30.0"}
           - {id: D}
     """).windows_alone
+
+
+@given(st.binary(max_size=40), st.integers(1, 64))
+def test_outputs_are_placed_as_kafkas_default_partitioner_places_them(key: bytes,
+                                                                       count: int) -> None:
+    partitions = list(range(count))
+    placed = partitions[runtime._key_hash(key) % count]
+    assert placed == DefaultPartitioner()(key, partitions, partitions)
