@@ -518,19 +518,22 @@ class Runtime:
         self._redis_flush.add_done_callback(self._flush_redis)
 
     def _count_outputs(self, outputs: list[Output]) -> None:
-        for output in outputs:
+        metrics, counts = self.metrics, Counter[tuple[Any, tuple[str, ...]]]()
+        for output in outputs:  # counted first: a labelled child is looked up once per batch
             data = output.data
             if isinstance(data, Followup):
-                self.metrics.followups.labels(output.type, data.tier, data.channel).inc()
+                counts[metrics.followups, (output.type, data.tier, data.channel)] += 1
                 continue
             if isinstance(data, AxisChange):
-                self.metrics.axis_moves.labels(output.type, data.axis, data.from_class or "",
-                                               data.to_class).inc()
+                counts[metrics.axis_moves, (output.type, data.axis, data.from_class or "",
+                                            data.to_class)] += 1
                 continue
-            self.metrics.transitions.labels(output.type, data.from_tier or "",
-                                            data.to_tier or "").inc()
+            counts[metrics.transitions, (output.type, data.from_tier or "",
+                                         data.to_tier or "")] += 1
             if output.type == "tierstream.churn.warning":
-                self.metrics.churn_warnings.labels(data.rule).inc()
+                counts[metrics.churn_warnings, (data.rule,)] += 1
+        for (metric, labels), n in counts.items():
+            metric.labels(*labels).inc(n)
 
     def _dead_letter(self, dead: DeadLetter, partition: int) -> Record:
         """The dead-letter record of an input message (its original bytes, truncated to fit,
