@@ -353,7 +353,12 @@ class CustomerTier(_Frozen):
         """What `from_state(state).model_dump_json(exclude_defaults=True)` writes (no `axes`
         when there are none: the record of a policy without axes is as it was before them),
         without building the model."""
-        return _encoder.encode(tier_fields(state))
+        return CustomerTier.written(tier_fields(state))
+
+    @staticmethod
+    def written(fields: dict[str, Any]) -> bytes:
+        """The record of a state given its `tier_fields`."""
+        return _encoder.encode(fields)
 
 
 _encoder = msgspec.json.Encoder()

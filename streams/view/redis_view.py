@@ -23,14 +23,11 @@ from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 
 from models.errors import InvalidTierRecordError
-from models.outputs import tier_fields
 from streams.kafka.clients import assign_from_beginning, committed_reader, read_to_end
 
 if TYPE_CHECKING:
     from prometheus_client import Counter, Gauge
     from rich.progress import Progress
-
-    from models.state import CustomerState
 
 log = logging.getLogger("tierstream.redis")
 
@@ -213,10 +210,10 @@ def parse_record(customer_id: str, value: bytes | Mapping[str, Any]) -> TierReco
     return _of_fields(customer_id, data)
 
 
-def tier_record(state: CustomerState) -> TierRecord:
-    """What parse_record reads of the state's `customer-tiers` record, without writing and
-    reading its JSON (the worker's records are valid)."""
-    return _of_fields(state.customer_id, tier_fields(state))
+def tier_record(customer_id: str, fields: Mapping[str, Any]) -> TierRecord:
+    """What parse_record reads of the `customer-tiers` record of a state's `tier_fields`,
+    without writing and reading its JSON (the worker's records are valid)."""
+    return _of_fields(customer_id, fields)
 
 
 def _of_fields(customer_id: str, data: Mapping[str, Any]) -> TierRecord:

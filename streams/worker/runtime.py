@@ -39,7 +39,7 @@ from models import stored
 from models.errors import ConnectError
 from models.events import MAX_EVENT_BYTES
 from models.instants import MICROS_PER_SECOND
-from models.outputs import AxisChange, CustomerTier, Followup, Output
+from models.outputs import AxisChange, CustomerTier, Followup, Output, tier_fields
 from models.state import CustomerState
 from rules.compiled import CompiledPolicy
 from rules.partition import TICK, DeadLetter, Effects, Message, Partition
@@ -73,12 +73,12 @@ def wall_micros() -> int:
 
 
 class Done(NamedTuple):
-    """A partition's part of a batch: its effects, and the `customer-tiers` record of each
-    customer with outputs (None: a tombstone)."""
+    """A partition's part of a batch: its effects, and the fields of the `customer-tiers`
+    record of each customer with outputs (models.outputs.tier_fields; None: a tombstone)."""
 
     partition: int
     effects: Effects
-    tiers: dict[str, bytes | None]
+    tiers: dict[str, dict[str, Any] | None]
 
 
 class InFlight(NamedTuple):
@@ -353,7 +353,7 @@ class Runtime:
             with faust_fixes.writing_partition(self.settings.topics.orders, partition):
                 effects = driver.run(items, wall)  # reads from the table's partition
             done.append(Done(partition, effects, {
-                customer: None if state is None else current_tier(state)
+                customer: None if state is None else tier_fields(state)
                 for customer, state in effects.tiers.items()}))
         return done, offsets, count
 
@@ -382,8 +382,9 @@ class Runtime:
             out.setdefault(names.tier_changes if output.topic_kind == "tier-changes"
                            else names.churn_warnings, []).append(
                 (output.subject.encode(), value, headers))
-        for customer, record in tiers.items():
-            out.setdefault(names.customer_tiers, []).append((customer.encode(), record, []))
+        for customer, fields in tiers.items():
+            out.setdefault(names.customer_tiers, []).append(
+                (customer.encode(), None if fields is None else CustomerTier.written(fields), []))
         for dead in effects.dead_letters:
             out.setdefault(names.dead_letters, []).append(self._dead_letter(dead, partition))
         for record in effects.reports:
@@ -449,9 +450,9 @@ class Runtime:
                 faust_fixes.write_locally(self.table, customer, value)
         effects = done.effects
         if self.redis is not None and effects.tiers:  # derived: written behind
-            for customer, state in effects.tiers.items():
-                self.redis.offer(customer, None if state is None else tier_record(state),
-                                 effects.erased_created_at.get(customer))
+            for customer, fields in done.tiers.items():
+                record = None if fields is None else tier_record(customer, fields)
+                self.redis.offer(customer, record, effects.erased_created_at.get(customer))
             self._flush_redis()
 
     def _count(self, done: list[Done], count: int, seconds: float) -> None:
