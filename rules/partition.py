@@ -335,9 +335,11 @@ class Partition:
                 self.tiers[old] -= 1
             if new is not None:
                 self.tiers[new] += 1
-        if (() if before is None else before.axes) != (() if state is None else state.axes):
-            if before is not None:
-                self.classes.subtract(before.classes().items())
-            if state is not None:
-                self.classes.update(state.classes().items())
+        old_places = () if before is None else before.axes
+        new_places = () if state is None else state.axes
+        if old_places != new_places:
+            for place in old_places:
+                self.classes[place.axis, place.name] -= 1
+            for place in new_places:
+                self.classes[place.axis, place.name] += 1
 
