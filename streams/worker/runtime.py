@@ -27,6 +27,7 @@ import functools
 import heapq
 import json
 import logging
+import random
 import time
 from collections import Counter
 from collections.abc import Mapping, Sequence
@@ -418,8 +419,7 @@ class Runtime:
         else:
             partitions = sorted(await producer.partitions_for(topic))
             for record in records:
-                by_partition.setdefault(partitions[_key_hash(record[0]) % len(partitions)],
-                                        []).append(record)
+                by_partition.setdefault(place(record[0], partitions), []).append(record)
         sent = []
         for partition, batch_records in by_partition.items():
             batch = producer.create_batch()
@@ -607,10 +607,18 @@ def _timestamp(record: Any) -> int:
     return record.timestamp
 
 
+def place(key: bytes | None, partitions: list[int]) -> int:
+    """The partition of `partitions` (sorted) Kafka's default partitioner places a record key
+    in; a record without a key (a dead letter of a keyless message) in any, at random."""
+    if key is None:
+        return random.choice(partitions)
+    return partitions[_key_hash(key) % len(partitions)]
+
+
 @functools.lru_cache(maxsize=1 << 16)
 def _key_hash(key: bytes) -> int:
-    """What Kafka's default partitioner places a record key by (aiokafka's murmur2 in Python,
-    ~3 us): a customer's outputs and `customer-tiers` record of a batch reuse it."""
+    """aiokafka's murmur2 of a key (~3 us of Python), kept: a customer's outputs and
+    `customer-tiers` record of a batch share it."""
     return murmur2(key) & 0x7FFFFFFF
 
 
