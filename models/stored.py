@@ -72,8 +72,8 @@ def decode(raw: bytes) -> tuple[int, CustomerState]:
     items = int.from_bytes(raw[1:3]) if raw[:1] == b"\xdc" else 2 + len(LAYOUT)
     decoder = _decoders.get(items)
     if decoder is None:  # a newer version holds more items
-        raise ValueError(f"stored state of version {_peeker.decode(raw).version} with {items} "
-                         f"items; this worker reads 1 to {VERSION}")
+        raise ValueError(f"stored state of version {_versioned.decode(raw).version} with "
+                         f"{items} items; this worker reads 1 to {VERSION}")
     version, partition, *values = decoder.decode(raw)
     if version != _OLDER.get(items, VERSION):
         raise ValueError(f"stored state of version {version} with {items} items; this worker "
@@ -101,14 +101,17 @@ def peek(raw: bytes) -> tuple[int, str | None, int | None, tuple[tuple[str, str]
         record: Any = msgspec.json.decode(raw)
         state = record["state"]
         return record["partition"], state["tier"], state.get("next_change_at"), ()
+    version = _versioned.decode(raw).version
+    if version not in (*_OLDER.values(), VERSION):
+        raise ValueError(f"stored state of version {version}; this worker reads 1 to {VERSION}")
     record = _peeker.decode(raw)
-    if record.version not in (*_OLDER.values(), VERSION):
-        raise ValueError(f"stored state of version {record.version}; this worker reads 1 to "
-                         f"{VERSION}")
     return record.partition, record.tier, record.next_change_at, \
         tuple((place[0], place[1]) for place in record.axes)
 
 
+# An array version's version, whatever follows it.
+_versioned = msgspec.msgpack.Decoder(msgspec.defstruct("Versioned", [("version", int)],
+                                                       array_like=True))
 # What `peek` reads of an array version; the rest is skipped undecoded (msgspec.Raw), and what
 # the older versions lack is missing.
 _PEEKED: dict[str, Any] = {"tier": str | None, "next_change_at": int | None,

@@ -35,7 +35,6 @@ from streams.cli import schema
 from streams.cli.asyncapi import default_settings
 from streams.cli.main import main
 from streams.worker import population
-from streams.worker.runtime import current_tier
 from tests import node_tools
 from tests.example_run import example_lines, example_run
 
@@ -105,7 +104,7 @@ def test_ajv_strict_accepts_what_tierstream_writes_and_reads() -> None:
     documents: dict[str, list] = {}
     for output in outputs:
         documents.setdefault(schema_file(output), []).append(output.document())
-    documents["customer-tier.schema.json"] = [json.loads(current_tier(s))
+    documents["customer-tier.schema.json"] = [json.loads(CustomerTier.record(s))
                                               for s in run.states.values()]
     lines = [line for line in example_lines() if line.startswith(b"{") and line.endswith(b"}")]
     documents["input-event.schema.json"] = [json.loads(line) for line in lines]
@@ -185,7 +184,7 @@ def test_customer_tier_record_is_what_the_worker_writes() -> None:
     records = validator("CustomerTier")
     run, _ = example_run()
     for state in run.states.values():
-        written = current_tier(state)
+        written = CustomerTier.record(state)
         records.validate(json.loads(written))
         assert written == CustomerTier.from_state(state).model_dump_json(
             exclude_defaults=True).encode()

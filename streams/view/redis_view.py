@@ -149,7 +149,8 @@ def version_of(created_at: int, sequence: int) -> str:
 
 @dataclass(frozen=True)
 class TierRecord:
-    """One customer's current tier, as `current_tier()` writes it (plus `created_at`)."""
+    """One customer's current tier, as its `customer-tiers` record holds it (plus
+    `created_at`)."""
 
     customer_id: str
     tier: str | None
@@ -196,7 +197,7 @@ def parse_record(customer_id: str, value: bytes | Mapping[str, Any]) -> TierReco
             from error
     if not isinstance(data, dict):
         raise InvalidTierRecordError(f"customer {customer_id}: record is {data!r}, expected "
-                                     f"the JSON object current_tier() writes")
+                                     "the JSON object of a customer-tiers record")
     if data.get("customer_id", customer_id) != customer_id:
         raise InvalidTierRecordError(f"record of customer {data['customer_id']!r} under key "
                                      f"{customer_id!r}: the key must be the customer id")
@@ -207,16 +208,12 @@ def parse_record(customer_id: str, value: bytes | Mapping[str, Any]) -> TierReco
     if not isinstance(axes, dict) or not all(isinstance(v, str) for v in axes.values()):
         raise InvalidTierRecordError(f"customer {customer_id}: field 'axes' is {axes!r}, "
                                      f"expected an object of class names by axis")
-    return _of_fields(customer_id, data)
+    return tier_record(customer_id, data)
 
 
-def tier_record(customer_id: str, fields: Mapping[str, Any]) -> TierRecord:
-    """What parse_record reads of the `customer-tiers` record of a state's `tier_fields`,
-    without writing and reading its JSON (the worker's records are valid)."""
-    return _of_fields(customer_id, fields)
-
-
-def _of_fields(customer_id: str, data: Mapping[str, Any]) -> TierRecord:
+def tier_record(customer_id: str, data: Mapping[str, Any]) -> TierRecord:
+    """The record of the fields of a `customer-tiers` record as checked by parse_record, or
+    as the worker has them (models.outputs.tier_fields: valid, never written and read)."""
     return TierRecord(customer_id, data["tier"], data["since"], data["churn"],
                       data["churn_rule"], data["sequence"], data["created_at"], data["as_of"],
                       json.dumps(data.get("axes", {}), ensure_ascii=False, sort_keys=True))

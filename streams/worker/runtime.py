@@ -622,11 +622,6 @@ def _key_hash(key: bytes) -> int:
     return murmur2(key) & 0x7FFFFFFF
 
 
-def current_tier(state: CustomerState) -> bytes:
-    """The compacted `customer-tiers` record: what a lookup needs, keyed by customer id."""
-    return CustomerTier.record(state)
-
-
 def run(settings: Settings, policy: CompiledPolicy, loglevel: str = "WARNING") -> None:
     """Check the cluster and the topics, then run a worker until SIGTERM or Ctrl-C."""
     topics.check(settings)

@@ -28,6 +28,7 @@ import redis
 from kafka import KafkaConsumer, TopicPartition
 
 from models.events import parse_event
+from models.outputs import CustomerTier
 from models.state import CustomerState
 from rules.compiled import CompiledPolicy
 from rules.decisions import explain
@@ -36,7 +37,6 @@ from streams.dev.local_kafka import LocalKafka
 from streams.policies import load_policy
 from streams.settings import Settings
 from streams.view.redis_view import Keys, version_of
-from streams.worker.runtime import current_tier
 from tests.integration.conftest import FaultRow
 from tests.integration.harness import (
     DEFAULT_POLICY,
@@ -142,7 +142,7 @@ def verify(settings: Settings, expected: Expected, emitted: Emitted, row: FaultR
         assert first.setdefault(event["id"], event) == event
     assert first == {e["id"]: e for e in expected.outputs}
     assert {c: decided(r) for c, r in emitted.tiers.items()} == \
-        {c: decided(json.loads(current_tier(s))) for c, s in expected.states.items()}
+        {c: decided(json.loads(CustomerTier.record(s))) for c, s in expected.states.items()}
     # The table is written after the outputs: wait for its last writes, then compare it all.
     wait_for(lambda: table_states(settings) == expected.states, timeout=60)
     table = table_states(settings)
@@ -588,7 +588,7 @@ def test_redis_unavailable_during_load(kafka_bootstrap: str, tmp_path: Path,
         expected = replayed(lines)
         verify(settings, expected, settle(settings, expected), fault_row, workers)
         assert hung and refused, "the worker wrote to Redis while it hung or refused"
-        want = {c: {**decided(json.loads(current_tier(s))),
+        want = {c: {**decided(json.loads(CustomerTier.record(s))),
                     "version": version_of(s.created_at, s.sequence)}
                 for c, s in expected.states.items()}
         assert wait_for(lambda: {c: decided(v) for c, v in redis_view(server.url, prefix).items()}

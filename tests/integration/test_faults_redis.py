@@ -15,8 +15,8 @@ from pathlib import Path
 
 import redis
 
+from models.outputs import CustomerTier
 from streams.view.redis_view import Keys, version_of
-from streams.worker.runtime import current_tier
 from tests.integration.conftest import FaultRow
 from tests.integration.harness import (
     Worker,
@@ -90,7 +90,7 @@ def test_redis_restarted_empty_during_load(kafka_bootstrap: str, tmp_path: Path,
 
         expected = Expected(*in_phases([lines, extra]))
         verify(settings, expected, settle(settings, expected), fault_row, workers)
-        want = {c: {**decided(json.loads(current_tier(s))),
+        want = {c: {**decided(json.loads(CustomerTier.record(s))),
                     "version": version_of(s.created_at, s.sequence)}
                 for c, s in expected.states.items()}
         assert wait_for(lambda: {c: decided(v) for c, v in redis_view(server.url, prefix).items()}

@@ -35,7 +35,7 @@ TIERS = ("bronze", "silver", "gold")
 
 def record(customer: str, sequence: int, created_at: int = T0, tier: str | None = None,
            churn_rule: str | None = None) -> bytes:
-    """A `customer-tiers` value as `current_tier()` writes it, plus `created_at`."""
+    """A `customer-tiers` value as the worker writes it, plus `created_at`."""
     return json.dumps({
         "customer_id": customer, "tier": tier or TIERS[sequence % len(TIERS)],
         "since": "2020-02-01T00:00:00Z", "churn": churn_rule is not None,
