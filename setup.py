@@ -13,7 +13,7 @@ from setuptools import setup
 # rules/ does little per event (docs/engine.md).
 COMPILED = [f"rules/{name}.py" for name in (
     "admission", "conditions", "decisions", "due_index", "engine", "history", "horizon",
-    "metrics", "partition")]
+    "metrics", "partition", "compiled")]
 
 extensions = []
 if os.environ.get("TIERSTREAM_COMPILE") == "1":

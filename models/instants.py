@@ -32,13 +32,15 @@ def days_between(start: int, end: int) -> float:
 
 def format_instant(micros: int) -> str:
     """RFC 3339 in UTC with a `Z`, microseconds only when present."""
-    day, micros = divmod(micros, MICROS_PER_DAY)
     seconds, micros = divmod(micros, MICROS_PER_SECOND)
-    minutes, seconds = divmod(seconds, 60)
-    hours, minutes = divmod(minutes, 60)
+    day, seconds = divmod(seconds, 86_400)
+    minute, seconds = divmod(seconds, 60)
     if micros:
-        return f"{_date(day)}T{hours:02}:{minutes:02}:{seconds:02}.{micros:06}Z"
-    return f"{_date(day)}T{hours:02}:{minutes:02}:{seconds:02}Z"
+        return f"{_date(day)}T{_CLOCK[minute]}:{seconds:02}.{micros:06}Z"
+    return f"{_date(day)}T{_CLOCK[minute]}:{seconds:02}Z"
+
+
+_CLOCK = [f"{minute // 60:02}:{minute % 60:02}" for minute in range(1_440)]  # "HH:MM" by minute
 
 
 @lru_cache(maxsize=4096)

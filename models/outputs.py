@@ -15,6 +15,7 @@ as the value, `content-type: application/cloudevents+json`) or binary mode (`ce_
 from __future__ import annotations
 
 import math
+import re
 from collections.abc import Iterable
 from typing import Annotated, Any, Literal
 from urllib.parse import quote
@@ -304,7 +305,12 @@ def sources_of(policy_name: str) -> str:
 
 def source_of(sources: str, customer_id: str) -> str:
     """The CloudEvents source of a customer's outputs: `sources` (of its policy) and its id."""
+    if _UNRESERVED.fullmatch(customer_id):  # the common id, which quoting leaves as it is
+        return sources + customer_id
     return sources + quote(customer_id, safe="")
+
+
+_UNRESERVED = re.compile(r"[A-Za-z0-9_.~-]*")  # what `quote` never escapes
 
 
 def format_sequence(sequence: int) -> str:

@@ -39,6 +39,7 @@ _RECENT = LAYOUT.index("recent")
 # output type goes at the end.
 KINDS = ("tier.assigned", "tier.upgraded", "tier.downgraded", "tier.downgrade_warning",
          "churn.warning", "churn.recovered", "followup.due", "followup.overdue", "followup.done")
+_KIND_INDEX = {kind: index for index, kind in enumerate(KINDS)}
 _HINTS = get_type_hints(CustomerState) | {
     "folded": Folded | None, "recent": tuple[tuple[int, int, str | None, str | None, str], ...]}
 _encoder = msgspec.msgpack.Encoder()
@@ -59,7 +60,7 @@ def encode(partition: int, state: CustomerState) -> bytes:
     values = list(astuple(state))
     if values[_FOLDED] == _NOTHING_FOLDED:
         values[_FOLDED] = None
-    values[_RECENT] = [(KINDS.index(kind), *rest) for kind, *rest in values[_RECENT]]
+    values[_RECENT] = [(_KIND_INDEX[r[0]], r[1], r[2], r[3], r[4]) for r in values[_RECENT]]
     return _encoder.encode((VERSION, partition, *values))
 
 
@@ -79,7 +80,8 @@ def decode(raw: bytes) -> tuple[int, CustomerState]:
         raise ValueError(f"stored state of version {version} with {items} items; this worker "
                          f"reads 1 to {VERSION}")
     values[_FOLDED] = values[_FOLDED] or _NOTHING_FOLDED
-    values[_RECENT] = tuple(Transition(KINDS[kind], *rest) for kind, *rest in values[_RECENT])
+    values[_RECENT] = tuple([Transition(KINDS[r[0]], r[1], r[2], r[3], r[4])
+                             for r in values[_RECENT]])
     return partition, CustomerState(*values)
 
 

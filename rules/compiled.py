@@ -47,7 +47,8 @@ class CompiledPolicy:
         self.followups = followup.plans(policy.followup)  # tier -> its follow-up plan
         self.contacts = frozenset(policy.followup.contacts if policy.followup else ())
         self.model = self._in_policy_currency(model, line_of)
-        ladders = [("tier", ("tiers",), policy.tiers, policy.downgrade)]
+        ladders: list[tuple[str, tuple[str, ...], list[TierRule], Downgrade]] = [
+            ("tier", ("tiers",), policy.tiers, policy.downgrade)]
         ladders += [(name, ("axes", name, "classes"), axis.classes, axis.downgrade)
                     for name, axis in policy.axes.items()]
         where = [((*field, i, "when"), rule.when) for _, field, rules, _ in ladders

@@ -136,7 +136,8 @@ class Partition:
         self.due.schedule(next_change_at, customer)
         if tier is not None:
             self.tiers[tier] += 1
-        self.classes.update(classes)
+        if classes:  # (Counter.update of nothing still checks its argument's type)
+            self.classes.update(classes)
 
     # -- batches ---------------------------------------------------------------------------
 
