@@ -10,10 +10,10 @@ import os
 from setuptools import setup
 
 # The modules every event and wake-up runs through, with most of the engine's time; the rest of
-# rules/ does little per event (docs/engine.md).
+# rules/ does little per event (docs/engine.md, "The compiled build").
 COMPILED = [f"rules/{name}.py" for name in (
     "admission", "conditions", "decisions", "due_index", "engine", "history", "horizon",
-    "metrics", "partition", "compiled")]
+    "metrics", "partition", "compiled", "clock", "followup", "replay")]
 
 extensions = []
 if os.environ.get("TIERSTREAM_COMPILE") == "1":
