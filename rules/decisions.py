@@ -32,7 +32,7 @@ from rules.compiled import CompiledPolicy, Ladder
 from rules.relative import Population
 
 _NAMESPACE = uuid.UUID("6f1f6bb0-4a7e-5a7e-9c55-7469657273f1")
-_NAMESPACE_BYTES = _NAMESPACE.bytes
+_NAMESPACED = sha1(_NAMESPACE.bytes, usedforsecurity=False)  # the namespace, hashed
 _VARIANT = "89ab"
 Values = dict[str, Any]
 
@@ -98,7 +98,9 @@ class _Decision:
 
 def uuid5(name: str) -> str:
     """str(uuid.uuid5(_NAMESPACE, name)) without building a UUID object."""
-    x = sha1(_NAMESPACE_BYTES + name.encode(), usedforsecurity=False).hexdigest()
+    digest = _NAMESPACED.copy()  # (cheaper than a new hash, which looks its algorithm up)
+    digest.update(name.encode())
+    x = digest.hexdigest()
     # version 5 in the 13th digit, the RFC 4122 variant in the two top bits of the 17th
     return f"{x[:8]}-{x[8:12]}-5{x[13:16]}-{_VARIANT[int(x[16], 16) & 3]}{x[17:20]}-{x[20:32]}"
 
