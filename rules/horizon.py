@@ -152,7 +152,7 @@ def _decisive_expiry(state: CustomerState, policy: CompiledPolicy, values: dict[
         decided = _decision(policy, values)
     except PolicyEvaluationError:  # (possible only once the tier moved as often as it may)
         return _earlier(soonest, before)
-    if not _settled(state, policy, *decided):
+    if not _settled(state, policy, decided[0], decided[1], decided[2]):  # (no *: a C call)
         return _earlier(soonest, before)
     values = dict(values)
     for _ in range(EXPIRIES_TRIED):
@@ -200,13 +200,13 @@ def _decision(policy: CompiledPolicy, values: dict[str, Any]
               ) -> tuple[int, str | None, tuple[int, ...]]:
     """What rules/decisions.py decides on: the eligible tier, the churn rule that holds and the
     eligible class on each axis."""
-    return policy.eligible(values), policy.churn_rule(values), \
-        tuple(ladder.eligible(values) for ladder in policy.axes)
+    return policy.tier.eligible(values), policy.churn_rule(values), \
+        tuple([ladder.eligible(values) for ladder in policy.axes])
 
 
 def _slide(metric: metrics.Windowed, seen: metrics.Window, t: int) -> metrics.Window:
     """The window `seen` at the later instant t: no new items, old ones forgotten."""
-    inside, amounts, _ = seen
+    inside, amounts = seen.items, seen.amounts
     start = bisect_right(inside, t - metric.micros, key=_placed)
     if amounts is None:
         return metrics.Window(inside[start:], None, len(inside) - start)
@@ -218,7 +218,7 @@ def _window_change(metric: metrics.Windowed, policy: CompiledPolicy, seen: metri
                    t: int) -> int | None:
     """First instant after t at which forgetting old events changes how `metric` compares,
     given what it counts at t (`seen`)."""
-    inside, amounts, value = seen
+    inside, amounts, value = seen.items, seen.amounts, seen.value
     floor = policy.floors.get(metric.name)
     if floor is not None and not (value >= floor[0] or value > floor[1]):
         return None  # no comparison can flip while the value falls

@@ -120,13 +120,13 @@ def _check_window(name: str, window: str | None, windows: tuple[str, ...]) -> No
                          f"policy's windows [{', '.join(windows)}]; add it there")
 
 
-class Window(NamedTuple):
+class Window:
     """What a windowed metric counts at t: its items oldest first, what each adds to a sum
-    (None for a count), and its value."""
+    (None for a count), and its value. (A plain class: compiled, it is built and read in C,
+    where a NamedTuple's generated __new__ is a Python call.)"""
 
-    items: list
-    amounts: list[float] | None
-    value: float | int
+    def __init__(self, items: list, amounts: list[float] | None, value: float | int) -> None:
+        self.items, self.amounts, self.value = items, amounts, value
 
 
 def compute(state: CustomerState, t: int, fixed: tuple[str, ...],
