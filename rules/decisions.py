@@ -161,8 +161,8 @@ class _AxisSeat:
         d.update(axes=(*axes[:self.index], place, *axes[self.index + 1:]))
 
     def schedule(self, d: _Decision, due: int | None) -> None:
-        self._put(d, d.state.axes[self.index]._replace(downgrade_due=due,
-                                                       downgrade_warned=False))
+        place = d.state.axes[self.index]  # (a NamedTuple's _replace is a Python call)
+        self._put(d, Place(place.axis, place.name, place.since, due, False))
 
     def move(self, d: _Decision, kind: str, to: str, rule: str, reason: str) -> None:
         self._send(d, kind, to, rule, reason)
@@ -170,7 +170,8 @@ class _AxisSeat:
 
     def warn(self, d: _Decision, lower: str, rule: str, reason: str, due: int) -> None:
         self._send(d, "downgrade_warning", lower, rule, reason, due_at=format_instant(due))
-        self._put(d, d.state.axes[self.index]._replace(downgrade_warned=True))
+        place = d.state.axes[self.index]
+        self._put(d, Place(place.axis, place.name, place.since, place.downgrade_due, True))
 
     def _send(self, d: _Decision, kind: str, to: str, rule: str, reason: str,
               due_at: str | None = None) -> None:

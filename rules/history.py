@@ -18,7 +18,6 @@ cancellation of a folded order changes nothing: its amount is no longer known.
 from __future__ import annotations
 
 from operator import attrgetter
-from typing import NamedTuple
 
 from msgspec.structs import replace
 
@@ -64,10 +63,12 @@ def fold(state: CustomerState, before: int) -> CustomerState:
     return replace(state, orders=tuple(o for o in state.orders if o.at >= before), folded=new)
 
 
-class Purchases(NamedTuple):
-    first_at: int   # the first and the latest counted order
-    last_at: int
-    days: int       # distinct UTC purchase days
+class Purchases:
+    """A customer's purchases (a plain class, built in C when compiled, as metrics.Window)."""
+
+    def __init__(self, first_at: int, last_at: int, days: int) -> None:
+        self.first_at, self.last_at = first_at, last_at  # the first and latest counted order
+        self.days = days  # distinct UTC purchase days
 
 
 def purchases(state: CustomerState, orders: list) -> Purchases | None:
@@ -76,7 +77,7 @@ def purchases(state: CustomerState, orders: list) -> Purchases | None:
     first_last = span(state, orders)
     if first_last is None:
         return None
-    return Purchases(*first_last,
+    return Purchases(first_last[0], first_last[1],
                      state.folded.days + len({o.at // MICROS_PER_DAY for o in orders}))
 
 
