@@ -101,19 +101,48 @@ def busiest_leader(cluster: LocalKafkaCluster, settings: Settings) -> LocalKafka
 @contextlib.contextmanager
 def flowing(settings: Settings, lines: list[bytes], seconds: float) -> Iterator[None]:
     """Produce `lines` evenly over `seconds` in a thread while the body runs (the producer
-    retries through broker failures: acks=all, idempotent); at the end, wait for the rest."""
+    retries through broker failures: acks=all, idempotent); at the end, wait for the rest.
+
+    kafka-python's idempotent producer can fail for good when a broker dies under its producer
+    id request ("Fatal Error handling request InitProducerIdRequest"): every send after that
+    fails in its future, silently. Then a new producer sends again, in order, every line not
+    known delivered (a line sent twice is a duplicate event, which changes nothing)."""
     errors: list[BaseException] = []
 
     def feed() -> None:
-        producer = KafkaProducer(bootstrap_servers=settings.bootstrap_servers, linger_ms=5)
+        def new() -> KafkaProducer:
+            return KafkaProducer(bootstrap_servers=settings.bootstrap_servers, linger_ms=5)
+
+        def send(line: bytes) -> None:
+            sent.append((line, producer.send(
+                settings.topics.orders, key=parse_event(line).customer_id.encode(), value=line)))
+
+        def again() -> None:  # a new producer for every line not known delivered
+            nonlocal producer, sent
+            producer.close(timeout=0)
+            undelivered = [line for line, future in sent
+                           if not (future.is_done and future.succeeded())]
+            producer, sent = new(), []
+            for line in undelivered:
+                send(line)
+
+        producer, sent = new(), []
         try:
             step = seconds / max(len(lines), 1)
             began = time.monotonic()
             for i, line in enumerate(lines):
                 time.sleep(max(0.0, began + i * step - time.monotonic()))
-                producer.send(settings.topics.orders, key=parse_event(line).customer_id.encode(),
-                              value=line)
-            producer.flush(timeout=120)
+                if any(future.is_done and future.failed() for _, future in sent):
+                    again()
+                sent = [(x, f) for x, f in sent if not (f.is_done and f.succeeded())]
+                send(line)
+            for _ in range(5):
+                producer.flush(timeout=120)
+                if not any(future.failed() for _, future in sent):
+                    break
+                again()
+            else:
+                raise AssertionError("the input feed could not deliver its lines")
         except BaseException as error:  # noqa: BLE001 - raised in the test's thread
             errors.append(error)
         finally:
