@@ -21,6 +21,7 @@ from pathlib import Path
 import pytest
 from kafka import KafkaAdminClient, KafkaProducer
 from kafka.admin import ConfigResource, ConfigResourceType
+from kafka.producer.future import FutureRecordMetadata
 
 from models.events import parse_event
 from streams.dev.local_kafka import BROKER_SESSION_TIMEOUT_MS, LocalKafka, LocalKafkaCluster
@@ -120,8 +121,7 @@ def flowing(settings: Settings, lines: list[bytes], seconds: float) -> Iterator[
         def again() -> None:  # a new producer for every line not known delivered
             nonlocal producer, sent
             producer.close(timeout=0)
-            undelivered = [line for line, future in sent
-                           if not (future.is_done and future.succeeded())]
+            undelivered = [line for line, future in sent if not future.succeeded()]
             producer, sent = new(), []
             for line in undelivered:
                 send(line)
@@ -132,17 +132,17 @@ def flowing(settings: Settings, lines: list[bytes], seconds: float) -> Iterator[
             began = time.monotonic()
             for i, line in enumerate(lines):
                 time.sleep(max(0.0, began + i * step - time.monotonic()))
-                if any(future.is_done and future.failed() for _, future in sent):
+                if _failed(sent):
                     again()
-                sent = [(x, f) for x, f in sent if not (f.is_done and f.succeeded())]
+                sent = [(x, f) for x, f in sent if not f.succeeded()]
                 send(line)
             for _ in range(5):
                 producer.flush(timeout=120)
-                if not any(future.failed() for _, future in sent):
+                if not _failed(sent):
                     break
                 again()
             else:
-                raise AssertionError("the input feed could not deliver its lines")
+                raise AssertionError("the input feed could not deliver its lines in 5 tries")
         except BaseException as error:  # noqa: BLE001 - raised in the test's thread
             errors.append(error)
         finally:
@@ -157,6 +157,11 @@ def flowing(settings: Settings, lines: list[bytes], seconds: float) -> Iterator[
     assert not thread.is_alive(), "the input feed hung"
     if errors:
         raise errors[0]
+
+
+def _failed(sent: list[tuple[bytes, FutureRecordMetadata]]) -> bool:
+    """Whether a send of the feed failed (in kafka-python a failed future is done)."""
+    return any(future.failed() for _, future in sent)
 
 
 def run_case(cluster: LocalKafkaCluster, tmp_path: Path, workers: list[Worker],
